@@ -1,0 +1,1 @@
+//! OWNER: aws helper (placeholder)

@@ -1,0 +1,111 @@
+//! Settings from the environment, with the seeds' names and defaults (spec §7).
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// EXECUTION_DEFAULT_TIMEOUT (ms)
+    pub default_timeout_ms: u64,
+    /// EXECUTION_MAX_TIMEOUT (ms)
+    pub max_timeout_ms: u64,
+    /// EXECUTION_RETRY_ATTEMPTS
+    pub retry_attempts: u32,
+    /// EXECUTION_RETRY_DELAY (ms)
+    pub retry_delay_ms: u64,
+    /// Cap on one retry delay when a policy sets none (ms).
+    pub retry_max_delay_ms: u64,
+    /// CIRCUIT_BREAKER_FAILURE_THRESHOLD
+    pub circuit_failure_threshold: u32,
+    /// CIRCUIT_BREAKER_TIMEOUT (ms): how long an opened circuit fails fast.
+    pub circuit_timeout_ms: u64,
+    /// CIRCUIT_BREAKER_RESET_TIMEOUT (ms): how long a half-open trial may take.
+    pub circuit_reset_timeout_ms: u64,
+    /// STALE_EXECUTION_THRESHOLD (ms)
+    pub stale_execution_threshold_ms: u64,
+    /// A `pending` execution older than this is stranded: re-dispatched by the sweep (ms).
+    pub stranded_pending_after_ms: u64,
+    /// Default node timeout (ms) when a node sets none.
+    pub node_timeout_ms: u64,
+    /// Node output limit (bytes).
+    pub max_output_bytes: usize,
+    /// WECONNECT_HTTP_ALLOW_PRIVATE
+    pub http_allow_private: bool,
+    /// How long the idempotency keys of executions hold (ms).
+    pub idempotency_window_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            default_timeout_ms: 300_000,
+            max_timeout_ms: 3_600_000,
+            retry_attempts: 3,
+            retry_delay_ms: 2_000,
+            retry_max_delay_ms: 60_000,
+            circuit_failure_threshold: 5,
+            circuit_timeout_ms: 60_000,
+            circuit_reset_timeout_ms: 30_000,
+            stale_execution_threshold_ms: 24 * 3_600_000,
+            stranded_pending_after_ms: 60_000,
+            node_timeout_ms: 30_000,
+            max_output_bytes: 256 * 1024,
+            http_allow_private: false,
+            idempotency_window_ms: 24 * 3_600_000,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Defaults overridden by the environment. A variable that does not parse is an error
+    /// naming it, never a silent default.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            default_timeout_ms: env_or("EXECUTION_DEFAULT_TIMEOUT", d.default_timeout_ms)?,
+            max_timeout_ms: env_or("EXECUTION_MAX_TIMEOUT", d.max_timeout_ms)?,
+            retry_attempts: env_or("EXECUTION_RETRY_ATTEMPTS", d.retry_attempts)?,
+            retry_delay_ms: env_or("EXECUTION_RETRY_DELAY", d.retry_delay_ms)?,
+            retry_max_delay_ms: env_or("EXECUTION_RETRY_MAX_DELAY", d.retry_max_delay_ms)?,
+            circuit_failure_threshold: env_or(
+                "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
+                d.circuit_failure_threshold,
+            )?,
+            circuit_timeout_ms: env_or("CIRCUIT_BREAKER_TIMEOUT", d.circuit_timeout_ms)?,
+            circuit_reset_timeout_ms: env_or(
+                "CIRCUIT_BREAKER_RESET_TIMEOUT",
+                d.circuit_reset_timeout_ms,
+            )?,
+            stale_execution_threshold_ms: env_or(
+                "STALE_EXECUTION_THRESHOLD",
+                d.stale_execution_threshold_ms,
+            )?,
+            stranded_pending_after_ms: d.stranded_pending_after_ms,
+            node_timeout_ms: env_or("NODE_DEFAULT_TIMEOUT", d.node_timeout_ms)?,
+            max_output_bytes: d.max_output_bytes,
+            http_allow_private: env_or("WECONNECT_HTTP_ALLOW_PRIVATE", d.http_allow_private)?,
+            idempotency_window_ms: d.idempotency_window_ms,
+        })
+    }
+
+    pub fn stale_threshold(&self) -> Duration {
+        Duration::from_millis(self.stale_execution_threshold_ms)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name} has an invalid value {value:?}")]
+pub struct ConfigError {
+    pub name: String,
+    pub value: String,
+}
+
+/// Reads `name`, parsed; `default` when unset or empty.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| ConfigError {
+            name: name.to_string(),
+            value: v,
+        }),
+        _ => Ok(default),
+    }
+}

@@ -1,0 +1,82 @@
+//! In-process counters and timings for `/monitoring/metrics`.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    started: AtomicU64,
+    nodes_run: AtomicU64,
+    finished: Mutex<BTreeMap<String, u64>>,
+    /// The most recent node durations (ms), a bounded window for percentiles.
+    node_durations: Mutex<Vec<u64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSnapshot {
+    pub executions_started: u64,
+    pub executions_finished: BTreeMap<String, u64>,
+    pub nodes_run: u64,
+    pub node_duration_ms: Percentiles,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+    pub samples: u64,
+}
+
+const WINDOW: usize = 10_000;
+
+impl EngineMetrics {
+    pub fn execution_started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn execution_finished(&self, status: &str) {
+        if let Ok(mut m) = self.finished.lock() {
+            *m.entry(status.to_string()).or_default() += 1;
+        }
+    }
+    pub fn node_ran(&self, duration_ms: u64) {
+        self.nodes_run.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut d) = self.node_durations.lock() {
+            if d.len() >= WINDOW {
+                d.remove(0);
+            }
+            d.push(duration_ms);
+        }
+    }
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let mut durations = self
+            .node_durations
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
+        durations.sort_unstable();
+        let pick = |q: f64| -> u64 {
+            if durations.is_empty() {
+                return 0;
+            }
+            let i = ((durations.len() as f64 - 1.0) * q).round() as usize;
+            durations[i.min(durations.len() - 1)]
+        };
+        MetricsSnapshot {
+            executions_started: self.started.load(Ordering::Relaxed),
+            executions_finished: self.finished.lock().map(|m| m.clone()).unwrap_or_default(),
+            nodes_run: self.nodes_run.load(Ordering::Relaxed),
+            node_duration_ms: Percentiles {
+                p50: pick(0.5),
+                p90: pick(0.9),
+                p99: pick(0.99),
+                max: durations.last().copied().unwrap_or(0),
+                samples: durations.len() as u64,
+            },
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The execution protocol (ARCHITECTURE.md, "The execution protocol"), talking only to the
+//! ports: start, run a job, record, route and join, finalize, cancel, pause, resume, retry,
+//! redrive, and the sweep.
+
+mod detail;
+mod lifecycle;
+mod metrics;
+mod run;
+mod start;
+mod sweep;
+pub mod worker;
+pub mod workflows;
+
+pub use detail::{ExecutionDetail, NodeDetail, Progress};
+pub use metrics::{EngineMetrics, MetricsSnapshot};
+pub use run::JobOutcome;
+pub use start::StartRequest;
+pub use sweep::SweepReport;
+
+use crate::config::EngineConfig;
+use crate::model::Workflow;
+use crate::nodes::NodeServices;
+use crate::ports::{Clock, EventSink, JobQueue, ScheduleSync, Store};
+use crate::secrets::{SecretBox, Vault};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Who is calling: from a verified JWT (local) or API Gateway authorizer claims (Lambda).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Principal {
+    pub user_id: String,
+    pub organization_id: String,
+}
+
+/// The ports an engine runs on.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn JobQueue>,
+    pub events: Arc<dyn EventSink>,
+    pub schedules: Arc<dyn ScheduleSync>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The engine: cheap to clone, shared by every handler and worker of a process.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ports: Ports,
+    config: EngineConfig,
+    nodes: NodeServices,
+    metrics: EngineMetrics,
+    /// Workflow versions are immutable: cache them by (org, id, version).
+    versions: Mutex<HashMap<(String, String, u32), Arc<Workflow>>>,
+}
+
+impl Engine {
+    /// Builds the engine; `secrets` seals and opens credential data.
+    pub fn new(ports: Ports, config: EngineConfig, secrets: SecretBox) -> Self {
+        let nodes = NodeServices {
+            http: crate::nodes::ssrf::http_client(config.http_allow_private),
+            store: ports.store.clone(),
+            vault: Vault::new(secrets, ports.store.clone()),
+            clock: ports.clock.clone(),
+            config: config.clone(),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                ports,
+                config,
+                nodes,
+                metrics: EngineMetrics::default(),
+                versions: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.ports.store
+    }
+    pub fn queue(&self) -> &Arc<dyn JobQueue> {
+        &self.inner.ports.queue
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.ports.clock
+    }
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+    pub fn vault(&self) -> &Vault {
+        &self.inner.nodes.vault
+    }
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.inner.metrics
+    }
+    fn ports(&self) -> &Ports {
+        &self.inner.ports
+    }
+
+    /// One version of a workflow, from the cache or the store.
+    async fn workflow_version(
+        &self,
+        org: &str,
+        id: &str,
+        version: u32,
+    ) -> crate::EngineResult<Arc<Workflow>> {
+        let key = (org.to_string(), id.to_string(), version);
+        if let Some(wf) = self
+            .inner
+            .versions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return Ok(wf);
+        }
+        let wf = self
+            .store()
+            .get_workflow_version(org, id, version)
+            .await?
+            .ok_or_else(|| crate::EngineError::NotFound("Workflow not found".into()))?;
+        let wf = Arc::new(wf);
+        if let Ok(mut m) = self.inner.versions.lock() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(key, wf.clone());
+        }
+        Ok(wf)
+    }
+}

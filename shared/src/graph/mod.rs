@@ -1,0 +1,9 @@
+//! Workflow graphs: validation, the plan the engine walks, and routing.
+
+mod plan;
+mod routing;
+mod validate;
+
+pub use plan::Plan;
+pub use routing::{Finished, connection_taken, effective_on_error, route, signals_failure};
+pub use validate::{ValidationError, validate};

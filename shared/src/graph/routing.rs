@@ -1,0 +1,200 @@
+//! Which outgoing connections a finished node takes (spec §2, "Routing").
+
+use crate::model::{Connection, ERROR, FALSE, MAIN, Node, OnError, TRUE};
+use serde_json::Value;
+
+/// Does this output signal failure? `error == true`, `success == false`,
+/// `status == "failed"`, or `statusCode >= 400`.
+pub fn signals_failure(output: &Value) -> bool {
+    output.get("error") == Some(&Value::Bool(true))
+        || output.get("success") == Some(&Value::Bool(false))
+        || output.get("status").and_then(Value::as_str) == Some("failed")
+        || output
+            .get("statusCode")
+            .and_then(Value::as_f64)
+            .is_some_and(|c| c >= 400.0)
+}
+
+/// Is a connection of type `kind` taken for a node that produced `output`?
+pub fn connection_taken(kind: &str, output: &Value) -> bool {
+    if let Some(branch) = output.get("_conditionBranch").filter(|b| !b.is_null()) {
+        return branch.as_str() == Some(kind);
+    }
+    match kind {
+        ERROR => signals_failure(output),
+        MAIN => !signals_failure(output),
+        TRUE => truthy_result(output) == Some(true),
+        FALSE => truthy_result(output) == Some(false),
+        _ => false,
+    }
+}
+
+fn truthy_result(output: &Value) -> Option<bool> {
+    output
+        .get("result")
+        .and_then(Value::as_bool)
+        .or_else(|| output.get("condition").and_then(Value::as_bool))
+}
+
+/// The node's `onError`, or its default: `errorOutput` when it has an outgoing `error`
+/// connection, else `stop`.
+pub fn effective_on_error(node: &Node, outgoing: &[Connection]) -> OnError {
+    node.on_error.unwrap_or_else(|| {
+        if outgoing.iter().any(|c| c.kind == ERROR) {
+            OnError::ErrorOutput
+        } else {
+            OnError::Stop
+        }
+    })
+}
+
+/// How a finished node leaves: with its output, or failed after its last attempt.
+#[derive(Debug, Clone, Copy)]
+pub enum Finished<'a> {
+    Output(&'a Value),
+    /// Failed, `onError: continue`: the error output goes on along `main` only.
+    FailedContinue,
+    /// Failed, `onError: errorOutput`: only `error` connections are taken.
+    FailedErrorOutput,
+}
+
+/// Each distinct child with whether at least one connection to it was taken.
+pub fn route(outgoing: &[Connection], finished: Finished<'_>) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    for c in outgoing {
+        let taken = match finished {
+            Finished::Output(output) => connection_taken(&c.kind, output),
+            Finished::FailedContinue => c.kind == MAIN,
+            Finished::FailedErrorOutput => c.kind == ERROR,
+        };
+        match out.iter_mut().find(|(t, _)| *t == c.target) {
+            Some(entry) => entry.1 |= taken,
+            None => out.push((c.target.clone(), taken)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn conn(t: &str, kind: &str) -> Connection {
+        Connection {
+            source: "n".into(),
+            target: t.into(),
+            kind: kind.into(),
+        }
+    }
+    fn node(on_error: Option<OnError>) -> Node {
+        let mut n: Node =
+            serde_json::from_value(json!({"id": "n", "name": "n", "type": "flow.noop"})).unwrap();
+        n.on_error = on_error;
+        n
+    }
+
+    #[test]
+    fn condition_branch_takes_only_the_matching_type() {
+        let out = json!({"_conditionBranch": "big", "error": true});
+        assert!(connection_taken("big", &out));
+        assert!(!connection_taken("small", &out));
+        assert!(!connection_taken("main", &out));
+        assert!(!connection_taken("error", &out));
+    }
+
+    #[test]
+    fn error_true_takes_error_not_main() {
+        let out = json!({"error": true});
+        assert!(connection_taken("error", &out));
+        assert!(!connection_taken("main", &out));
+    }
+
+    #[test]
+    fn success_false_takes_error() {
+        let out = json!({"success": false});
+        assert!(connection_taken("error", &out));
+        assert!(!connection_taken("main", &out));
+    }
+
+    #[test]
+    fn status_failed_takes_error() {
+        let out = json!({"status": "failed"});
+        assert!(connection_taken("error", &out));
+        assert!(!connection_taken("main", &out));
+        assert!(connection_taken("main", &json!({"status": "ok"})));
+    }
+
+    #[test]
+    fn status_code_400_and_up_takes_error() {
+        assert!(connection_taken("error", &json!({"statusCode": 400})));
+        assert!(connection_taken("error", &json!({"statusCode": 503})));
+        assert!(!connection_taken("main", &json!({"statusCode": 500})));
+        assert!(connection_taken("main", &json!({"statusCode": 399})));
+        assert!(!connection_taken("error", &json!({"statusCode": 200})));
+    }
+
+    #[test]
+    fn plain_output_takes_main_only() {
+        let out = json!({"x": 1});
+        assert!(connection_taken("main", &out));
+        assert!(!connection_taken("error", &out));
+        assert!(!connection_taken("true", &out));
+        assert!(!connection_taken("false", &out));
+        assert!(connection_taken("main", &json!([1, 2])));
+        assert!(connection_taken("main", &json!("text")));
+    }
+
+    #[test]
+    fn true_false_follow_result_or_condition() {
+        assert!(connection_taken("true", &json!({"result": true})));
+        assert!(!connection_taken("false", &json!({"result": true})));
+        assert!(connection_taken("false", &json!({"result": false})));
+        assert!(connection_taken("true", &json!({"condition": true})));
+        assert!(connection_taken("false", &json!({"condition": false})));
+        assert!(!connection_taken("true", &json!({"result": "yes"})));
+    }
+
+    #[test]
+    fn on_error_defaults_to_error_output_with_an_error_connection() {
+        assert_eq!(
+            effective_on_error(&node(None), &[conn("a", "main"), conn("b", "error")]),
+            OnError::ErrorOutput
+        );
+        assert_eq!(
+            effective_on_error(&node(None), &[conn("a", "main")]),
+            OnError::Stop
+        );
+        assert_eq!(
+            effective_on_error(&node(Some(OnError::Continue)), &[conn("b", "error")]),
+            OnError::Continue
+        );
+        assert_eq!(
+            effective_on_error(&node(Some(OnError::Stop)), &[conn("b", "error")]),
+            OnError::Stop
+        );
+    }
+
+    #[test]
+    fn failed_nodes_route_by_on_error() {
+        let outgoing = [conn("ok", "main"), conn("bad", "error")];
+        assert_eq!(
+            route(&outgoing, Finished::FailedContinue),
+            [("ok".to_string(), true), ("bad".to_string(), false)]
+        );
+        assert_eq!(
+            route(&outgoing, Finished::FailedErrorOutput),
+            [("ok".to_string(), false), ("bad".to_string(), true)]
+        );
+    }
+
+    #[test]
+    fn route_merges_connections_to_one_child() {
+        let outgoing = [conn("x", "a"), conn("x", "b"), conn("y", "c")];
+        let out = json!({"_conditionBranch": "b"});
+        assert_eq!(
+            route(&outgoing, Finished::Output(&out)),
+            [("x".to_string(), true), ("y".to_string(), false)]
+        );
+    }
+}

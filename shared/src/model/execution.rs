@@ -1,0 +1,367 @@
+//! Executions, node runs and logs (spec §3).
+
+use super::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExecutionStatus {
+    Pending,
+    Running,
+    Success,
+    Failed,
+    Cancelled,
+    Timeout,
+    Paused,
+}
+
+impl ExecutionStatus {
+    pub const ALL: [ExecutionStatus; 7] = [
+        Self::Pending,
+        Self::Running,
+        Self::Success,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Timeout,
+        Self::Paused,
+    ];
+    /// Statuses an execution may still leave.
+    pub const UNFINISHED: [ExecutionStatus; 3] = [Self::Pending, Self::Running, Self::Paused];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Success | Self::Failed | Self::Cancelled | Self::Timeout
+        )
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Success => "success",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Timeout => "timeout",
+            Self::Paused => "paused",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum ExecutionMode {
+    #[default]
+    Manual,
+    Webhook,
+    Scheduled,
+    Api,
+    Test,
+}
+
+impl ExecutionMode {
+    pub const ALL: [ExecutionMode; 5] = [
+        Self::Manual,
+        Self::Webhook,
+        Self::Scheduled,
+        Self::Api,
+        Self::Test,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manual => "manual",
+            Self::Webhook => "webhook",
+            Self::Scheduled => "scheduled",
+            Self::Api => "api",
+            Self::Test => "test",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionMetrics {
+    pub total_nodes: u32,
+    pub successful_nodes: u32,
+    pub failed_nodes: u32,
+    pub skipped_nodes: u32,
+    /// Milliseconds.
+    pub average_node_execution_time: f64,
+    /// Peak resident memory of the worker that finished the execution, bytes.
+    pub memory_usage: u64,
+    /// CPU time of the worker process that finished the execution, milliseconds.
+    pub cpu_usage: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    /// Time-ordered UUIDv7.
+    pub id: String,
+    pub workflow_id: String,
+    pub workflow_version: u32,
+    pub user_id: String,
+    pub organization_id: String,
+    pub status: ExecutionStatus,
+    pub mode: ExecutionMode,
+    #[serde(default)]
+    pub input_data: Value,
+    #[serde(default)]
+    pub output_data: Option<Value>,
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    #[serde(default)]
+    pub completed_at: Option<Timestamp>,
+    /// Milliseconds from start to the terminal status (0 until then).
+    #[serde(default)]
+    pub duration: u64,
+    #[serde(default)]
+    pub error_message: Option<String>,
+    #[serde(default)]
+    pub error_details: Option<Value>,
+    #[serde(default)]
+    pub retry_count: u32,
+    #[serde(default)]
+    pub retry_of: Option<String>,
+    #[serde(default)]
+    pub nodes_executed: u32,
+    #[serde(default)]
+    pub nodes_failed: u32,
+    #[serde(default)]
+    pub metrics: ExecutionMetrics,
+    pub deadline: Timestamp,
+    pub created_at: Timestamp,
+    /// The trigger node this execution started from.
+    pub start_node_id: String,
+}
+
+/// Status of one node within one execution, as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NodeRunStatus {
+    Pending,
+    Running,
+    Success,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl NodeRunStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Self::Success | Self::Failed | Self::Skipped | Self::Cancelled
+        )
+    }
+}
+
+/// Why a node failed. The kinds drive `retryOn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorKind {
+    Timeout,
+    Network,
+    Http4xx,
+    Http5xx,
+    Http429,
+    CircuitOpen,
+    Expression,
+    OutputTooLarge,
+    /// A parameter is missing or has the wrong type once expressions are resolved,
+    /// or a referenced credential does not exist.
+    Configuration,
+    /// `flow.fail` ran.
+    FlowFail,
+}
+
+impl ErrorKind {
+    /// The kinds retried when a policy does not name its own `retryOn`.
+    pub const TRANSIENT: [ErrorKind; 5] = [
+        Self::Timeout,
+        Self::Network,
+        Self::Http5xx,
+        Self::Http429,
+        Self::CircuitOpen,
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeError {
+    pub message: String,
+    pub kind: ErrorKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+impl NodeError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind,
+            status_code: None,
+            details: None,
+        }
+    }
+
+    /// The error output of a node that failed after its last attempt (spec §2).
+    pub fn to_output(&self) -> Value {
+        serde_json::json!({
+            "error": true,
+            "success": false,
+            "errorMessage": self.message,
+            "errorKind": self.kind,
+            "statusCode": self.status_code,
+        })
+    }
+}
+
+/// One node of one execution: its result and the protocol state that guards it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRun {
+    pub execution_id: String,
+    pub node_id: String,
+    pub status: NodeRunStatus,
+    /// Attempts started so far.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    #[serde(default)]
+    pub finished_at: Option<Timestamp>,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub output: Option<Value>,
+    #[serde(default)]
+    pub error: Option<NodeError>,
+    /// Parents that have finished (or been skipped) and arrived here.
+    #[serde(default)]
+    pub arrived: BTreeSet<String>,
+    /// Parents whose connection to this node was taken.
+    #[serde(default)]
+    pub taken_from: BTreeSet<String>,
+    /// Set once, by the one write that found every parent arrived with a taken connection:
+    /// from then on the node is due to run (a job exists or will be re-sent).
+    #[serde(default)]
+    pub ready: bool,
+    /// Who holds the claim (a random token per claim) and until when.
+    #[serde(default)]
+    pub lease_token: Option<String>,
+    #[serde(default)]
+    pub lease_until: Option<Timestamp>,
+    /// A pending run must not start before this (retry backoff, `flow.wait`).
+    #[serde(default)]
+    pub not_before: Option<Timestamp>,
+    /// `flow.wait`: when the wait ends, fixed by its first run.
+    #[serde(default)]
+    pub wait_until: Option<Timestamp>,
+}
+
+impl NodeRun {
+    pub fn new(execution_id: &str, node_id: &str) -> Self {
+        Self {
+            execution_id: execution_id.to_string(),
+            node_id: node_id.to_string(),
+            status: NodeRunStatus::Pending,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            output: None,
+            error: None,
+            arrived: BTreeSet::new(),
+            taken_from: BTreeSet::new(),
+            ready: false,
+            lease_token: None,
+            lease_until: None,
+            not_before: None,
+            wait_until: None,
+        }
+    }
+}
+
+/// An execution with every node run recorded so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionState {
+    pub execution: Execution,
+    pub node_runs: Vec<NodeRun>,
+}
+
+impl ExecutionState {
+    pub fn run(&self, node_id: &str) -> Option<&NodeRun> {
+        self.node_runs.iter().find(|r| r.node_id == node_id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "debug" => Some(Self::Debug),
+            "info" => Some(Self::Info),
+            "warn" => Some(Self::Warn),
+            "error" => Some(Self::Error),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionLog {
+    /// UUIDv7: log ids sort in time order and serve as the `after` cursor.
+    pub id: String,
+    pub execution_id: String,
+    /// Set in every store, never shown to clients.
+    #[serde(skip_serializing, default)]
+    pub organization_id: String,
+    #[serde(default)]
+    pub node_id: Option<String>,
+    pub level: LogLevel,
+    pub message: String,
+    #[serde(default)]
+    pub data: Option<Value>,
+    pub timestamp: Timestamp,
+    /// The node's position in the workflow's topological order (1-based); 0 for execution events.
+    pub execution_step: u32,
+    #[serde(default)]
+    pub node_type: Option<String>,
+    #[serde(default)]
+    pub node_name: Option<String>,
+}
+
+/// A unit of queued work: run (or re-check) one node of one execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub execution_id: String,
+    pub organization_id: String,
+    pub node_id: String,
+    #[serde(default)]
+    pub attempt: u32,
+    /// Deliveries before this are sent back to the queue (delays longer than the queue allows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
+}

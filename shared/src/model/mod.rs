@@ -1,0 +1,16 @@
+//! The product's data, with the exact JSON names and enum strings of the spec.
+
+mod credential;
+mod execution;
+mod time;
+mod workflow;
+
+pub use credential::*;
+pub use execution::*;
+pub use time::Timestamp;
+pub use workflow::*;
+
+/// A new time-ordered id (UUIDv7).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,173 @@
+//! Workflows as users write them (spec §2).
+
+use super::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WorkflowStatus {
+    #[default]
+    Draft,
+    Active,
+    Inactive,
+    Archived,
+}
+
+/// What a client sends to create or replace a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkflowDefinition {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub status: WorkflowStatus,
+    pub nodes: Vec<Node>,
+    #[serde(default)]
+    pub connections: Vec<Connection>,
+    #[serde(default)]
+    pub settings: WorkflowSettings,
+}
+
+/// A stored workflow: one version of a definition plus its identity and bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workflow {
+    pub id: String,
+    pub organization_id: String,
+    pub user_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub status: WorkflowStatus,
+    /// Starts at 1; every update bumps it. An execution runs the version it started with.
+    pub version: u32,
+    pub nodes: Vec<Node>,
+    pub connections: Vec<Connection>,
+    #[serde(default)]
+    pub settings: WorkflowSettings,
+    #[serde(default)]
+    pub execution_count: u64,
+    #[serde(default)]
+    pub last_executed_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Workflow {
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The definition part (what a client sent).
+    pub fn definition(&self) -> WorkflowDefinition {
+        WorkflowDefinition {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            status: self.status,
+            nodes: self.nodes.clone(),
+            connections: self.connections.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowSettings {
+    /// Default execution timeout for this workflow (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Node {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub node_type: String,
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    /// `false`: the node passes its input through and is recorded as skipped.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+pub const MAIN: &str = "main";
+pub const ERROR: &str = "error";
+pub const TRUE: &str = "true";
+pub const FALSE: &str = "false";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Connection {
+    pub source: String,
+    pub target: String,
+    /// `main` (default), `error`, `true`, `false`, or a switch case name.
+    #[serde(rename = "type", default = "main_type")]
+    pub kind: String,
+}
+
+fn main_type() -> String {
+    MAIN.to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnError {
+    /// The execution fails.
+    Stop,
+    /// The error output goes on along `main`.
+    Continue,
+    /// Only `error` connections are taken.
+    ErrorOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Backoff {
+    Fixed,
+    #[default]
+    Exponential,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Jitter {
+    Full,
+    #[default]
+    None,
+}
+
+/// Per-node retry policy; unset fields take the configured defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub backoff: Backoff,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay_ms: Option<u64>,
+    #[serde(default)]
+    pub jitter: Jitter,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<Vec<super::ErrorKind>>,
+}

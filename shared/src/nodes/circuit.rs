@@ -1,0 +1,1 @@
+//! OWNER: nodes helper (placeholder)

@@ -1,0 +1,21 @@
+//! OWNER: nodes helper (placeholder)
+use super::{NodeContext, NodeOutcome, NodeType};
+use serde_json::{Map, Value};
+
+pub struct Fail;
+
+#[async_trait::async_trait]
+impl NodeType for Fail {
+    fn type_name(&self) -> &'static str {
+        "flow.fail"
+    }
+    async fn run(
+        &self,
+        ctx: &NodeContext<'_>,
+        params: &Map<String, Value>,
+        input: &Value,
+    ) -> NodeOutcome {
+        let _ = (ctx, params, input);
+        todo!("flow.fail")
+    }
+}

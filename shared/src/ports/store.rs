@@ -1,0 +1,287 @@
+//! The storage port. Every guarantee of spec §5 that needs atomicity is a single method here,
+//! implemented with a transaction (SQLite) or a conditional write (DynamoDB).
+
+use crate::model::*;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (webhook path, credential name, ...). The message names it.
+    #[error("{0}")]
+    Conflict(String),
+    /// A cursor that this store did not issue, or issued for another organization or query.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// An item would exceed what the backend can hold.
+    #[error("item too large: {0}")]
+    TooLarge(String),
+    /// The backend failed (I/O, throttling, a bug). Not the client's fault.
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One page of a list. `next_cursor` is opaque to clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Where a webhook id leads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookRoute {
+    pub webhook_id: String,
+    pub organization_id: String,
+    pub workflow_id: String,
+    pub node_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionFilter {
+    pub status: Option<ExecutionStatus>,
+    pub mode: Option<ExecutionMode>,
+    pub workflow_id: Option<String>,
+    /// `createdAt >= start_date`
+    pub start_date: Option<Timestamp>,
+    /// `createdAt <= end_date`
+    pub end_date: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogFilter {
+    pub level: Option<LogLevel>,
+    pub node_id: Option<String>,
+    /// Only logs whose id sorts after this one (tailing).
+    pub after: Option<String>,
+}
+
+/// `GET /executions/statistics` (spec §4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionStatistics {
+    pub total: u64,
+    pub by_status: BTreeMap<String, u64>,
+    pub by_mode: BTreeMap<String, u64>,
+    /// Share of finished executions that succeeded, 0..=1.
+    pub success_rate: f64,
+    /// Milliseconds, over finished executions.
+    pub average_duration: f64,
+    pub p95_duration: f64,
+}
+
+/// Counts for `/monitoring/health`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnfinishedCounts {
+    pub running: u64,
+    pub pending: u64,
+    pub paused: u64,
+    /// Running or pending and created before the stale threshold.
+    pub stale: u64,
+}
+
+/// A claim on a node run: who (a random token) and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub token: String,
+    pub now: Timestamp,
+    pub lease_until: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    /// The caller now holds the run (status `running`, `attempts` + 1, lease set).
+    Claimed(NodeRun),
+    /// The run already finished: the job is a duplicate.
+    Finished(NodeRun),
+    /// Another claim holds a live lease until then: leave the job for redelivery.
+    Leased { until: Timestamp },
+    /// The run must not start before then (backoff, wait): re-send the job delayed.
+    NotYet { not_before: Timestamp },
+    /// No ready run for this node (never scheduled): the job is stale; drop it.
+    NotReady,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arrival {
+    /// Some parents have not arrived yet.
+    Waiting,
+    /// This arrival completed the set with at least one taken connection; the caller
+    /// flipped the run to ready and must run or enqueue it (exactly one caller sees this).
+    /// When the arrival carried a claim, the run is already claimed by it (`running`).
+    Ready(NodeRun),
+    /// This arrival completed the set with no taken connection; the caller flipped the
+    /// run to `skipped` and must propagate the skip (exactly one caller sees this).
+    Skipped(NodeRun),
+    /// The set was already complete and decided: a duplicate arrival; do nothing.
+    AlreadyDecided,
+}
+
+/// Outcome of creating an execution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    Created(Execution),
+    /// The idempotency key was used within its window: this is the execution it started.
+    Existing(Execution),
+}
+
+/// Circuit breaker state for one key (spec §6), with a version for compare-and-set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitState {
+    pub consecutive_failures: u32,
+    #[serde(default)]
+    pub opened_at: Option<Timestamp>,
+    /// A half-open trial call is in flight until then.
+    #[serde(default)]
+    pub trial_until: Option<Timestamp>,
+    #[serde(default)]
+    pub version: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- workflows -------------------------------------------------------------------
+    /// Stores version `wf.version` (1) as current, plus its webhook routes.
+    /// `Conflict` when one of its webhook ids is taken by another workflow.
+    async fn create_workflow(&self, wf: &Workflow, webhooks: &[WebhookRoute]) -> StoreResult<()>;
+    /// Replaces the current version with `wf` (whose `version` is the previous one + 1) if the
+    /// stored current version is still `wf.version - 1`; keeps the old version readable;
+    /// replaces the workflow's webhook routes. `Ok(false)` when the version moved meanwhile.
+    async fn update_workflow(&self, wf: &Workflow, webhooks: &[WebhookRoute]) -> StoreResult<bool>;
+    async fn get_workflow(&self, org: &str, id: &str) -> StoreResult<Option<Workflow>>;
+    /// Any stored version, current or past, also of a deleted workflow.
+    async fn get_workflow_version(
+        &self,
+        org: &str,
+        id: &str,
+        version: u32,
+    ) -> StoreResult<Option<Workflow>>;
+    /// Current versions, newest first.
+    async fn list_workflows(
+        &self,
+        org: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Workflow>>;
+    /// Removes the current workflow and its webhook routes (past versions stay for executions).
+    async fn delete_workflow(&self, org: &str, id: &str) -> StoreResult<bool>;
+    async fn find_webhook(&self, webhook_id: &str) -> StoreResult<Option<WebhookRoute>>;
+    /// Every `active` workflow with a `trigger.schedule` node, across organizations.
+    async fn list_scheduled_workflows(&self) -> StoreResult<Vec<Workflow>>;
+
+    // ---- executions ------------------------------------------------------------------
+    /// Creates the execution, bumps its workflow's `executionCount` and `lastExecutedAt`
+    /// and the statistics counters. With an idempotency key (already scoped by the caller),
+    /// a key used since `key_valid_after` returns that execution instead.
+    async fn create_execution(
+        &self,
+        exec: &Execution,
+        idempotency_key: Option<&str>,
+        key_valid_after: Timestamp,
+    ) -> StoreResult<Created>;
+    async fn get_execution(&self, org: &str, id: &str) -> StoreResult<Option<Execution>>;
+    /// The execution and all its node runs, in one read where the backend allows.
+    async fn get_execution_state(&self, org: &str, id: &str)
+    -> StoreResult<Option<ExecutionState>>;
+    /// Replaces the stored execution with `exec` if the stored status is one of `from`.
+    /// The one way an execution's status changes; terminal moves update the statistics.
+    async fn transition_execution(
+        &self,
+        exec: &Execution,
+        from: &[ExecutionStatus],
+    ) -> StoreResult<bool>;
+    /// Newest first.
+    async fn list_executions(
+        &self,
+        org: &str,
+        filter: &ExecutionFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Execution>>;
+    async fn execution_statistics(
+        &self,
+        org: &str,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> StoreResult<ExecutionStatistics>;
+    /// Every execution not yet terminal (`pending`, `running`, `paused`), across
+    /// organizations, for the cleanup run. Ordered by deadline.
+    async fn list_unfinished_executions(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Execution>>;
+    async fn count_unfinished_executions(
+        &self,
+        stale_before: Timestamp,
+    ) -> StoreResult<UnfinishedCounts>;
+
+    // ---- node runs: the execution protocol -------------------------------------------
+    /// Creates runs that do not exist yet (start node, skipped triggers, redrive copies).
+    async fn put_node_runs(&self, org: &str, runs: &[NodeRun]) -> StoreResult<()>;
+    /// Claims a ready run: `pending` (not before `not_before`) or `running` with an expired
+    /// lease moves to `running` with the claim's lease and `attempts + 1`.
+    async fn claim_node(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+        claim: &Claim,
+    ) -> StoreResult<ClaimOutcome>;
+    /// Writes `run` (result, retry state or wait state) if the stored run is still held
+    /// by `token`. `Ok(false)`: the lease was lost; the caller's result is discarded.
+    async fn save_node_run(&self, org: &str, run: &NodeRun, token: &str) -> StoreResult<bool>;
+    /// Records that `parent` finished and whether its connection to `child` was taken.
+    /// `parents` is the child's number of distinct parents. With `claim`, a run that
+    /// becomes ready is claimed in the same write (inline execution).
+    async fn arrive(
+        &self,
+        org: &str,
+        execution_id: &str,
+        child: &str,
+        parent: &str,
+        taken: bool,
+        parents: usize,
+        claim: Option<&Claim>,
+    ) -> StoreResult<Arrival>;
+
+    // ---- logs ------------------------------------------------------------------------
+    async fn append_logs(&self, logs: &[ExecutionLog]) -> StoreResult<()>;
+    /// Oldest first.
+    async fn list_logs(
+        &self,
+        org: &str,
+        execution_id: &str,
+        filter: &LogFilter,
+        limit: usize,
+    ) -> StoreResult<Page<ExecutionLog>>;
+
+    // ---- credentials -----------------------------------------------------------------
+    /// `Conflict` when the organization already has a credential with that name.
+    async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<()>;
+    /// By id, or else by name.
+    async fn get_credential(
+        &self,
+        org: &str,
+        id_or_name: &str,
+    ) -> StoreResult<Option<StoredCredential>>;
+    async fn list_credentials(
+        &self,
+        org: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Credential>>;
+    async fn delete_credential(&self, org: &str, id: &str) -> StoreResult<bool>;
+
+    // ---- circuit breaker -------------------------------------------------------------
+    async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>>;
+    /// Writes `state` (with `version` = stored version + 1) if the stored version is still
+    /// `state.version - 1` (0: no stored state yet).
+    async fn put_circuit(&self, key: &str, state: &CircuitState) -> StoreResult<bool>;
+}
