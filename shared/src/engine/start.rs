@@ -29,3 +29,18 @@ impl Engine {
         todo!("engine: start")
     }
 }
+
+impl Engine {
+    /// One tick of a `trigger.schedule` node: starts an execution (mode `scheduled`, input
+    /// `{scheduledAt}`) of an `active` workflow, once per (workflow, tick) however often it is
+    /// delivered. None when the workflow is gone or no longer active.
+    pub async fn fire_schedule(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        scheduled_at: crate::model::Timestamp,
+    ) -> EngineResult<Option<Execution>> {
+        let _ = (org, workflow_id, scheduled_at);
+        todo!("engine: fire_schedule")
+    }
+}

@@ -9,6 +9,13 @@ impl NodeType for Set {
     fn type_name(&self) -> &'static str {
         "data.set"
     }
+    fn validate(&self, params: &Map<String, Value>) -> Result<(), String> {
+        if params.contains_key("values") {
+            Ok(())
+        } else {
+            Err("parameter `values` is required".into())
+        }
+    }
     async fn run(
         &self,
         ctx: &NodeContext<'_>,

@@ -9,6 +9,13 @@ impl NodeType for Fail {
     fn type_name(&self) -> &'static str {
         "flow.fail"
     }
+    fn validate(&self, params: &Map<String, Value>) -> Result<(), String> {
+        if params.contains_key("message") {
+            Ok(())
+        } else {
+            Err("parameter `message` is required".into())
+        }
+    }
     async fn run(
         &self,
         ctx: &NodeContext<'_>,

@@ -9,6 +9,13 @@ impl NodeType for Wait {
     fn type_name(&self) -> &'static str {
         "flow.wait"
     }
+    fn validate(&self, params: &Map<String, Value>) -> Result<(), String> {
+        if params.contains_key("durationMs") {
+            Ok(())
+        } else {
+            Err("parameter `durationMs` is required".into())
+        }
+    }
     async fn run(
         &self,
         ctx: &NodeContext<'_>,

@@ -9,6 +9,13 @@ impl NodeType for HttpRequest {
     fn type_name(&self) -> &'static str {
         "http.request"
     }
+    fn validate(&self, params: &Map<String, Value>) -> Result<(), String> {
+        if params.contains_key("url") {
+            Ok(())
+        } else {
+            Err("parameter `url` is required".into())
+        }
+    }
     async fn run(
         &self,
         ctx: &NodeContext<'_>,

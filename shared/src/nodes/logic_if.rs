@@ -9,6 +9,16 @@ impl NodeType for If {
     fn type_name(&self) -> &'static str {
         "logic.if"
     }
+    fn is_condition(&self) -> bool {
+        true
+    }
+    fn validate(&self, params: &Map<String, Value>) -> Result<(), String> {
+        if params.contains_key("condition") {
+            Ok(())
+        } else {
+            Err("parameter `condition` is required".into())
+        }
+    }
     async fn run(
         &self,
         ctx: &NodeContext<'_>,

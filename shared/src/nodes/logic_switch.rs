@@ -9,6 +9,13 @@ impl NodeType for Switch {
     fn type_name(&self) -> &'static str {
         "logic.switch"
     }
+    fn validate(&self, params: &Map<String, Value>) -> Result<(), String> {
+        if params.contains_key("rules") {
+            Ok(())
+        } else {
+            Err("parameter `rules` is required".into())
+        }
+    }
     async fn run(
         &self,
         ctx: &NodeContext<'_>,

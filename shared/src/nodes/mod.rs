@@ -14,6 +14,7 @@ mod logic_switch;
 mod triggers;
 
 pub mod circuit;
+pub mod schedule;
 pub mod ssrf;
 
 use crate::config::EngineConfig;
@@ -58,6 +59,9 @@ pub struct NodeContext<'a> {
     pub wait_until: Option<Timestamp>,
     /// Node timeout in ms (the node's `timeoutMs` or the configured default).
     pub timeout_ms: u64,
+    /// The outputs of the parents whose connection here was taken, in connection order
+    /// (`flow.merge` combines them; `input` is the first of them).
+    pub inputs: &'a [(String, Value)],
 }
 
 #[async_trait]

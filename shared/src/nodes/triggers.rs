@@ -9,6 +9,9 @@ impl NodeType for ManualTrigger {
     fn type_name(&self) -> &'static str {
         "trigger.manual"
     }
+    fn is_trigger(&self) -> bool {
+        true
+    }
     async fn run(
         &self,
         ctx: &NodeContext<'_>,
@@ -27,6 +30,9 @@ impl NodeType for WebhookTrigger {
     fn type_name(&self) -> &'static str {
         "trigger.webhook"
     }
+    fn is_trigger(&self) -> bool {
+        true
+    }
     async fn run(
         &self,
         ctx: &NodeContext<'_>,
@@ -44,6 +50,16 @@ pub struct ScheduleTrigger;
 impl NodeType for ScheduleTrigger {
     fn type_name(&self) -> &'static str {
         "trigger.schedule"
+    }
+    fn is_trigger(&self) -> bool {
+        true
+    }
+    fn validate(&self, params: &Map<String, Value>) -> Result<(), String> {
+        if params.contains_key("cron") || params.contains_key("rate") {
+            Ok(())
+        } else {
+            Err("parameter `cron` or `rate` is required".into())
+        }
     }
     async fn run(
         &self,
