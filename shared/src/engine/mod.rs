@@ -48,6 +48,7 @@ pub struct Ports {
 
 /// (organization, workflow id, version)
 type VersionKey = (String, String, u32);
+type CachedVersion = (Arc<Workflow>, Arc<Plan>);
 
 /// The engine: cheap to clone, shared by every handler and worker of a process.
 #[derive(Clone)]
@@ -61,7 +62,7 @@ struct Inner {
     nodes: NodeServices,
     metrics: EngineMetrics,
     /// Workflow versions are immutable: cache them by (org, id, version).
-    versions: Mutex<HashMap<VersionKey, (Arc<Workflow>, Arc<Plan>)>>,
+    versions: Mutex<HashMap<VersionKey, CachedVersion>>,
 }
 
 impl Engine {
