@@ -121,9 +121,13 @@ impl Engine {
             return Ok(JobOutcome::Done);
         }
         let org = job.organization_id.as_str();
-        let Ok(mut ctx) = self.load_run_context(org, &job.execution_id).await else {
-            tracing::warn!(execution_id = %job.execution_id, "job for an unknown execution dropped");
-            return Ok(JobOutcome::Done);
+        let mut ctx = match self.load_run_context(org, &job.execution_id).await {
+            Ok(ctx) => ctx,
+            Err(EngineError::NotFound(what)) => {
+                tracing::warn!(execution_id = %job.execution_id, %what, "job dropped: not found");
+                return Ok(JobOutcome::Done);
+            }
+            Err(e) => return Err(e),
         };
         if !self.may_start_nodes(&mut ctx).await? {
             return Ok(JobOutcome::Done);
@@ -271,9 +275,7 @@ impl Engine {
                 }
             }
             self.flush_logs(ctx).await;
-            if !step.enqueue.is_empty() {
-                self.queue().send(&step.enqueue, Duration::ZERO).await?;
-            }
+            self.send_now(&mut step.enqueue).await?;
             let Some((next, next_claim)) = step.inline else {
                 if finished && step.enqueue.is_empty() {
                     self.try_finalize(&ctx.exec.organization_id.clone(), &ctx.exec.id.clone())
@@ -304,11 +306,10 @@ impl Engine {
                 None => return Ok(false),
             }
         } else {
+            // The store is newer than anything this handler holds.
             let fresh = self.load_run_context(&org, &ctx.exec.id).await?;
             ctx.exec = fresh.exec;
-            for (id, r) in fresh.runs {
-                ctx.runs.entry(id).or_insert(r);
-            }
+            ctx.runs = fresh.runs;
         }
         if ctx.exec.status != ExecutionStatus::Running {
             return Ok(false);
@@ -355,8 +356,19 @@ impl Engine {
             let (org, id) = (ctx.exec.organization_id.clone(), ctx.exec.id.clone());
             self.try_finalize(&org, &id).await?;
         } else {
-            self.queue().send(&step.enqueue, Duration::ZERO).await?;
+            self.send_now(&mut step.enqueue).await?;
         }
+        Ok(())
+    }
+
+    /// Sends jobs in one batch, one per node.
+    pub(super) async fn send_now(&self, jobs: &mut Vec<Job>) -> EngineResult<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut seen = std::collections::HashSet::new();
+        jobs.retain(|j| seen.insert((j.execution_id.clone(), j.node_id.clone())));
+        self.queue().send(jobs, Duration::ZERO).await?;
         Ok(())
     }
 

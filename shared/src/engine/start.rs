@@ -189,7 +189,7 @@ impl Engine {
         if jobs.is_empty() {
             // Everything was carried over: nothing left to run.
             self.try_finalize(&org, &exec.id).await?;
-        } else if let Err(e) = self.queue().send(&jobs, Duration::ZERO).await {
+        } else if let Err(e) = self.send_now(&mut jobs).await {
             self.fail_to_queue(&exec, &e.to_string()).await;
             return Err(e.into());
         }
