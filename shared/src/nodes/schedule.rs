@@ -105,10 +105,10 @@ impl Schedule {
             }
         };
         // A cron that can never fire (e.g. 30 February) is a mistake, not a schedule.
-        if let Kind::Cron(cron) = &kind {
-            if !can_match_a_date(cron) {
-                return Err("parameter `cron` never matches a date".into());
-            }
+        if let Kind::Cron(cron) = &kind
+            && !can_match_a_date(cron)
+        {
+            return Err("parameter `cron` never matches a date".into());
         }
         Ok(Schedule { kind, zone })
     }
@@ -289,12 +289,11 @@ fn parse_zone(text: &str) -> Result<Zone, String> {
         return Ok(Zone::Utc);
     }
     // `Etc/GMT+5` is UTC-5 (the POSIX sign): a fixed offset.
-    if let Some(rest) = name.strip_prefix("Etc/GMT") {
-        if let Ok(hours) = rest.parse::<i32>() {
-            if let Some(offset) = FixedOffset::east_opt(-hours * 3_600) {
-                return Ok(Zone::Fixed(offset));
-            }
-        }
+    if let Some(rest) = name.strip_prefix("Etc/GMT")
+        && let Ok(hours) = rest.parse::<i32>()
+        && let Some(offset) = FixedOffset::east_opt(-hours * 3_600)
+    {
+        return Ok(Zone::Fixed(offset));
     }
     Ok(Zone::Named(tz))
 }
