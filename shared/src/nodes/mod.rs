@@ -12,7 +12,7 @@ pub mod http_request;
 mod logic_if;
 mod logic_switch;
 mod params;
-mod triggers;
+pub mod triggers;
 
 #[cfg(test)]
 mod test_support;
