@@ -2,9 +2,10 @@
 //! [`JobQueue`](crate::ports::JobQueue) on one SQLite file (`<data dir>/weconnect.db`).
 //!
 //! - WAL mode, `synchronous=NORMAL`, a busy timeout: readers run alongside the one writer.
-//! - rusqlite is blocking, so every port call runs on tokio's blocking pool
-//!   (`spawn_blocking`): writes on the single writer connection behind a mutex, each in one
-//!   `BEGIN IMMEDIATE` transaction; reads on a small pool of read-only connections.
+//! - rusqlite is blocking, so no port call touches SQLite on the async runtime: writes go to
+//!   one writer thread that owns the writer connection and commits whatever calls are queued
+//!   together (group commit, each call atomic in its own savepoint); reads run on tokio's
+//!   blocking pool (`spawn_blocking`) on a small pool of read-only connections.
 //! - Every statement is `prepare_cached`; nested data is JSON text; every query has an index.
 //! - The schema is migrated at open (`PRAGMA user_version`), idempotently.
 
@@ -20,11 +21,13 @@ pub use queue::SqliteQueue;
 pub use store::SqliteStore;
 
 use crate::ports::{Clock, QueueError, StoreError, SystemClock};
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// The database file inside the data folder.
 pub const DB_FILE_NAME: &str = "weconnect.db";
@@ -128,9 +131,9 @@ impl From<Fail> for QueueError {
     }
 }
 
-/// The connections to one database file.
+/// The connections to one database file: one writer thread, a few readers.
 pub(crate) struct Db {
-    writer: Mutex<Connection>,
+    writes: mpsc::Sender<Box<dyn WriteJob>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -150,22 +153,124 @@ fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
+/// One port call's write, queued for the writer thread.
+trait WriteJob: Send {
+    /// Runs inside the batch's transaction; `true` when it succeeded and its writes stay.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// After the batch: hands the caller its result, or the batch's commit failure.
+    fn finish(self: Box<Self>, committed: Result<(), &str>);
+}
+
+struct Op<T, F> {
+    f: Option<F>,
+    result: Option<Result<T, Fail>>,
+    reply: oneshot::Sender<Result<T, Fail>>,
+}
+
+impl<T, F> WriteJob for Op<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, Fail> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = match self.f.take() {
+            Some(f) => catch_unwind(AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(Fail::Task("sqlite write panicked".into()))),
+            None => Err(Fail::Task("sqlite write ran twice".into())),
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), &str>) {
+        let result = match committed {
+            Ok(()) => self
+                .result
+                .unwrap_or_else(|| Err(Fail::Task("sqlite write never ran".into()))),
+            Err(e) => Err(Fail::Task(e.to_string())),
+        };
+        // The caller may have gone away (a dropped future): nothing to tell.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Most port calls queued behind each other that share one commit.
+const MAX_BATCH: usize = 256;
+
+/// The writer thread: takes every write waiting in the channel and runs them in one
+/// `BEGIN IMMEDIATE` transaction, each inside its own savepoint (group commit). Each call
+/// stays atomic on its own (a failed call rolls back to its savepoint) and learns its
+/// result only once the batch is committed.
+fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
+    let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = run_batch(&conn, &mut batch).map_err(|e| format!("sqlite: {e}"));
+        for job in batch.drain(..) {
+            job.finish(outcome.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+}
+
+fn exec(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), rusqlite::Error> {
+    exec(conn, "BEGIN IMMEDIATE")?;
+    let ran = (|| {
+        if let [only] = batch {
+            // Alone: the transaction is its savepoint.
+            if !only.run(conn) {
+                exec(conn, "ROLLBACK")?;
+                return Ok(false);
+            }
+            return Ok(true);
+        }
+        for job in batch.iter_mut() {
+            exec(conn, "SAVEPOINT op")?;
+            if !job.run(conn) {
+                exec(conn, "ROLLBACK TO op")?;
+            }
+            exec(conn, "RELEASE op")?;
+        }
+        Ok(true)
+    })();
+    let result = match ran {
+        Ok(false) => Ok(()),
+        Ok(true) => exec(conn, "COMMIT"),
+        Err(e) => Err(e),
+    };
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = exec(conn, "ROLLBACK");
+    }
+    result
+}
+
 impl Db {
     fn open(path: &Path) -> Result<Self, SqliteError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut writer = Connection::open_with_flags(path, flags)?;
-        writer.busy_timeout(BUSY_TIMEOUT)?;
-        let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        let mut conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(SqliteError::Migration(format!(
                 "cannot switch {} to WAL mode (got {mode})",
                 path.display()
             )));
         }
-        configure(&writer)?;
-        migrations::apply(&mut writer)?;
+        configure(&conn)?;
+        migrations::apply(&mut conn)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let reader = Connection::open_with_flags(path, flags)?;
@@ -173,8 +278,16 @@ impl Db {
             reader.pragma_update(None, "query_only", "ON")?;
             readers.push(Mutex::new(reader));
         }
+        let (writes, jobs) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("weconnect-sqlite-writer".into())
+            .spawn(move || writer(conn, jobs))
+            .map_err(|source| SqliteError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Self {
-            writer: Mutex::new(writer),
+            writes,
             readers,
             next_reader: AtomicUsize::new(0),
         })
@@ -190,30 +303,33 @@ impl Db {
         lock(&self.readers[start % self.readers.len()])
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer, off the async runtime.
-    /// Committed when `f` returns `Ok`, rolled back otherwise.
-    pub(crate) async fn write<T, F>(self: &Arc<Self>, f: F) -> Result<T, Fail>
+    /// Runs `f` as one atomic write on the writer thread (see [`writer`]); its result comes
+    /// back once committed. Nothing of `f` stays when it returns `Err`.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, Fail>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T, Fail> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Fail> + Send + 'static,
     {
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = lock(&db.writer);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Fail::Task(format!("sqlite task failed: {e}")))?
+        let (reply, result) = oneshot::channel();
+        let op = Op {
+            f: Some(f),
+            result: None,
+            reply,
+        };
+        self.writes
+            .send(Box::new(op))
+            .map_err(|_| Fail::Task("the sqlite writer has stopped".into()))?;
+        result
+            .await
+            .map_err(|_| Fail::Task("the sqlite writer has stopped".into()))?
     }
 
-    /// Runs `f` in one read transaction (a consistent snapshot) on a reader connection.
+    /// Runs `f` in one read transaction (a consistent snapshot) on a reader connection,
+    /// off the async runtime.
     pub(crate) async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, Fail>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T, Fail> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Fail> + Send + 'static,
     {
         let db = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -274,6 +390,59 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    /// Writes queued behind a slow one share a batch; a failing or panicking write in that
+    /// batch rolls back only its own changes.
+    #[tokio::test]
+    async fn group_commit_keeps_each_write_atomic() {
+        let dir = TestDir::new();
+        let db = Arc::new(Db::open(&dir.db()).unwrap());
+        let insert = |conn: &Connection, key: &str| -> Result<(), Fail> {
+            conn.prepare_cached("INSERT INTO circuits (key, version, body) VALUES (?1, 1, '{}')")?
+                .execute([key])?;
+            Ok(())
+        };
+        let slow = db.write(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(())
+        });
+        let mut writes = Vec::new();
+        for i in 0..30 {
+            writes.push(db.write(move |conn| {
+                insert(conn, &format!("k{i}"))?;
+                match i % 3 {
+                    0 => Ok(i),
+                    1 => Err(Fail::Store(StoreError::Conflict(format!("no {i}")))),
+                    _ => panic!("write {i} panics after writing"),
+                }
+            }));
+        }
+        let (slow, results) = tokio::join!(slow, futures::future::join_all(writes));
+        slow.unwrap();
+        for (i, r) in results.into_iter().enumerate() {
+            match (i % 3, r) {
+                (0, Ok(n)) => assert_eq!(n, i),
+                (1, Err(Fail::Store(StoreError::Conflict(m)))) => assert_eq!(m, format!("no {i}")),
+                (2, Err(Fail::Task(m))) => assert!(m.contains("panicked"), "{m}"),
+                (_, other) => panic!("write {i}: unexpected {other:?}"),
+            }
+        }
+        let keys: Vec<String> = db
+            .read(|conn| {
+                let mut stmt = conn.prepare("SELECT key FROM circuits ORDER BY rowid")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<String>, _>>()?)
+            })
+            .await
+            .unwrap();
+        let expected: Vec<String> = (0..30)
+            .filter(|i| i % 3 == 0)
+            .map(|i| format!("k{i}"))
+            .collect();
+        assert_eq!(keys, expected);
+        // The writer survived the panics.
+        db.write(move |conn| insert(conn, "after")).await.unwrap();
     }
 
     #[test]

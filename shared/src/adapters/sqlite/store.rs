@@ -6,7 +6,7 @@ use crate::model::*;
 use crate::ports::*;
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{OptionalExtension, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -73,7 +73,7 @@ fn workflow_from_row(body: &str, count: i64, last: Option<i64>) -> Result<Workfl
 
 /// Refuses webhook ids routed to another workflow.
 fn check_webhooks(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     org: &str,
     workflow_id: &str,
     webhooks: &[WebhookRoute],
@@ -97,7 +97,7 @@ fn check_webhooks(
     Ok(())
 }
 
-fn insert_webhooks(tx: &Transaction<'_>, webhooks: &[WebhookRoute]) -> Result<(), Fail> {
+fn insert_webhooks(tx: &Connection, webhooks: &[WebhookRoute]) -> Result<(), Fail> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO webhooks (webhook_id, org, workflow_id, node_id) VALUES (?1, ?2, ?3, ?4)",
     )?;
@@ -112,7 +112,7 @@ fn insert_webhooks(tx: &Transaction<'_>, webhooks: &[WebhookRoute]) -> Result<()
     Ok(())
 }
 
-fn insert_version(tx: &Transaction<'_>, wf: &Workflow, body: &str) -> Result<(), Fail> {
+fn insert_version(tx: &Connection, wf: &Workflow, body: &str) -> Result<(), Fail> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO workflow_versions (org, id, version, body) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -120,7 +120,7 @@ fn insert_version(tx: &Transaction<'_>, wf: &Workflow, body: &str) -> Result<(),
     Ok(())
 }
 
-fn load_execution(tx: &Transaction<'_>, org: &str, id: &str) -> Result<Option<Execution>, Fail> {
+fn load_execution(tx: &Connection, org: &str, id: &str) -> Result<Option<Execution>, Fail> {
     let body: Option<String> = tx
         .prepare_cached("SELECT body FROM executions WHERE id = ?1 AND org = ?2")?
         .query_row([id, org], |r| r.get(0))
@@ -129,7 +129,7 @@ fn load_execution(tx: &Transaction<'_>, org: &str, id: &str) -> Result<Option<Ex
 }
 
 fn load_run(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     org: &str,
     execution_id: &str,
     node_id: &str,
@@ -143,7 +143,7 @@ fn load_run(
     body.map(|b| from_json(&b)).transpose()
 }
 
-fn upsert_run(tx: &Transaction<'_>, org: &str, run: &NodeRun) -> Result<(), Fail> {
+fn upsert_run(tx: &Connection, org: &str, run: &NodeRun) -> Result<(), Fail> {
     tx.prepare_cached(
         "INSERT INTO node_runs (execution_id, node_id, org, body) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (execution_id, node_id) DO UPDATE SET body = excluded.body",
