@@ -1,1 +1,5 @@
-//! Shared test support.
+//! Shared support of the test suites: backends, the scenario harness, a local HTTP sink.
+
+pub mod backend;
+pub mod harness;
+pub mod sink;

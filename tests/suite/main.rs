@@ -1,1 +1,6 @@
-//! The one integration test binary.
+//! The one integration test binary: conformance scenarios on every backend, and the suites
+//! of the API and the AWS adapters.
+
+mod scenarios;
+
+backend_scenarios!(sqlite, Backend::sqlite());
