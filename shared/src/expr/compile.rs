@@ -82,6 +82,7 @@ pub fn parse_template(source: &str) -> Result<Parsed<'_>, Rejected> {
 pub fn check<'s>(parsed: &Parsed<'s>) -> Result<Info<'s>, Rejected> {
     let mut w = Walker {
         info: Info::default(),
+        nesting: 0,
         vars: Vec::new(),
         calls: Vec::new(),
     };
@@ -112,8 +113,16 @@ pub fn check<'s>(parsed: &Parsed<'s>) -> Result<Info<'s>, Rejected> {
     Ok(w.info)
 }
 
+/// How many places in the source may build values one level deeper than their inputs. At
+/// run time values cannot get deeper than the context plus what these places add (there is
+/// no `namespace`, no macros, and `set` inside a loop does not outlive the iteration), which
+/// keeps values shallow enough for minijinja's recursive formatting, comparison and drop.
+const MAX_NESTING_SITES: u32 = 64;
+
 struct Walker<'s> {
     info: Info<'s>,
+    /// Weighted count of list/map literals, `dict(…)` calls and nesting filters.
+    nesting: u32,
     /// Variables read, in order.
     vars: Vec<&'s str>,
     /// Functions called by name.
@@ -262,6 +271,17 @@ impl<'s> Walker<'s> {
         }
     }
 
+    fn nests(&mut self, weight: u32) -> Result<(), String> {
+        self.nesting += weight;
+        if self.nesting > MAX_NESTING_SITES {
+            return Err(format!(
+                "too many list/map literals, `dict()` calls and nesting filters in one string \
+                 (limit {MAX_NESTING_SITES}); split it into several parameters"
+            ));
+        }
+        Ok(())
+    }
+
     fn name(&mut self, id: &'s str) -> Result<(), String> {
         if id.starts_with(sandbox::RESERVED_PREFIX) {
             return Err(format!("the name `{id}` is reserved"));
@@ -305,6 +325,9 @@ impl<'s> Walker<'s> {
                 self.name(v.id)?;
                 if v.id == "loop" {
                     return Err("recursive loops (`loop(…)`) are not supported".into());
+                }
+                if v.id == "dict" {
+                    self.nests(1)?;
                 }
                 self.calls.push(v.id);
             }
@@ -381,6 +404,9 @@ impl<'s> Walker<'s> {
                 if !sandbox::FILTERS.contains(&f.name) {
                     return Err(format!("unknown filter `{}`", f.name));
                 }
+                if sandbox::NESTING_FILTERS.contains(&f.name) {
+                    self.nests(2)?;
+                }
                 if let Some(inner) = &f.expr {
                     self.expr(inner)?;
                 }
@@ -413,6 +439,9 @@ impl<'s> Walker<'s> {
                     all_const &= matches!(item, ast::Expr::Const(_));
                     size = size.saturating_add(c.map_or(1, |c| c.size));
                 }
+                if !all_const {
+                    self.nests(1)?;
+                }
                 all_const.then_some(Const {
                     kind: ConstKind::Seq,
                     size,
@@ -426,6 +455,9 @@ impl<'s> Walker<'s> {
                     let c = self.expr(item)?;
                     all_const &= matches!(item, ast::Expr::Const(_));
                     size = size.saturating_add(c.map_or(1, |c| c.size));
+                }
+                if !all_const {
+                    self.nests(1)?;
                 }
                 all_const.then_some(Const {
                     kind: ConstKind::Other,
@@ -472,8 +504,7 @@ enum Plan {
     Keep,
     /// `n` operands are checked by the guard before the instruction runs.
     Before(&'static str, usize),
-    /// The value the instruction leaves on the stack is checked by the guard.
-    After(&'static str),
+
     /// `Emit`: the guard accounts for the output first.
     Emit,
     /// `EmitRaw`: the guard accounts for the text's length first.
@@ -524,7 +555,7 @@ fn plan(instr: &Instruction<'_>) -> Result<Plan, String> {
             Plan::Before(sandbox::G_CMP, 2)
         }
         I::Slice => Plan::Before(sandbox::G_SLICE, 4),
-        I::BuildList(_) | I::BuildMap(_) => Plan::After(sandbox::G_BUILT),
+        I::BuildList(_) | I::BuildMap(_) => Plan::Keep,
         I::Emit => Plan::Emit,
         I::EmitRaw(_) => Plan::EmitRaw,
         _ => return Err("this construct is not supported in expressions".into()),
@@ -535,7 +566,7 @@ fn width(plan: &Plan) -> u32 {
     match plan {
         Plan::Keep => 1,
         Plan::Before(..) => 4,
-        Plan::After(_) | Plan::Emit => 2,
+        Plan::Emit => 2,
         Plan::EmitRaw => 4,
     }
 }
@@ -600,10 +631,7 @@ fn rewrite<'s>(
                 add(I::UnpackList(*n));
                 add(kept);
             }
-            Plan::After(guard) => {
-                add(kept);
-                add(I::CallFunction(guard, Some(1)));
-            }
+
             Plan::Emit => {
                 add(I::CallFunction(sandbox::G_EMIT, Some(1)));
                 add(kept);

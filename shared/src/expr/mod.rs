@@ -18,7 +18,7 @@ mod sandbox;
 mod tests;
 
 pub use compile::CONTEXT_VARIABLES;
-pub use sandbox::{FUEL, MAX_OUTPUT, MAX_VALUE, WORK_BUDGET};
+pub use sandbox::{FUEL, MAX_OUTPUT, MAX_STRING, MAX_VALUE, WORK_BUDGET};
 
 use compile::{Info, Parsed, Rejected};
 use convert::ConvertError;
@@ -244,7 +244,7 @@ fn eval_string(text: &str, roots: &mut Roots<'_>) -> Result<Value, ExprError> {
                         missing(None).unwrap_or_else(|| "the value is undefined".to_string())
                     }
                     ConvertError::TooLarge => {
-                        format!("value too large (limit {} bytes)", sandbox::MAX_VALUE)
+                        format!("value too large (limit {} size units)", sandbox::MAX_VALUE)
                     }
                     ConvertError::TooDeep => format!(
                         "value too deeply nested (limit {} levels)",

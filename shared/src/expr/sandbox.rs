@@ -6,18 +6,24 @@
 //! `big ~ big` doubling through `{% set %}`, `|replace` with a long replacement, `|indent(10**9)`,
 //! comparing two large values inside a long loop). So:
 //! - the compiled bytecode is rewritten (see `compile.rs`) so that every string/sequence
-//!   operation, comparison, slice, list/map construction and every emitted chunk first calls a
-//!   guard function defined here; the guard charges a per-evaluation **work budget** and refuses
-//!   results above [`MAX_VALUE`] bytes, output above [`MAX_OUTPUT`], nesting above [`MAX_DEPTH`];
-//! - every filter and test goes through a wrapper that charges for its arguments and checks its
-//!   result, and the filters whose *parameters* can multiply the size of their result (`replace`,
-//!   `indent`, `join`, `batch`, `slice`, `format`, `tojson`, `pprint`) are pre-checked.
+//!   operation, comparison, slice and every emitted chunk first calls a guard function defined
+//!   here; the guard charges a per-evaluation **work budget** ([`WORK_BUDGET`]) and refuses
+//!   strings above [`MAX_STRING`] bytes, lists above [`MAX_ITEMS`] items and output above
+//!   [`MAX_OUTPUT`] bytes;
+//! - every filter and test goes through a wrapper that charges for its arguments (by the
+//!   filter's cost class), refuses results above [`MAX_VALUE`] or [`MAX_DEPTH`] and turns lazy
+//!   results into lists; the filters whose *parameters* multiply the size of their result
+//!   (`replace`, `indent`, `join`, `batch`, `slice`, `format`, `tojson`, `pprint`) are
+//!   pre-checked;
+//! - nesting cannot grow at run time beyond what the source allows (no `namespace`, no macros,
+//!   loop-scoped `set`), and `compile.rs` bounds the number of places in the source that can add
+//!   a level, so values stay shallow enough for minijinja's recursive code.
 //!
 //! The user-visible environment ([`env`]) is built from `Environment::empty()`: only the filters,
 //! tests and functions listed here exist (no `namespace`, so values are immutable and cannot
 //! form cycles; no `debug`).
 
-use minijinja::value::{Kwargs, Object, Rest, Value, ValueKind};
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
 use std::fmt::{self, Write as _};
 use std::io;
@@ -30,15 +36,17 @@ pub const FUEL: u64 = 500_000;
 pub const RECURSION_LIMIT: usize = 50;
 /// Work units (≈ bytes or items touched by guarded operations) one evaluation may spend.
 pub const WORK_BUDGET: u64 = 50_000_000;
-/// Rendered text of one template.
+/// Rendered text of one template (bytes).
 pub const MAX_OUTPUT: u64 = 1 << 20;
-/// Any value an operation, filter or expression produces, in size units: bytes of strings plus
-/// [`ITEM`] per scalar, container and element.
-pub const MAX_VALUE: u64 = 4 << 20;
+/// A string an operation or filter builds (bytes).
+pub const MAX_STRING: u64 = 4 << 20;
+/// A list an operation builds (`+`, `*` on lists).
+pub const MAX_ITEMS: u64 = 1 << 18;
 /// Size units of one scalar, container or element (iterating items costs more than bytes).
 pub const ITEM: u64 = 16;
-/// Elements of a list an operation may build (`+`, `*` on lists).
-pub const MAX_ITEMS: u64 = MAX_VALUE / ITEM;
+/// Any value a filter returns or an expression yields, in size units: bytes of strings plus
+/// [`ITEM`] per scalar, container and element.
+pub const MAX_VALUE: u64 = 16 << 20;
 /// Nesting depth of any value produced.
 pub const MAX_DEPTH: usize = 200;
 /// Elements of one `range(…)`.
@@ -55,10 +63,43 @@ pub const G_MUL: &str = "__wc_mul";
 pub const G_CONCAT: &str = "__wc_concat";
 pub const G_CMP: &str = "__wc_cmp";
 pub const G_SLICE: &str = "__wc_slice";
-pub const G_BUILT: &str = "__wc_built";
 
 /// Functions a template may call.
 pub const FUNCTIONS: &[&str] = &["range", "dict"];
+
+/// Filters that return a value nested one or two levels deeper than their input.
+pub const NESTING_FILTERS: &[&str] = &[
+    "batch", "dictsort", "groupby", "items", "map", "slice", "zip",
+];
+
+/// Filters whose cost does not depend on the size of their input (charged shallowly).
+const CHEAP_FILTERS: &[&str] = &[
+    "abs", "attr", "bool", "count", "d", "default", "first", "float", "int", "length", "round",
+    "safe",
+];
+
+/// Filters that cost n·log n (charged with a log factor).
+const SORTING_FILTERS: &[&str] = &["dictsort", "groupby", "sort", "unique"];
+
+/// Tests whose cost depends on the size of their operands (charged deeply).
+const DEEP_TESTS: &[&str] = &[
+    "!=",
+    "<",
+    "<=",
+    "==",
+    ">",
+    ">=",
+    "eq",
+    "equalto",
+    "ge",
+    "greaterthan",
+    "gt",
+    "in",
+    "le",
+    "lessthan",
+    "lt",
+    "ne",
+];
 
 /// Filters a template may use (minijinja's builtins; `urlencode` is not compiled in).
 pub const FILTERS: &[&str] = &[
@@ -196,7 +237,6 @@ fn build_env() -> Environment<'static> {
     env.add_function(G_CONCAT, g_concat);
     env.add_function(G_CMP, g_cmp);
     env.add_function(G_SLICE, g_slice);
-    env.add_function(G_BUILT, g_built);
     env
 }
 
@@ -253,8 +293,12 @@ pub fn too_much_work(what: impl fmt::Display) -> Error {
 pub fn too_large(what: impl fmt::Display) -> Error {
     Error::new(
         ErrorKind::InvalidOperation,
-        format!("value too large: {what} (limit {MAX_VALUE} bytes)"),
+        format!("value too large: {what}"),
     )
+}
+
+fn string_too_large(what: impl fmt::Display) -> Error {
+    too_large(format!("{what} (limit {MAX_STRING} bytes)"))
 }
 
 fn too_deep() -> Error {
@@ -304,13 +348,17 @@ impl Budget {
         self.work_left.load(Ordering::Relaxed)
     }
 
+    fn exhausted(&self) -> Error {
+        self.work_left.store(0, Ordering::Relaxed);
+        too_much_work(format!(
+            "the evaluation exceeded its budget of {WORK_BUDGET} work units"
+        ))
+    }
+
     fn charge(&self, units: u64) -> Result<(), Error> {
         let left = self.left();
         if units > left {
-            self.work_left.store(0, Ordering::Relaxed);
-            return Err(too_much_work(format!(
-                "the evaluation exceeded its budget of {WORK_BUDGET} work units"
-            )));
+            return Err(self.exhausted());
         }
         self.work_left.store(left - units, Ordering::Relaxed);
         Ok(())
@@ -319,9 +367,7 @@ impl Budget {
     /// Measures `v` (limited by the budget left) and charges for it.
     fn charge_measure(&self, v: &Value) -> Result<(), Error> {
         let m = measure(v, self.left()).map_err(|e| match e {
-            Exceeded::Size => too_much_work(format!(
-                "the evaluation exceeded its budget of {WORK_BUDGET} work units"
-            )),
+            Exceeded::Size => self.exhausted(),
             Exceeded::Depth => too_deep(),
         })?;
         self.charge(m)
@@ -381,6 +427,15 @@ fn walk(v: &Value, depth: usize, left: &mut u64) -> Result<(), Exceeded> {
         }
         _ => spend(left, ITEM),
     }
+}
+
+/// Size of `v` without looking inside containers (strings count their bytes).
+fn shallow(v: &Value) -> u64 {
+    ITEM + v
+        .as_str()
+        .map(|s| s.len() as u64)
+        .or_else(|| v.as_bytes().map(|b| b.len() as u64))
+        .unwrap_or(0)
 }
 
 /// Number of items of a sequence or iterable, counting at most `cap + 1` of them.
@@ -490,8 +545,10 @@ fn g_add(state: &State, list: Value) -> Result<Value, Error> {
     let b = budget(state);
     if let (Some(x), Some(y)) = (a.as_str(), c.as_str()) {
         let n = (x.len() + y.len()) as u64;
-        if n > MAX_VALUE {
-            return Err(too_large(format!("`+` would build a string of {n} bytes")));
+        if n > MAX_STRING {
+            return Err(string_too_large(format!(
+                "`+` would build a string of {n} bytes"
+            )));
         }
         b.charge(n)?;
     } else if is_seq(&a) && is_seq(&c) {
@@ -517,31 +574,35 @@ fn g_mul(state: &State, list: Value) -> Result<Value, Error> {
     } else {
         (&c, times(&a))
     };
-    let total = if let Some(s) = subject.as_str() {
-        (s.len() as u64).saturating_mul(n)
+    if let Some(s) = subject.as_str() {
+        let total = (s.len() as u64).saturating_mul(n);
+        if total > MAX_STRING {
+            return Err(string_too_large(format!(
+                "`*` would build a string of {total} bytes"
+            )));
+        }
+        b.charge(total.max(1))?;
     } else if is_seq(subject) {
-        count_items(subject, MAX_ITEMS)
-            .saturating_mul(n)
-            .saturating_mul(ITEM)
+        let total = count_items(subject, MAX_ITEMS).saturating_mul(n);
+        if total > MAX_ITEMS {
+            return Err(too_large(format!(
+                "`*` would build a list of {total} items (limit {MAX_ITEMS} items)"
+            )));
+        }
+        b.charge(total.saturating_mul(ITEM).max(1))?;
     } else {
-        0
-    };
-    if total > MAX_VALUE {
-        return Err(too_large(format!(
-            "`*` would build a value of {total} size units"
-        )));
+        b.charge(1)?;
     }
-    b.charge(total.max(1))?;
     Ok(reversed([a, c]))
 }
 
 fn g_concat(state: &State, list: Value) -> Result<Value, Error> {
     let [a, c] = operands::<2>(&list)?;
     let b = budget(state);
-    let la = display_len(&a, MAX_VALUE)
-        .ok_or_else(|| too_large("`~` would build a string that is too long"))?;
-    let lc = display_len(&c, MAX_VALUE - la)
-        .ok_or_else(|| too_large("`~` would build a string that is too long"))?;
+    let la = display_len(&a, MAX_STRING)
+        .ok_or_else(|| string_too_large("`~` would build a string that is too long"))?;
+    let lc = display_len(&c, MAX_STRING - la)
+        .ok_or_else(|| string_too_large("`~` would build a string that is too long"))?;
     b.charge(la + lc)?;
     Ok(reversed([a, c]))
 }
@@ -563,11 +624,6 @@ fn g_slice(state: &State, list: Value) -> Result<Value, Error> {
     };
     b.charge(n.max(1))?;
     Ok(reversed([v, start, stop, step]))
-}
-
-fn g_built(state: &State, v: Value) -> Result<Value, Error> {
-    budget(state).charge_measure(&v)?;
-    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -601,15 +657,35 @@ fn guarded_range(
             "range has {len} elements (limit {MAX_RANGE})"
         )));
     }
-    budget(state).charge(len as u64 * ITEM)?;
-    let to_isize = |n: i64| {
-        isize::try_from(n).map_err(|_| Error::new(ErrorKind::InvalidOperation, "range: overflow"))
-    };
-    minijinja::functions::range(
-        to_isize(lower)?,
-        upper.map(to_isize).transpose()?,
-        Some(step as i64).map(to_isize).transpose()?,
-    )
+    budget(state).charge(ITEM)?;
+    Ok(Value::from_object(Range {
+        start: lo,
+        step,
+        len: len as usize,
+    }))
+}
+
+/// `range(…)`: a sequence with O(1) indexing that holds no elements.
+#[derive(Debug)]
+struct Range {
+    start: i128,
+    step: i128,
+    len: usize,
+}
+
+impl Object for Range {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let i = usize::try_from(key.as_i64()?).ok()?;
+        (i < self.len).then(|| Value::from(self.start + self.step * i as i128))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Seq(self.len)
+    }
 }
 
 fn guarded_dict(state: &State, value: Option<Value>, update: Kwargs) -> Result<Value, Error> {
@@ -622,28 +698,53 @@ fn guarded_dict(state: &State, value: Option<Value>, update: Kwargs) -> Result<V
     Ok(rv)
 }
 
-fn check_result(b: &Budget, v: &Value) -> Result<(), Error> {
-    let m = measure(v, MAX_VALUE).map_err(|e| match e {
-        Exceeded::Size => too_large("a filter produced a value that is too large"),
+/// Checks and charges a filter's result; lazy results become lists (so that indexing them
+/// later is O(1)).
+fn check_result(b: &Budget, v: Value) -> Result<Value, Error> {
+    let m = measure(&v, MAX_VALUE).map_err(|e| match e {
+        Exceeded::Size => too_large(format!(
+            "a filter produced a value above {MAX_VALUE} size units"
+        )),
         Exceeded::Depth => too_deep(),
     })?;
-    b.charge(m)
+    b.charge(m)?;
+    if v.kind() == ValueKind::Iterable {
+        return Ok(Value::from(v.try_iter()?.collect::<Vec<_>>()));
+    }
+    Ok(v)
 }
 
 fn guarded_filter(state: &State, name: &str, args: &[Value]) -> Result<Value, Error> {
     let b = budget(state);
-    for a in args {
-        b.charge_measure(a)?;
+    if CHEAP_FILTERS.contains(&name) {
+        b.charge(args.iter().map(shallow).sum())?;
+    } else {
+        let mut total = 0;
+        for a in args {
+            total += measure(a, b.left()).map_err(|e| match e {
+                Exceeded::Size => b.exhausted(),
+                Exceeded::Depth => too_deep(),
+            })?;
+        }
+        if SORTING_FILTERS.contains(&name) {
+            // n·log n: multiply by the bit length of the number of items.
+            let bits = u64::from(64 - (total / ITEM).leading_zeros());
+            total = total.saturating_mul(bits.max(1));
+        }
+        b.charge(total)?;
     }
     let rv = inner().empty_state().apply_filter(name, args)?;
-    check_result(&b, &rv)?;
-    Ok(rv)
+    check_result(&b, rv)
 }
 
 fn guarded_test(state: &State, name: &str, args: &[Value]) -> Result<bool, Error> {
     let b = budget(state);
-    for a in args {
-        b.charge_measure(a)?;
+    if DEEP_TESTS.contains(&name) {
+        for a in args {
+            b.charge_measure(a)?;
+        }
+    } else {
+        b.charge(args.iter().map(shallow).sum())?;
     }
     inner().empty_state().perform_test(name, args)
 }
@@ -659,7 +760,7 @@ fn split_kwargs(args: &[Value]) -> (&[Value], Option<Kwargs>) {
 }
 
 fn text_len(v: &Value) -> Result<u64, Error> {
-    display_len(v, MAX_VALUE).ok_or_else(|| too_large("string argument is too long"))
+    display_len(v, MAX_STRING).ok_or_else(|| string_too_large("string argument is too long"))
 }
 
 fn precheck_replace(args: &[Value]) -> Result<(), Error> {
@@ -676,8 +777,10 @@ fn precheck_replace(args: &[Value]) -> Result<(), Error> {
         text.matches(from.as_str()).count() as u64
     };
     let total = (text.len() as u64).saturating_add(matches.saturating_mul(to_len));
-    if total > MAX_VALUE {
-        return Err(too_large(format!("replace would build {total} bytes")));
+    if total > MAX_STRING {
+        return Err(string_too_large(format!(
+            "replace would build {total} bytes"
+        )));
     }
     Ok(())
 }
@@ -694,8 +797,10 @@ fn precheck_indent(args: &[Value]) -> Result<(), Error> {
     let text = v.to_string();
     let lines = text.lines().count() as u64 + 1;
     let total = (text.len() as u64).saturating_add(lines.saturating_mul(width));
-    if total > MAX_VALUE {
-        return Err(too_large(format!("indent would build {total} bytes")));
+    if total > MAX_STRING {
+        return Err(string_too_large(format!(
+            "indent would build {total} bytes"
+        )));
     }
     Ok(())
 }
@@ -710,8 +815,8 @@ fn precheck_join(args: &[Value]) -> Result<(), Error> {
     if v.as_str().is_some() {
         let n = v.as_str().map_or(0, |s| s.chars().count() as u64);
         let total = n.saturating_add(n.saturating_mul(sep));
-        if total > MAX_VALUE {
-            return Err(too_large(format!("join would build {total} bytes")));
+        if total > MAX_STRING {
+            return Err(string_too_large(format!("join would build {total} bytes")));
         }
         return Ok(());
     }
@@ -723,13 +828,15 @@ fn precheck_join(args: &[Value]) -> Result<(), Error> {
         if i > 0 {
             total = total.saturating_add(sep);
         }
-        let left = MAX_VALUE.saturating_sub(total);
+        let left = MAX_STRING.saturating_sub(total);
         match display_len(&item, left) {
             Some(n) => total += n,
-            None => total = MAX_VALUE + 1,
+            None => total = MAX_STRING + 1,
         }
-        if total > MAX_VALUE {
-            return Err(too_large("join would build a string that is too long"));
+        if total > MAX_STRING {
+            return Err(string_too_large(
+                "join would build a string that is too long",
+            ));
         }
     }
     Ok(())
@@ -800,7 +907,7 @@ fn capped_tojson(value: &Value, indent: Option<Value>, args: Kwargs) -> Result<V
     }
     let mut out = CappedIo {
         buf: Vec::new(),
-        cap: MAX_VALUE as usize,
+        cap: MAX_STRING as usize,
         overflowed: false,
     };
     let result = match indent {
@@ -817,7 +924,7 @@ fn capped_tojson(value: &Value, indent: Option<Value>, args: Kwargs) -> Result<V
     };
     if let Err(e) = result {
         if out.overflowed {
-            return Err(too_large("tojson would produce too much text"));
+            return Err(string_too_large("tojson would produce too much text"));
         }
         return Err(
             Error::new(ErrorKind::InvalidOperation, "cannot serialize to JSON").with_source(e),
@@ -861,6 +968,6 @@ impl io::Write for CappedIo {
 }
 
 fn capped_pprint(value: &Value) -> Result<String, Error> {
-    capped_format(MAX_VALUE, |w| write!(w, "{value:#?}"))
-        .ok_or_else(|| too_large("pprint would produce too much text"))
+    capped_format(MAX_STRING, |w| write!(w, "{value:#?}"))
+        .ok_or_else(|| string_too_large("pprint would produce too much text"))
 }

@@ -85,6 +85,15 @@ fn filters_and_tests_work_in_expressions() {
         Some(true)
     );
     assert_eq!(eval("{{ range(3) | list }}").unwrap(), json!([0, 1, 2]));
+    assert_eq!(eval("{{ range(3) }}").unwrap(), json!([0, 1, 2]));
+    assert_eq!(
+        eval("{{ range(10, 0, -3) }}").unwrap(),
+        json!([10, 7, 4, 1])
+    );
+    assert_eq!(
+        eval("{% set r = range(100000) %}{{ r[-1] }},{{ r[5] }}").unwrap(),
+        json!("99999,5")
+    );
     assert_eq!(
         eval("{{ 1 < trigger.body.amount < 200 }}").unwrap(),
         json!(true)
@@ -356,8 +365,25 @@ fn deep_nesting_is_refused() {
         src.push_str("{% set a = [a] %}");
     }
     src.push_str("{{ a }}");
-    let e = err(&src);
-    assert!(e.contains("nested"), "{e}");
+    let e = check_template(&src).unwrap_err().0;
+    assert!(e.contains("too many list/map literals"), "{e}");
+    assert!(eval(&src).is_err());
+    // Values nested deeper than the limit (from the context) are refused by filters and
+    // in results instead of overflowing the stack.
+    let mut deep = json!(1);
+    for _ in 0..250 {
+        deep = json!([deep]);
+    }
+    let c = ExprContext {
+        json: deep,
+        ..ctx()
+    };
+    let e = resolve(&json!("{{ json }}"), &c).unwrap_err().0;
+    assert!(e.contains("too deeply nested"), "{e}");
+    let e = resolve(&json!("{{ json | length }}"), &c).unwrap();
+    assert_eq!(e, json!(1));
+    let e = resolve(&json!("{{ json | list }}"), &c).unwrap_err().0;
+    assert!(e.contains("too deeply nested"), "{e}");
 }
 
 #[test]
