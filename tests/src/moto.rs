@@ -13,8 +13,8 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use serde::Deserialize;
 use std::process::{Child, Command, Stdio};
@@ -164,8 +164,8 @@ pub fn template_path() -> std::path::PathBuf {
 /// `Resources.Table.Properties` of template.yaml.
 pub fn table_definition() -> TableDefinition {
     let path = template_path();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let doc: serde_yaml::Value =
         serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
     let props = doc
@@ -213,7 +213,9 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
                 .set_key_schema(Some(keys(&i.key_schema)))
                 .projection(
                     Projection::builder()
-                        .projection_type(ProjectionType::from(i.projection.projection_type.as_str()))
+                        .projection_type(ProjectionType::from(
+                            i.projection.projection_type.as_str(),
+                        ))
                         .set_non_key_attributes(
                             (!i.projection.non_key_attributes.is_empty())
                                 .then(|| i.projection.non_key_attributes.clone()),

@@ -7,9 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use weconnect_engine::adapters::aws::eventbridge::{TARGET_ID, rule_name};
-use weconnect_engine::adapters::aws::{
-    QueueMessage, TickHandler, parse_message,
-};
+use weconnect_engine::adapters::aws::{QueueMessage, TickHandler, parse_message};
 use weconnect_engine::model::*;
 use weconnect_engine::ports::*;
 use weconnect_tests::moto::{AwsEnv, EnvOptions, aws_env, aws_env_with, table_definition};
@@ -107,7 +105,11 @@ fn org() -> String {
     format!("org-{}", &new_id()[24..])
 }
 
-async fn raw(env: &AwsEnv, pk: &str, sk: &str) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+async fn raw(
+    env: &AwsEnv,
+    pk: &str,
+    sk: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
     env.dynamo
         .get_item()
         .table_name(&env.name)
@@ -157,7 +159,10 @@ async fn table_is_created_from_the_template_definition() {
     expected.sort();
     assert_eq!(indexes, expected);
     assert_eq!(expected, ["ByOrg", "ByParent", "Unfinished"]);
-    assert_eq!(def.time_to_live_specification.unwrap().attribute_name, "expiresAt");
+    assert_eq!(
+        def.time_to_live_specification.unwrap().attribute_name,
+        "expiresAt"
+    );
 }
 
 // ---- workflows -----------------------------------------------------------------------------
@@ -167,52 +172,109 @@ async fn workflows_versions_and_webhook_routes() {
     let env = aws_env().await;
     let store = env.adapters.store.clone();
     let org = org();
-    let wf = workflow(&org, "wf-1", WorkflowStatus::Draft, vec![node("hook", "trigger.webhook", json!({}))]);
-    store.create_workflow(&wf, &[hook(&org, "wf-1", "path-a")]).await.unwrap();
-    assert_eq!(store.get_workflow(&org, "wf-1").await.unwrap(), Some(wf.clone()));
+    let wf = workflow(
+        &org,
+        "wf-1",
+        WorkflowStatus::Draft,
+        vec![node("hook", "trigger.webhook", json!({}))],
+    );
+    store
+        .create_workflow(&wf, &[hook(&org, "wf-1", "path-a")])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_workflow(&org, "wf-1").await.unwrap(),
+        Some(wf.clone())
+    );
     assert_eq!(store.get_workflow("other-org", "wf-1").await.unwrap(), None);
-    assert_eq!(store.get_workflow_version(&org, "wf-1", 1).await.unwrap(), Some(wf.clone()));
+    assert_eq!(
+        store.get_workflow_version(&org, "wf-1", 1).await.unwrap(),
+        Some(wf.clone())
+    );
     assert_eq!(
         store.find_webhook("path-a").await.unwrap(),
         Some(hook(&org, "wf-1", "path-a"))
     );
     // Creating the same workflow twice is a conflict; so is a webhook id of another workflow.
-    assert!(matches!(store.create_workflow(&wf, &[]).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.create_workflow(&wf, &[]).await,
+        Err(StoreError::Conflict(_))
+    ));
     let other = workflow(&org, "wf-2", WorkflowStatus::Draft, vec![]);
-    match store.create_workflow(&other, &[hook(&org, "wf-2", "path-a")]).await {
+    match store
+        .create_workflow(&other, &[hook(&org, "wf-2", "path-a")])
+        .await
+    {
         Err(StoreError::Conflict(m)) => assert!(m.contains("path-a"), "{m}"),
         r => panic!("{r:?}"),
     }
-    assert_eq!(store.get_workflow(&org, "wf-2").await.unwrap(), None, "nothing written");
+    assert_eq!(
+        store.get_workflow(&org, "wf-2").await.unwrap(),
+        None,
+        "nothing written"
+    );
 
     // Update to v2 with another route; a stale update loses.
     let mut v2 = wf.clone();
     v2.version = 2;
     v2.name = "renamed".into();
     v2.description = None;
-    assert!(store.update_workflow(&v2, &[hook(&org, "wf-1", "path-b")]).await.unwrap());
-    assert!(!store.update_workflow(&v2, &[]).await.unwrap(), "version moved");
-    assert_eq!(store.get_workflow(&org, "wf-1").await.unwrap(), Some(v2.clone()));
-    assert_eq!(store.get_workflow_version(&org, "wf-1", 1).await.unwrap(), Some(wf.clone()));
+    assert!(
+        store
+            .update_workflow(&v2, &[hook(&org, "wf-1", "path-b")])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.update_workflow(&v2, &[]).await.unwrap(),
+        "version moved"
+    );
+    assert_eq!(
+        store.get_workflow(&org, "wf-1").await.unwrap(),
+        Some(v2.clone())
+    );
+    assert_eq!(
+        store.get_workflow_version(&org, "wf-1", 1).await.unwrap(),
+        Some(wf.clone())
+    );
     assert_eq!(store.find_webhook("path-a").await.unwrap(), None);
     assert!(store.find_webhook("path-b").await.unwrap().is_some());
     // The freed path can be taken by another workflow now; a taken one cannot be updated into.
-    store.create_workflow(&other, &[hook(&org, "wf-2", "path-a")]).await.unwrap();
+    store
+        .create_workflow(&other, &[hook(&org, "wf-2", "path-a")])
+        .await
+        .unwrap();
     let mut v3 = v2.clone();
     v3.version = 3;
     assert!(matches!(
-        store.update_workflow(&v3, &[hook(&org, "wf-1", "path-a")]).await,
+        store
+            .update_workflow(&v3, &[hook(&org, "wf-1", "path-a")])
+            .await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(store.get_workflow(&org, "wf-1").await.unwrap().unwrap().version, 2);
+    assert_eq!(
+        store
+            .get_workflow(&org, "wf-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
 
     // Delete: the current version and routes go, versions stay.
     assert!(store.delete_workflow(&org, "wf-1").await.unwrap());
     assert!(!store.delete_workflow(&org, "wf-1").await.unwrap());
     assert_eq!(store.get_workflow(&org, "wf-1").await.unwrap(), None);
-    assert_eq!(store.get_workflow_version(&org, "wf-1", 2).await.unwrap(), Some(v2));
+    assert_eq!(
+        store.get_workflow_version(&org, "wf-1", 2).await.unwrap(),
+        Some(v2)
+    );
     assert_eq!(store.find_webhook("path-b").await.unwrap(), None);
-    assert!(store.find_webhook("path-a").await.unwrap().is_some(), "wf-2 keeps its route");
+    assert!(
+        store.find_webhook("path-a").await.unwrap().is_some(),
+        "wf-2 keeps its route"
+    );
 }
 
 #[tokio::test]
@@ -227,16 +289,31 @@ async fn workflow_listing_is_newest_first_and_paginated_with_signed_cursors() {
         store.create_workflow(&wf, &[]).await.unwrap();
     }
     store
-        .create_workflow(&workflow("someone-else", "x", WorkflowStatus::Draft, vec![]), &[])
+        .create_workflow(
+            &workflow("someone-else", "x", WorkflowStatus::Draft, vec![]),
+            &[],
+        )
         .await
         .unwrap();
     let p1 = store.list_workflows(&org, 2, None).await.unwrap();
-    assert_eq!(p1.items.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), ["w4", "w3"]);
+    assert_eq!(
+        p1.items.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["w4", "w3"]
+    );
     let cursor = p1.next_cursor.unwrap();
     let p2 = store.list_workflows(&org, 2, Some(&cursor)).await.unwrap();
-    assert_eq!(p2.items.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), ["w2", "w1"]);
-    let p3 = store.list_workflows(&org, 2, p2.next_cursor.as_deref()).await.unwrap();
-    assert_eq!(p3.items.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), ["w0"]);
+    assert_eq!(
+        p2.items.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["w2", "w1"]
+    );
+    let p3 = store
+        .list_workflows(&org, 2, p2.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        p3.items.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["w0"]
+    );
     assert_eq!(p3.next_cursor, None);
     // Another organization's cursor, or a forged one, is refused.
     assert!(matches!(
@@ -254,22 +331,37 @@ async fn scheduled_workflows_are_a_sparse_view_of_active_ones() {
     let env = aws_env().await;
     let store = env.adapters.store.clone();
     let org = org();
-    let sched = vec![node("tick", "trigger.schedule", json!({"rate": "5 minutes"}))];
+    let sched = vec![node(
+        "tick",
+        "trigger.schedule",
+        json!({"rate": "5 minutes"}),
+    )];
     let active = workflow(&org, "s1", WorkflowStatus::Active, sched.clone());
     store.create_workflow(&active, &[]).await.unwrap();
     store
-        .create_workflow(&workflow(&org, "s2", WorkflowStatus::Draft, sched.clone()), &[])
+        .create_workflow(
+            &workflow(&org, "s2", WorkflowStatus::Draft, sched.clone()),
+            &[],
+        )
         .await
         .unwrap();
     store
         .create_workflow(
-            &workflow(&org, "s3", WorkflowStatus::Active, vec![node("m", "trigger.manual", json!({}))]),
+            &workflow(
+                &org,
+                "s3",
+                WorkflowStatus::Active,
+                vec![node("m", "trigger.manual", json!({}))],
+            ),
             &[],
         )
         .await
         .unwrap();
     let listed = store.list_scheduled_workflows().await.unwrap();
-    assert_eq!(listed.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), ["s1"]);
+    assert_eq!(
+        listed.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["s1"]
+    );
     let mut off = active.clone();
     off.version = 2;
     off.status = WorkflowStatus::Inactive;
@@ -291,29 +383,52 @@ async fn executions_are_created_once_per_idempotency_key() {
     let t0 = now();
     let first = execution(&org, "wf", t0);
     assert_eq!(
-        store.create_execution(&first, Some("api:k1"), t0.minus(Duration::from_secs(86_400))).await.unwrap(),
+        store
+            .create_execution(
+                &first,
+                Some("api:k1"),
+                t0.minus(Duration::from_secs(86_400))
+            )
+            .await
+            .unwrap(),
         Created::Created(first.clone())
     );
     let second = execution(&org, "wf", t0.plus(Duration::from_secs(1)));
     assert_eq!(
-        store.create_execution(&second, Some("api:k1"), t0.minus(Duration::from_secs(86_400))).await.unwrap(),
+        store
+            .create_execution(
+                &second,
+                Some("api:k1"),
+                t0.minus(Duration::from_secs(86_400))
+            )
+            .await
+            .unwrap(),
         Created::Existing(first.clone())
     );
     assert_eq!(store.get_execution(&org, &second.id).await.unwrap(), None);
     // The same key in another organization is another key.
     store
-        .create_workflow(&workflow("org-b", "wf", WorkflowStatus::Active, vec![]), &[])
+        .create_workflow(
+            &workflow("org-b", "wf", WorkflowStatus::Active, vec![]),
+            &[],
+        )
         .await
         .ok();
     let other = execution("org-b", "wf", t0);
     assert!(matches!(
-        store.create_execution(&other, Some("api:k1"), t0).await.unwrap(),
+        store
+            .create_execution(&other, Some("api:k1"), t0)
+            .await
+            .unwrap(),
         Created::Created(_)
     ));
     // Past the window the key starts a new execution.
     let third = execution(&org, "wf", t0.plus(Duration::from_secs(2)));
     assert_eq!(
-        store.create_execution(&third, Some("api:k1"), t0.plus(Duration::from_millis(1))).await.unwrap(),
+        store
+            .create_execution(&third, Some("api:k1"), t0.plus(Duration::from_millis(1)))
+            .await
+            .unwrap(),
         Created::Created(third.clone())
     );
     // Concurrent creations with one key: exactly one is created.
@@ -322,13 +437,23 @@ async fn executions_are_created_once_per_idempotency_key() {
         .map(|_| {
             let store = store.clone();
             let e = execution(&org, "wf", now());
-            tokio::spawn(async move { store.create_execution(&e, Some(key), Timestamp::from_millis(0)).await.unwrap() })
+            tokio::spawn(async move {
+                store
+                    .create_execution(&e, Some(key), Timestamp::from_millis(0))
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let results = futures::future::join_all(tasks).await;
-    let created: Vec<_> = results.iter().filter(|r| matches!(r, Ok(Created::Created(_)))).collect();
+    let created: Vec<_> = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Created::Created(_))))
+        .collect();
     assert_eq!(created.len(), 1);
-    let Ok(Created::Created(winner)) = created[0] else { unreachable!() };
+    let Ok(Created::Created(winner)) = created[0] else {
+        unreachable!()
+    };
     for r in &results {
         if let Ok(Created::Existing(e)) = r {
             assert_eq!(e.id, winner.id);
@@ -351,8 +476,18 @@ async fn one_terminal_status_and_the_unfinished_index() {
 
     e.status = ExecutionStatus::Running;
     e.started_at = Some(now());
-    assert!(!store.transition_execution(&e, &[ExecutionStatus::Running]).await.unwrap());
-    assert!(store.transition_execution(&e, &[ExecutionStatus::Pending]).await.unwrap());
+    assert!(
+        !store
+            .transition_execution(&e, &[ExecutionStatus::Running])
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .transition_execution(&e, &[ExecutionStatus::Pending])
+            .await
+            .unwrap()
+    );
     // Concurrent terminal moves: exactly one wins.
     let mut ok = e.clone();
     ok.status = ExecutionStatus::Success;
@@ -365,7 +500,11 @@ async fn one_terminal_status_and_the_unfinished_index() {
         store.transition_execution(&ok, &[ExecutionStatus::Running]),
         store.transition_execution(
             &cancel,
-            &[ExecutionStatus::Pending, ExecutionStatus::Running, ExecutionStatus::Paused]
+            &[
+                ExecutionStatus::Pending,
+                ExecutionStatus::Running,
+                ExecutionStatus::Paused
+            ]
         )
     );
     assert!(a.unwrap() ^ b.unwrap(), "exactly one terminal move wins");
@@ -374,11 +513,27 @@ async fn one_terminal_status_and_the_unfinished_index() {
     // Never again.
     let mut again = stored.clone();
     again.status = ExecutionStatus::Failed;
-    assert!(!store.transition_execution(&again, &ExecutionStatus::UNFINISHED).await.unwrap());
-    assert!(!store.transition_execution(&again, &[ExecutionStatus::Running]).await.unwrap());
-    assert_eq!(store.get_execution(&org, &e.id).await.unwrap().unwrap(), stored);
+    assert!(
+        !store
+            .transition_execution(&again, &ExecutionStatus::UNFINISHED)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .transition_execution(&again, &[ExecutionStatus::Running])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_execution(&org, &e.id).await.unwrap().unwrap(),
+        stored
+    );
     let item = raw(&env, &pk, "E").await.unwrap();
-    assert!(!item.contains_key("gsi3pk"), "removed from the unfinished index");
+    assert!(
+        !item.contains_key("gsi3pk"),
+        "removed from the unfinished index"
+    );
     assert!(item.contains_key("expiresAt"), "terminal executions expire");
 }
 
@@ -389,14 +544,30 @@ async fn terminal_statuses_are_final() {
     let org = org();
     let mut e = new_execution(store.as_ref(), &org, "wf").await;
     e.status = ExecutionStatus::Failed;
-    assert!(store.transition_execution(&e, &[ExecutionStatus::Pending]).await.unwrap());
+    assert!(
+        store
+            .transition_execution(&e, &[ExecutionStatus::Pending])
+            .await
+            .unwrap()
+    );
     for to in ExecutionStatus::ALL {
         let mut next = e.clone();
         next.status = to;
         let from: Vec<_> = ExecutionStatus::UNFINISHED.to_vec();
-        assert!(!store.transition_execution(&next, &from).await.unwrap(), "{to:?}");
+        assert!(
+            !store.transition_execution(&next, &from).await.unwrap(),
+            "{to:?}"
+        );
     }
-    assert_eq!(store.get_execution(&org, &e.id).await.unwrap().unwrap().status, ExecutionStatus::Failed);
+    assert_eq!(
+        store
+            .get_execution(&org, &e.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ExecutionStatus::Failed
+    );
 }
 
 #[tokio::test]
@@ -415,28 +586,60 @@ async fn unfinished_executions_by_deadline_and_counts() {
     // One running, one paused, one finished.
     let mut running = ids[0].clone();
     running.status = ExecutionStatus::Running;
-    assert!(store.transition_execution(&running, &[ExecutionStatus::Pending]).await.unwrap());
+    assert!(
+        store
+            .transition_execution(&running, &[ExecutionStatus::Pending])
+            .await
+            .unwrap()
+    );
     let mut paused = ids[1].clone();
     paused.status = ExecutionStatus::Paused;
-    assert!(store.transition_execution(&paused, &[ExecutionStatus::Pending]).await.unwrap());
+    assert!(
+        store
+            .transition_execution(&paused, &[ExecutionStatus::Pending])
+            .await
+            .unwrap()
+    );
     let mut done = ids[2].clone();
     done.status = ExecutionStatus::Success;
-    assert!(store.transition_execution(&done, &[ExecutionStatus::Pending]).await.unwrap());
+    assert!(
+        store
+            .transition_execution(&done, &[ExecutionStatus::Pending])
+            .await
+            .unwrap()
+    );
     let extra = new_execution(store.as_ref(), &org, "wf").await;
 
     let p1 = store.list_unfinished_executions(2, None).await.unwrap();
     let ids_by_deadline: Vec<&str> = p1.items.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids_by_deadline, [ids[1].id.as_str(), ids[0].id.as_str()]);
-    let p2 = store.list_unfinished_executions(2, p1.next_cursor.as_deref()).await.unwrap();
-    assert_eq!(p2.items.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [extra.id.as_str()]);
+    let p2 = store
+        .list_unfinished_executions(2, p1.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        p2.items.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        [extra.id.as_str()]
+    );
     assert_eq!(p2.next_cursor, None);
     assert!(matches!(
         store.list_unfinished_executions(2, Some("garbage")).await,
         Err(StoreError::InvalidCursor)
     ));
 
-    let counts = store.count_unfinished_executions(t.minus(Duration::from_secs(50))).await.unwrap();
-    assert_eq!(counts, UnfinishedCounts { running: 1, pending: 1, paused: 1, stale: 1 });
+    let counts = store
+        .count_unfinished_executions(t.minus(Duration::from_secs(50)))
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        UnfinishedCounts {
+            running: 1,
+            pending: 1,
+            paused: 1,
+            stale: 1
+        }
+    );
 }
 
 #[tokio::test]
@@ -449,11 +652,20 @@ async fn execution_listing_filters_pages_and_refuses_foreign_cursors() {
     for i in 0..7u64 {
         let wf = if i % 2 == 0 { "wf-even" } else { "wf-odd" };
         let mut e = execution(&org, wf, base.plus(Duration::from_secs(60 * i)));
-        e.mode = if i < 3 { ExecutionMode::Webhook } else { ExecutionMode::Manual };
+        e.mode = if i < 3 {
+            ExecutionMode::Webhook
+        } else {
+            ExecutionMode::Manual
+        };
         store.create_execution(&e, None, base).await.unwrap();
         if i == 6 {
             e.status = ExecutionStatus::Running;
-            assert!(store.transition_execution(&e, &[ExecutionStatus::Pending]).await.unwrap());
+            assert!(
+                store
+                    .transition_execution(&e, &[ExecutionStatus::Pending])
+                    .await
+                    .unwrap()
+            );
         }
         all.push(e);
     }
@@ -464,22 +676,52 @@ async fn execution_listing_filters_pages_and_refuses_foreign_cursors() {
     let f = ExecutionFilter::default();
     let p1 = store.list_executions(&org, &f, 3, None).await.unwrap();
     assert_eq!(ids(&p1), newest_first[..3]);
-    let p2 = store.list_executions(&org, &f, 3, p1.next_cursor.as_deref()).await.unwrap();
+    let p2 = store
+        .list_executions(&org, &f, 3, p1.next_cursor.as_deref())
+        .await
+        .unwrap();
     assert_eq!(ids(&p2), newest_first[3..6]);
-    let p3 = store.list_executions(&org, &f, 3, p2.next_cursor.as_deref()).await.unwrap();
+    let p3 = store
+        .list_executions(&org, &f, 3, p2.next_cursor.as_deref())
+        .await
+        .unwrap();
     assert_eq!(ids(&p3), newest_first[6..]);
     assert_eq!(p3.next_cursor, None);
 
     // Filters.
-    let by_wf = ExecutionFilter { workflow_id: Some("wf-odd".into()), ..Default::default() };
+    let by_wf = ExecutionFilter {
+        workflow_id: Some("wf-odd".into()),
+        ..Default::default()
+    };
     let odd = store.list_executions(&org, &by_wf, 10, None).await.unwrap();
-    assert_eq!(ids(&odd), [all[5].id.clone(), all[3].id.clone(), all[1].id.clone()]);
-    let running = ExecutionFilter { status: Some(ExecutionStatus::Running), ..Default::default() };
-    assert_eq!(ids(&store.list_executions(&org, &running, 10, None).await.unwrap()), [all[6].id.clone()]);
-    let webhook = ExecutionFilter { mode: Some(ExecutionMode::Webhook), ..Default::default() };
-    let p = store.list_executions(&org, &webhook, 2, None).await.unwrap();
+    assert_eq!(
+        ids(&odd),
+        [all[5].id.clone(), all[3].id.clone(), all[1].id.clone()]
+    );
+    let running = ExecutionFilter {
+        status: Some(ExecutionStatus::Running),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&store
+            .list_executions(&org, &running, 10, None)
+            .await
+            .unwrap()),
+        [all[6].id.clone()]
+    );
+    let webhook = ExecutionFilter {
+        mode: Some(ExecutionMode::Webhook),
+        ..Default::default()
+    };
+    let p = store
+        .list_executions(&org, &webhook, 2, None)
+        .await
+        .unwrap();
     assert_eq!(ids(&p), [all[2].id.clone(), all[1].id.clone()]);
-    let p = store.list_executions(&org, &webhook, 2, p.next_cursor.as_deref()).await.unwrap();
+    let p = store
+        .list_executions(&org, &webhook, 2, p.next_cursor.as_deref())
+        .await
+        .unwrap();
     assert_eq!(ids(&p), [all[0].id.clone()]);
     let window = ExecutionFilter {
         start_date: Some(all[2].created_at),
@@ -487,18 +729,40 @@ async fn execution_listing_filters_pages_and_refuses_foreign_cursors() {
         ..Default::default()
     };
     assert_eq!(
-        ids(&store.list_executions(&org, &window, 10, None).await.unwrap()),
+        ids(&store
+            .list_executions(&org, &window, 10, None)
+            .await
+            .unwrap()),
         [all[4].id.clone(), all[3].id.clone(), all[2].id.clone()]
     );
-    let since = ExecutionFilter { start_date: Some(all[5].created_at), ..Default::default() };
-    assert_eq!(store.list_executions(&org, &since, 10, None).await.unwrap().items.len(), 2);
-    let until = ExecutionFilter { end_date: Some(all[0].created_at), ..Default::default() };
-    assert_eq!(ids(&store.list_executions(&org, &until, 10, None).await.unwrap()), [all[0].id.clone()]);
+    let since = ExecutionFilter {
+        start_date: Some(all[5].created_at),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_executions(&org, &since, 10, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let until = ExecutionFilter {
+        end_date: Some(all[0].created_at),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&store.list_executions(&org, &until, 10, None).await.unwrap()),
+        [all[0].id.clone()]
+    );
 
     // Cursors: another organization's, another query's, or forged ones are refused.
     let cursor = p1.next_cursor.unwrap();
     assert!(matches!(
-        store.list_executions("org-other", &f, 3, Some(&cursor)).await,
+        store
+            .list_executions("org-other", &f, 3, Some(&cursor))
+            .await,
         Err(StoreError::InvalidCursor)
     ));
     assert!(matches!(
@@ -506,17 +770,31 @@ async fn execution_listing_filters_pages_and_refuses_foreign_cursors() {
         Err(StoreError::InvalidCursor)
     ));
     let mut tampered = cursor.clone();
-    tampered.insert(3, if tampered.as_bytes()[3] == b'A' { 'B' } else { 'A' });
+    tampered.insert(
+        3,
+        if tampered.as_bytes()[3] == b'A' {
+            'B'
+        } else {
+            'A'
+        },
+    );
     for bad in [tampered.as_str(), "not-a-cursor", "", "a.b.c"] {
         assert!(
-            matches!(store.list_executions(&org, &f, 3, Some(bad)).await, Err(StoreError::InvalidCursor)),
+            matches!(
+                store.list_executions(&org, &f, 3, Some(bad)).await,
+                Err(StoreError::InvalidCursor)
+            ),
             "{bad}"
         );
     }
     // A cursor signed by another store (another secret) is refused too.
     let other_env = aws_env().await;
     assert!(matches!(
-        other_env.adapters.store.list_executions(&org, &f, 3, Some(&cursor)).await,
+        other_env
+            .adapters
+            .store
+            .list_executions(&org, &f, 3, Some(&cursor))
+            .await,
         Err(StoreError::InvalidCursor)
     ));
 }
@@ -531,13 +809,31 @@ async fn statistics_come_from_counters() {
     let durations = [100u64, 200, 300, 400];
     for (i, d) in durations.iter().enumerate() {
         let mut e = execution(&org, "wf", if i < 2 { day1 } else { day2 });
-        e.mode = if i == 0 { ExecutionMode::Webhook } else { ExecutionMode::Api };
+        e.mode = if i == 0 {
+            ExecutionMode::Webhook
+        } else {
+            ExecutionMode::Api
+        };
         store.create_execution(&e, None, day1).await.unwrap();
         e.status = ExecutionStatus::Running;
-        assert!(store.transition_execution(&e, &[ExecutionStatus::Pending]).await.unwrap());
-        e.status = if i == 3 { ExecutionStatus::Failed } else { ExecutionStatus::Success };
+        assert!(
+            store
+                .transition_execution(&e, &[ExecutionStatus::Pending])
+                .await
+                .unwrap()
+        );
+        e.status = if i == 3 {
+            ExecutionStatus::Failed
+        } else {
+            ExecutionStatus::Success
+        };
         e.duration = *d;
-        assert!(store.transition_execution(&e, &[ExecutionStatus::Running]).await.unwrap());
+        assert!(
+            store
+                .transition_execution(&e, &[ExecutionStatus::Running])
+                .await
+                .unwrap()
+        );
     }
     let pending = execution(&org, "wf", day2);
     store.create_execution(&pending, None, day1).await.unwrap();
@@ -552,9 +848,16 @@ async fn statistics_come_from_counters() {
     assert_eq!(s.by_mode.get("webhook"), Some(&1));
     assert!((s.success_rate - 0.75).abs() < 1e-9);
     assert!((s.average_duration - 250.0).abs() < 1e-9);
-    assert!(s.p95_duration > 300.0 && s.p95_duration <= 500.0, "{}", s.p95_duration);
+    assert!(
+        s.p95_duration > 300.0 && s.p95_duration <= 500.0,
+        "{}",
+        s.p95_duration
+    );
 
-    let first_day = store.execution_statistics(&org, Some(day1), Some(day1)).await.unwrap();
+    let first_day = store
+        .execution_statistics(&org, Some(day1), Some(day1))
+        .await
+        .unwrap();
     assert_eq!(first_day.total, 2);
     assert!((first_day.average_duration - 150.0).abs() < 1e-9);
     let later = store
@@ -562,7 +865,14 @@ async fn statistics_come_from_counters() {
         .await
         .unwrap();
     assert_eq!(later.total, 3);
-    assert_eq!(store.execution_statistics("nobody", None, None).await.unwrap().total, 0);
+    assert_eq!(
+        store
+            .execution_statistics("nobody", None, None)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
 }
 
 // ---- node runs -----------------------------------------------------------------------------
@@ -576,26 +886,48 @@ async fn claim_lease_record_contract() {
     let t = now();
     let lease = Duration::from_secs(30);
     assert_eq!(
-        store.claim_node(&org, &e.id, "nope", &claim("t0", t, lease)).await.unwrap(),
+        store
+            .claim_node(&org, &e.id, "nope", &claim("t0", t, lease))
+            .await
+            .unwrap(),
         ClaimOutcome::NotReady
     );
-    store.put_node_runs(&org, &[ready_run(&e.id, "a")]).await.unwrap();
+    store
+        .put_node_runs(&org, &[ready_run(&e.id, "a")])
+        .await
+        .unwrap();
     // Creating again does not overwrite.
-    store.put_node_runs(&org, &[NodeRun::new(&e.id, "a")]).await.unwrap();
+    store
+        .put_node_runs(&org, &[NodeRun::new(&e.id, "a")])
+        .await
+        .unwrap();
 
-    let ClaimOutcome::Claimed(run) = store.claim_node(&org, &e.id, "a", &claim("t1", t, lease)).await.unwrap() else {
+    let ClaimOutcome::Claimed(run) = store
+        .claim_node(&org, &e.id, "a", &claim("t1", t, lease))
+        .await
+        .unwrap()
+    else {
         panic!("first claim wins")
     };
     assert_eq!(run.status, NodeRunStatus::Running);
     assert_eq!(run.attempts, 1);
     assert_eq!(run.lease_token.as_deref(), Some("t1"));
     assert_eq!(
-        store.claim_node(&org, &e.id, "a", &claim("t2", t, lease)).await.unwrap(),
-        ClaimOutcome::Leased { until: t.plus(lease) }
+        store
+            .claim_node(&org, &e.id, "a", &claim("t2", t, lease))
+            .await
+            .unwrap(),
+        ClaimOutcome::Leased {
+            until: t.plus(lease)
+        }
     );
     // The lease expires: another claim takes over; the first holder's result is refused.
     let later = t.plus(lease).plus(Duration::from_millis(1));
-    let ClaimOutcome::Claimed(run2) = store.claim_node(&org, &e.id, "a", &claim("t3", later, lease)).await.unwrap() else {
+    let ClaimOutcome::Claimed(run2) = store
+        .claim_node(&org, &e.id, "a", &claim("t3", later, lease))
+        .await
+        .unwrap()
+    else {
         panic!("expired lease is claimable")
     };
     assert_eq!(run2.attempts, 2);
@@ -606,15 +938,27 @@ async fn claim_lease_record_contract() {
     assert!(!store.save_node_run(&org, &result, "t1").await.unwrap());
     assert!(store.save_node_run(&org, &result, "t3").await.unwrap());
     assert_eq!(
-        store.claim_node(&org, &e.id, "a", &claim("t4", later, lease)).await.unwrap(),
+        store
+            .claim_node(&org, &e.id, "a", &claim("t4", later, lease))
+            .await
+            .unwrap(),
         ClaimOutcome::Finished(result.clone())
     );
-    let item = raw(&env, &format!("O#{org}#E#{}", e.id), "E#N#a").await.unwrap();
+    let item = raw(&env, &format!("O#{org}#E#{}", e.id), "E#N#a")
+        .await
+        .unwrap();
     assert!(item.contains_key("expiresAt"));
 
     // Backoff: a pending run with notBefore in the future.
-    store.put_node_runs(&org, &[ready_run(&e.id, "b")]).await.unwrap();
-    let ClaimOutcome::Claimed(mut b) = store.claim_node(&org, &e.id, "b", &claim("k1", t, lease)).await.unwrap() else {
+    store
+        .put_node_runs(&org, &[ready_run(&e.id, "b")])
+        .await
+        .unwrap();
+    let ClaimOutcome::Claimed(mut b) = store
+        .claim_node(&org, &e.id, "b", &claim("k1", t, lease))
+        .await
+        .unwrap()
+    else {
         panic!()
     };
     b.status = NodeRunStatus::Pending;
@@ -622,11 +966,21 @@ async fn claim_lease_record_contract() {
     b.lease_token = None;
     assert!(store.save_node_run(&org, &b, "k1").await.unwrap());
     assert_eq!(
-        store.claim_node(&org, &e.id, "b", &claim("k2", t, lease)).await.unwrap(),
-        ClaimOutcome::NotYet { not_before: t.plus(Duration::from_secs(10)) }
+        store
+            .claim_node(&org, &e.id, "b", &claim("k2", t, lease))
+            .await
+            .unwrap(),
+        ClaimOutcome::NotYet {
+            not_before: t.plus(Duration::from_secs(10))
+        }
     );
     let ClaimOutcome::Claimed(b2) = store
-        .claim_node(&org, &e.id, "b", &claim("k3", t.plus(Duration::from_secs(10)), lease))
+        .claim_node(
+            &org,
+            &e.id,
+            "b",
+            &claim("k3", t.plus(Duration::from_secs(10)), lease),
+        )
         .await
         .unwrap()
     else {
@@ -634,11 +988,18 @@ async fn claim_lease_record_contract() {
     };
     assert_eq!(b2.attempts, 2);
     // The state read: one Query with the execution and both runs.
-    let state = store.get_execution_state(&org, &e.id).await.unwrap().unwrap();
+    let state = store
+        .get_execution_state(&org, &e.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(state.execution.id, e.id);
     assert_eq!(state.node_runs.len(), 2);
     assert_eq!(state.run("a"), Some(&result));
-    assert_eq!(store.get_execution_state(&org, "missing").await.unwrap(), None);
+    assert_eq!(
+        store.get_execution_state(&org, "missing").await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -647,7 +1008,10 @@ async fn ten_concurrent_claims_one_winner() {
     let store = env.adapters.store.clone();
     let org = org();
     let e = new_execution(store.as_ref(), &org, "wf").await;
-    store.put_node_runs(&org, &[ready_run(&e.id, "n")]).await.unwrap();
+    store
+        .put_node_runs(&org, &[ready_run(&e.id, "n")])
+        .await
+        .unwrap();
     let t = now();
     let tasks: Vec<_> = (0..10)
         .map(|i| {
@@ -655,18 +1019,32 @@ async fn ten_concurrent_claims_one_winner() {
             let (org, id) = (org.clone(), e.id.clone());
             tokio::spawn(async move {
                 store
-                    .claim_node(&org, &id, "n", &claim(&format!("w{i}"), t, Duration::from_secs(60)))
+                    .claim_node(
+                        &org,
+                        &id,
+                        "n",
+                        &claim(&format!("w{i}"), t, Duration::from_secs(60)),
+                    )
                     .await
                     .unwrap()
             })
         })
         .collect();
-    let outcomes: Vec<_> = futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
-    let winners = outcomes.iter().filter(|o| matches!(o, ClaimOutcome::Claimed(_))).count();
-    assert_eq!(winners, 1, "{outcomes:?}");
-    assert!(outcomes
+    let outcomes: Vec<_> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let winners = outcomes
         .iter()
-        .all(|o| matches!(o, ClaimOutcome::Claimed(_) | ClaimOutcome::Leased { .. })));
+        .filter(|o| matches!(o, ClaimOutcome::Claimed(_)))
+        .count();
+    assert_eq!(winners, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, ClaimOutcome::Claimed(_) | ClaimOutcome::Leased { .. }))
+    );
 }
 
 #[tokio::test]
@@ -677,50 +1055,134 @@ async fn joins_arrive_once_and_decide_once() {
     let e = new_execution(store.as_ref(), &org, "wf").await;
     let id = e.id.as_str();
     // Three parents, one not taken.
-    assert_eq!(store.arrive(&org, id, "join", "p1", true, 3, None).await.unwrap(), Arrival::Waiting);
-    assert_eq!(store.arrive(&org, id, "join", "p1", true, 3, None).await.unwrap(), Arrival::Waiting, "duplicate");
-    assert_eq!(store.arrive(&org, id, "join", "p2", false, 3, None).await.unwrap(), Arrival::Waiting);
+    assert_eq!(
+        store
+            .arrive(&org, id, "join", "p1", true, 3, None)
+            .await
+            .unwrap(),
+        Arrival::Waiting
+    );
+    assert_eq!(
+        store
+            .arrive(&org, id, "join", "p1", true, 3, None)
+            .await
+            .unwrap(),
+        Arrival::Waiting,
+        "duplicate"
+    );
+    assert_eq!(
+        store
+            .arrive(&org, id, "join", "p2", false, 3, None)
+            .await
+            .unwrap(),
+        Arrival::Waiting
+    );
     let c = claim("inline", now(), Duration::from_secs(30));
-    let Arrival::Ready(run) = store.arrive(&org, id, "join", "p3", true, 3, Some(&c)).await.unwrap() else {
+    let Arrival::Ready(run) = store
+        .arrive(&org, id, "join", "p3", true, 3, Some(&c))
+        .await
+        .unwrap()
+    else {
         panic!("the completing arrival decides")
     };
-    assert_eq!(run.arrived, BTreeSet::from(["p1".into(), "p2".into(), "p3".into()]));
+    assert_eq!(
+        run.arrived,
+        BTreeSet::from(["p1".into(), "p2".into(), "p3".into()])
+    );
     assert_eq!(run.taken_from, BTreeSet::from(["p1".into(), "p3".into()]));
     assert!(run.ready);
-    assert_eq!(run.status, NodeRunStatus::Running, "claimed in the same write");
+    assert_eq!(
+        run.status,
+        NodeRunStatus::Running,
+        "claimed in the same write"
+    );
     assert_eq!(run.lease_token.as_deref(), Some("inline"));
     assert_eq!(run.attempts, 1);
-    assert_eq!(store.arrive(&org, id, "join", "p3", true, 3, None).await.unwrap(), Arrival::AlreadyDecided);
+    assert_eq!(
+        store
+            .arrive(&org, id, "join", "p3", true, 3, None)
+            .await
+            .unwrap(),
+        Arrival::AlreadyDecided
+    );
 
     // No taken connection: skipped.
-    assert_eq!(store.arrive(&org, id, "dead", "p1", false, 2, None).await.unwrap(), Arrival::Waiting);
-    let Arrival::Skipped(skipped) = store.arrive(&org, id, "dead", "p2", false, 2, None).await.unwrap() else {
+    assert_eq!(
+        store
+            .arrive(&org, id, "dead", "p1", false, 2, None)
+            .await
+            .unwrap(),
+        Arrival::Waiting
+    );
+    let Arrival::Skipped(skipped) = store
+        .arrive(&org, id, "dead", "p2", false, 2, None)
+        .await
+        .unwrap()
+    else {
         panic!()
     };
     assert_eq!(skipped.status, NodeRunStatus::Skipped);
-    assert_eq!(store.arrive(&org, id, "dead", "p2", false, 2, None).await.unwrap(), Arrival::AlreadyDecided);
+    assert_eq!(
+        store
+            .arrive(&org, id, "dead", "p2", false, 2, None)
+            .await
+            .unwrap(),
+        Arrival::AlreadyDecided
+    );
 
     // Single parent: one write, claimed or not, duplicates decided.
-    let Arrival::Ready(one) = store.arrive(&org, id, "single", "p", true, 1, Some(&c)).await.unwrap() else {
+    let Arrival::Ready(one) = store
+        .arrive(&org, id, "single", "p", true, 1, Some(&c))
+        .await
+        .unwrap()
+    else {
         panic!()
     };
-    assert_eq!((one.status, one.attempts, one.ready), (NodeRunStatus::Running, 1, true));
-    assert_eq!(store.arrive(&org, id, "single", "p", true, 1, Some(&c)).await.unwrap(), Arrival::AlreadyDecided);
-    let Arrival::Ready(queued) = store.arrive(&org, id, "single2", "p", true, 1, None).await.unwrap() else {
+    assert_eq!(
+        (one.status, one.attempts, one.ready),
+        (NodeRunStatus::Running, 1, true)
+    );
+    assert_eq!(
+        store
+            .arrive(&org, id, "single", "p", true, 1, Some(&c))
+            .await
+            .unwrap(),
+        Arrival::AlreadyDecided
+    );
+    let Arrival::Ready(queued) = store
+        .arrive(&org, id, "single2", "p", true, 1, None)
+        .await
+        .unwrap()
+    else {
         panic!()
     };
-    assert_eq!((queued.status, queued.attempts, queued.ready), (NodeRunStatus::Pending, 0, true));
+    assert_eq!(
+        (queued.status, queued.attempts, queued.ready),
+        (NodeRunStatus::Pending, 0, true)
+    );
     assert!(matches!(
         store.claim_node(&org, id, "single2", &c).await.unwrap(),
         ClaimOutcome::Claimed(_)
     ));
     assert!(matches!(
-        store.arrive(&org, id, "single3", "p", false, 1, None).await.unwrap(),
+        store
+            .arrive(&org, id, "single3", "p", false, 1, None)
+            .await
+            .unwrap(),
         Arrival::Skipped(_)
     ));
     // A waiting join is not claimable.
-    assert_eq!(store.arrive(&org, id, "j2", "p1", true, 2, None).await.unwrap(), Arrival::Waiting);
-    assert_eq!(store.claim_node(&org, id, "j2", &c).await.unwrap(), ClaimOutcome::NotReady);
+    assert_eq!(
+        store
+            .arrive(&org, id, "j2", "p1", true, 2, None)
+            .await
+            .unwrap(),
+        Arrival::Waiting
+    );
+    assert_eq!(
+        store.claim_node(&org, id, "j2", &c).await.unwrap(),
+        ClaimOutcome::NotReady
+    );
 }
 
 #[tokio::test]
@@ -737,15 +1199,29 @@ async fn concurrent_arrivals_at_a_join_schedule_it_once() {
             let (org, id) = (org.clone(), e.id.clone());
             tokio::spawn(async move {
                 let p = format!("p{}", i % parents);
-                store.arrive(&org, &id, "join", &p, true, parents, None).await.unwrap()
+                store
+                    .arrive(&org, &id, "join", &p, true, parents, None)
+                    .await
+                    .unwrap()
             })
         })
         .collect();
-    let outcomes: Vec<_> = futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
-    let ready = outcomes.iter().filter(|o| matches!(o, Arrival::Ready(_))).count();
+    let outcomes: Vec<_> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let ready = outcomes
+        .iter()
+        .filter(|o| matches!(o, Arrival::Ready(_)))
+        .count();
     assert_eq!(ready, 1, "{outcomes:?}");
     assert!(!outcomes.iter().any(|o| matches!(o, Arrival::Skipped(_))));
-    let state = store.get_execution_state(&org, &e.id).await.unwrap().unwrap();
+    let state = store
+        .get_execution_state(&org, &e.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(state.run("join").unwrap().arrived.len(), parents);
 }
 
@@ -764,7 +1240,11 @@ async fn logs_in_batches_filtered_tailed_and_kept_out_of_the_state_read() {
             execution_id: e.id.clone(),
             organization_id: org.clone(),
             node_id: Some(if i % 3 == 0 { "a" } else { "b" }.to_string()),
-            level: if i % 5 == 0 { LogLevel::Error } else { LogLevel::Info },
+            level: if i % 5 == 0 {
+                LogLevel::Error
+            } else {
+                LogLevel::Info
+            },
             message: format!("log {i}"),
             data: (i == 1).then(|| json!({"k": [1, 2]})),
             timestamp: t.plus(Duration::from_millis(i)),
@@ -775,28 +1255,83 @@ async fn logs_in_batches_filtered_tailed_and_kept_out_of_the_state_read() {
         .collect();
     env.adapters.counter.reset();
     store.append_logs(&logs).await.unwrap();
-    assert_eq!(env.adapters.counter.operation("dynamodb", "BatchWriteItem").requests, 2, "25 per call");
+    assert_eq!(
+        env.adapters
+            .counter
+            .operation("dynamodb", "BatchWriteItem")
+            .requests,
+        2,
+        "25 per call"
+    );
 
-    let p1 = store.list_logs(&org, &e.id, &LogFilter::default(), 12).await.unwrap();
+    let p1 = store
+        .list_logs(&org, &e.id, &LogFilter::default(), 12)
+        .await
+        .unwrap();
     assert_eq!(p1.items, logs[..12]);
-    let after = LogFilter { after: p1.next_cursor.clone(), ..Default::default() };
+    let after = LogFilter {
+        after: p1.next_cursor.clone(),
+        ..Default::default()
+    };
     assert_eq!(p1.next_cursor.as_deref(), Some(logs[11].id.as_str()));
     let p2 = store.list_logs(&org, &e.id, &after, 100).await.unwrap();
     assert_eq!(p2.items, logs[12..]);
     assert_eq!(p2.next_cursor, None);
-    let errors = LogFilter { level: Some(LogLevel::Error), ..Default::default() };
-    assert_eq!(store.list_logs(&org, &e.id, &errors, 100).await.unwrap().items.len(), 6);
-    let node_a = LogFilter { node_id: Some("a".into()), ..Default::default() };
-    assert_eq!(store.list_logs(&org, &e.id, &node_a, 100).await.unwrap().items.len(), 10);
-    assert!(store.list_logs("other", &e.id, &LogFilter::default(), 10).await.unwrap().items.is_empty());
-    let item = raw(&env, &format!("O#{org}#E#{}", e.id), &format!("L#{}", logs[0].id)).await.unwrap();
+    let errors = LogFilter {
+        level: Some(LogLevel::Error),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_logs(&org, &e.id, &errors, 100)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        6
+    );
+    let node_a = LogFilter {
+        node_id: Some("a".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_logs(&org, &e.id, &node_a, 100)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        10
+    );
+    assert!(
+        store
+            .list_logs("other", &e.id, &LogFilter::default(), 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let item = raw(
+        &env,
+        &format!("O#{org}#E#{}", e.id),
+        &format!("L#{}", logs[0].id),
+    )
+    .await
+    .unwrap();
     assert!(item.contains_key("expiresAt"));
 
     env.adapters.counter.reset();
-    let state = store.get_execution_state(&org, &e.id).await.unwrap().unwrap();
+    let state = store
+        .get_execution_state(&org, &e.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(state.node_runs.is_empty(), "logs are not runs");
     assert_eq!(env.adapters.counter.requests("dynamodb"), 1, "one Query");
-    assert_eq!(env.adapters.counter.operation("dynamodb", "Query").requests, 1);
+    assert_eq!(
+        env.adapters.counter.operation("dynamodb", "Query").requests,
+        1
+    );
 }
 
 // ---- size ----------------------------------------------------------------------------------
@@ -807,9 +1342,17 @@ async fn oversized_items_are_too_large_not_sdk_errors() {
     let store = env.adapters.store.clone();
     let org = org();
     let e = new_execution(store.as_ref(), &org, "wf").await;
-    store.put_node_runs(&org, &[ready_run(&e.id, "big")]).await.unwrap();
+    store
+        .put_node_runs(&org, &[ready_run(&e.id, "big")])
+        .await
+        .unwrap();
     let ClaimOutcome::Claimed(mut run) = store
-        .claim_node(&org, &e.id, "big", &claim("t", now(), Duration::from_secs(30)))
+        .claim_node(
+            &org,
+            &e.id,
+            "big",
+            &claim("t", now(), Duration::from_secs(30)),
+        )
         .await
         .unwrap()
     else {
@@ -818,10 +1361,16 @@ async fn oversized_items_are_too_large_not_sdk_errors() {
     env.adapters.counter.reset();
     run.status = NodeRunStatus::Success;
     run.output = Some(json!({"blob": "x".repeat(450 * 1024)}));
-    assert!(matches!(store.save_node_run(&org, &run, "t").await, Err(StoreError::TooLarge(_))));
+    assert!(matches!(
+        store.save_node_run(&org, &run, "t").await,
+        Err(StoreError::TooLarge(_))
+    ));
     let mut huge = execution(&org, "wf", now());
     huge.input_data = json!("y".repeat(500 * 1024));
-    assert!(matches!(store.create_execution(&huge, None, now()).await, Err(StoreError::TooLarge(_))));
+    assert!(matches!(
+        store.create_execution(&huge, None, now()).await,
+        Err(StoreError::TooLarge(_))
+    ));
     let log = ExecutionLog {
         id: new_id(),
         execution_id: e.id.clone(),
@@ -835,8 +1384,15 @@ async fn oversized_items_are_too_large_not_sdk_errors() {
         node_type: None,
         node_name: None,
     };
-    assert!(matches!(store.append_logs(&[log]).await, Err(StoreError::TooLarge(_))));
-    assert_eq!(env.adapters.counter.requests("dynamodb"), 0, "refused before any request");
+    assert!(matches!(
+        store.append_logs(&[log]).await,
+        Err(StoreError::TooLarge(_))
+    ));
+    assert_eq!(
+        env.adapters.counter.requests("dynamodb"),
+        0,
+        "refused before any request"
+    );
     // 256 KiB, the engine's output limit, fits.
     run.output = Some(json!({"blob": "x".repeat(256 * 1024)}));
     assert!(store.save_node_run(&org, &run, "t").await.unwrap());
@@ -863,19 +1419,33 @@ async fn credentials_unique_names_lookup_by_id_or_name() {
     };
     store.put_credential(&cred("c1", "github")).await.unwrap();
     store.put_credential(&cred("c2", "slack")).await.unwrap();
-    assert!(matches!(store.put_credential(&cred("c3", "github")).await, Err(StoreError::Conflict(_))));
-    assert_eq!(store.get_credential(&org, "c1").await.unwrap(), Some(cred("c1", "github")));
-    assert_eq!(store.get_credential(&org, "slack").await.unwrap(), Some(cred("c2", "slack")));
+    assert!(matches!(
+        store.put_credential(&cred("c3", "github")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_credential(&org, "c1").await.unwrap(),
+        Some(cred("c1", "github"))
+    );
+    assert_eq!(
+        store.get_credential(&org, "slack").await.unwrap(),
+        Some(cred("c2", "slack"))
+    );
     assert_eq!(store.get_credential(&org, "c3").await.unwrap(), None);
     assert_eq!(store.get_credential("other", "c1").await.unwrap(), None);
     let p1 = store.list_credentials(&org, 1, None).await.unwrap();
     assert_eq!(p1.items.len(), 1);
-    let p2 = store.list_credentials(&org, 1, p1.next_cursor.as_deref()).await.unwrap();
+    let p2 = store
+        .list_credentials(&org, 1, p1.next_cursor.as_deref())
+        .await
+        .unwrap();
     assert_eq!(p2.items.len(), 1);
     assert_ne!(p1.items[0].id, p2.items[0].id);
     assert!(p2.next_cursor.is_none());
     assert!(matches!(
-        store.list_credentials("other", 1, p1.next_cursor.as_deref()).await,
+        store
+            .list_credentials("other", 1, p1.next_cursor.as_deref())
+            .await,
         Err(StoreError::InvalidCursor)
     ));
     assert!(store.delete_credential(&org, "c1").await.unwrap());
@@ -891,16 +1461,27 @@ async fn circuit_state_compare_and_set() {
     let store = env.adapters.store.clone();
     let key = format!("host-{}", new_id());
     assert_eq!(store.get_circuit(&key).await.unwrap(), None);
-    let v1 = CircuitState { consecutive_failures: 1, version: 1, ..Default::default() };
+    let v1 = CircuitState {
+        consecutive_failures: 1,
+        version: 1,
+        ..Default::default()
+    };
     assert!(store.put_circuit(&key, &v1).await.unwrap());
-    assert!(!store.put_circuit(&key, &v1).await.unwrap(), "version moved");
+    assert!(
+        !store.put_circuit(&key, &v1).await.unwrap(),
+        "version moved"
+    );
     let v2 = CircuitState {
         consecutive_failures: 5,
         opened_at: Some(now()),
         trial_until: None,
         version: 2,
     };
-    let v2b = CircuitState { consecutive_failures: 2, version: 2, ..Default::default() };
+    let v2b = CircuitState {
+        consecutive_failures: 2,
+        version: 2,
+        ..Default::default()
+    };
     let (a, b) = tokio::join!(store.put_circuit(&key, &v2), store.put_circuit(&key, &v2b));
     assert!(a.unwrap() ^ b.unwrap(), "one compare-and-set wins");
     let stored = store.get_circuit(&key).await.unwrap().unwrap();
@@ -926,7 +1507,12 @@ async fn receive_all(queue: &dyn JobQueue, n: usize, visibility: Duration) -> Ve
         if got.len() >= n {
             break;
         }
-        got.extend(queue.receive(10, visibility, Duration::from_millis(200)).await.unwrap());
+        got.extend(
+            queue
+                .receive(10, visibility, Duration::from_millis(200))
+                .await
+                .unwrap(),
+        );
     }
     got
 }
@@ -939,7 +1525,14 @@ async fn sqs_send_batches_receive_ack_release_extend_depth() {
     env.adapters.counter.reset();
     let jobs: Vec<Job> = (0..23).map(job).collect();
     queue.send(&jobs, Duration::ZERO).await.unwrap();
-    assert_eq!(env.adapters.counter.operation("sqs", "SendMessageBatch").requests, 3, "batches of 10");
+    assert_eq!(
+        env.adapters
+            .counter
+            .operation("sqs", "SendMessageBatch")
+            .requests,
+        3,
+        "batches of 10"
+    );
     let d = queue.depth().await.unwrap();
     assert_eq!((d.ready, d.in_flight, d.dead), (23, 0, 0));
 
@@ -955,8 +1548,14 @@ async fn sqs_send_batches_receive_ack_release_extend_depth() {
     for d in &got[..20] {
         queue.ack(&d.receipt).await.unwrap();
     }
-    queue.release(&got[20].receipt, Duration::ZERO).await.unwrap();
-    queue.extend(&got[21].receipt, Duration::from_secs(120)).await.unwrap();
+    queue
+        .release(&got[20].receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    queue
+        .extend(&got[21].receipt, Duration::from_secs(120))
+        .await
+        .unwrap();
     let again = receive_all(queue.as_ref(), 1, Duration::from_secs(60)).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].job, got[20].job);
@@ -967,20 +1566,42 @@ async fn sqs_send_batches_receive_ack_release_extend_depth() {
 
 #[tokio::test]
 async fn sqs_delayed_messages_and_the_dead_letter_queue() {
-    let env = aws_env_with(EnvOptions { max_receive_count: 1, ..Default::default() }).await;
+    let env = aws_env_with(EnvOptions {
+        max_receive_count: 1,
+        ..Default::default()
+    })
+    .await;
     let queue = env.adapters.queue.clone();
-    queue.send(&[job(1)], Duration::from_secs(600)).await.unwrap();
+    queue
+        .send(&[job(1)], Duration::from_secs(600))
+        .await
+        .unwrap();
     let d = queue.depth().await.unwrap();
     assert_eq!((d.ready, d.delayed), (0, 1));
-    assert!(queue.receive(10, Duration::from_secs(30), Duration::ZERO).await.unwrap().is_empty());
+    assert!(
+        queue
+            .receive(10, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A poison message: received once (and not acknowledged), then dead-lettered.
-    queue.send_bodies(&["not a job".to_string()], Duration::ZERO).await.unwrap();
-    let got = queue.receive(10, Duration::ZERO, Duration::ZERO).await.unwrap();
+    queue
+        .send_bodies(&["not a job".to_string()], Duration::ZERO)
+        .await
+        .unwrap();
+    let got = queue
+        .receive(10, Duration::ZERO, Duration::ZERO)
+        .await
+        .unwrap();
     assert!(got.is_empty(), "a malformed body is never a job");
     let mut dead = 0;
     for _ in 0..20 {
-        let _ = queue.receive(10, Duration::ZERO, Duration::ZERO).await.unwrap();
+        let _ = queue
+            .receive(10, Duration::ZERO, Duration::ZERO)
+            .await
+            .unwrap();
         dead = queue.depth().await.unwrap().dead;
         if dead > 0 {
             break;
@@ -1004,21 +1625,46 @@ impl TickHandler for Ticks {
 async fn sqs_receive_hands_schedule_ticks_to_the_tick_handler() {
     let env = aws_env().await;
     let ticks = Arc::new(Ticks(Default::default()));
-    let queue = (*env.adapters.queue).clone().with_tick_handler(ticks.clone());
+    let queue = (*env.adapters.queue)
+        .clone()
+        .with_tick_handler(ticks.clone());
     let body = r#"{"scheduleTick":{"organizationId":"o1","workflowId":"w1","scheduledAt":"2026-01-01T00:00:00Z"}}"#;
-    queue.send_bodies(&[body.to_string()], Duration::ZERO).await.unwrap();
+    queue
+        .send_bodies(&[body.to_string()], Duration::ZERO)
+        .await
+        .unwrap();
     queue.send(&[job(7)], Duration::ZERO).await.unwrap();
     let got = receive_all(&queue, 1, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].job, job(7));
     let seen = ticks.0.lock().unwrap().clone();
-    assert_eq!(seen, [("o1".to_string(), "w1".to_string(), Timestamp::parse("2026-01-01T00:00:00Z").unwrap())]);
+    assert_eq!(
+        seen,
+        [(
+            "o1".to_string(),
+            "w1".to_string(),
+            Timestamp::parse("2026-01-01T00:00:00Z").unwrap()
+        )]
+    );
     let d = queue.depth().await.unwrap();
-    assert_eq!(d.ready + d.in_flight, 1, "the tick was deleted, the job is in flight");
+    assert_eq!(
+        d.ready + d.in_flight,
+        1,
+        "the tick was deleted, the job is in flight"
+    );
     // receive_messages shows both kinds raw.
-    queue.send_bodies(&[body.to_string()], Duration::ZERO).await.unwrap();
-    let raw = queue.receive_messages(10, Duration::from_secs(30), Duration::from_millis(200)).await.unwrap();
-    assert!(matches!(raw[0].message, Ok(QueueMessage::ScheduleTick { .. })));
+    queue
+        .send_bodies(&[body.to_string()], Duration::ZERO)
+        .await
+        .unwrap();
+    let raw = queue
+        .receive_messages(10, Duration::from_secs(30), Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(matches!(
+        raw[0].message,
+        Ok(QueueMessage::ScheduleTick { .. })
+    ));
 }
 
 // ---- EventBridge ---------------------------------------------------------------------------
@@ -1050,27 +1696,46 @@ async fn rule_expression(env: &AwsEnv, name: &str) -> Option<String> {
 #[tokio::test]
 async fn schedule_rules_follow_the_workflow() {
     let env = aws_env().await;
-    let schedules = (*env.adapters.schedules).clone().with_expression(test_expression);
+    let schedules = (*env.adapters.schedules)
+        .clone()
+        .with_expression(test_expression);
     let org = org();
     let wf_id = new_id();
     let mut wf = workflow(
         &org,
         &wf_id,
         WorkflowStatus::Active,
-        vec![node("tick", "trigger.schedule", json!({"rate": "5 minutes"}))],
+        vec![node(
+            "tick",
+            "trigger.schedule",
+            json!({"rate": "5 minutes"}),
+        )],
     );
     let name = rule_name(&wf_id);
     assert_eq!(name, format!("weconnect-{wf_id}"));
 
     schedules.workflow_saved(&wf).await.unwrap();
-    assert_eq!(rule_expression(&env, &name).await.as_deref(), Some("rate(5 minutes)"));
-    let targets = env.events.list_targets_by_rule().rule(&name).send().await.unwrap();
+    assert_eq!(
+        rule_expression(&env, &name).await.as_deref(),
+        Some("rate(5 minutes)")
+    );
+    let targets = env
+        .events
+        .list_targets_by_rule()
+        .rule(&name)
+        .send()
+        .await
+        .unwrap();
     let target = &targets.targets()[0];
     assert_eq!(target.id(), TARGET_ID);
     assert_eq!(target.arn(), env.queue_arn);
     let transformer = target.input_transformer().unwrap();
     assert_eq!(
-        transformer.input_paths_map().unwrap().get("time").map(String::as_str),
+        transformer
+            .input_paths_map()
+            .unwrap()
+            .get("time")
+            .map(String::as_str),
         Some("$.time")
     );
     // What EventBridge delivers for a tick is a message the worker understands.
@@ -1088,10 +1753,25 @@ async fn schedule_rules_follow_the_workflow() {
 
     // Updated: the expression follows.
     wf.version = 2;
-    wf.nodes[0].parameters.insert("rate".into(), json!("1 hour"));
+    wf.nodes[0]
+        .parameters
+        .insert("rate".into(), json!("1 hour"));
     schedules.workflow_saved(&wf).await.unwrap();
-    assert_eq!(rule_expression(&env, &name).await.as_deref(), Some("rate(1 hour)"));
-    assert_eq!(env.events.list_targets_by_rule().rule(&name).send().await.unwrap().targets().len(), 1);
+    assert_eq!(
+        rule_expression(&env, &name).await.as_deref(),
+        Some("rate(1 hour)")
+    );
+    assert_eq!(
+        env.events
+            .list_targets_by_rule()
+            .rule(&name)
+            .send()
+            .await
+            .unwrap()
+            .targets()
+            .len(),
+        1
+    );
 
     // Deactivated: gone. Saving a non-scheduled workflow is fine.
     wf.status = WorkflowStatus::Inactive;
@@ -1113,18 +1793,32 @@ async fn schedule_target_delivers_ticks_to_the_job_queue() {
     // Moto runs no scheduled rules; send an event through a pattern rule carrying the same
     // target (queue + input transformer) to see moto deliver the tick to the job queue.
     let env = aws_env().await;
-    let schedules = (*env.adapters.schedules).clone().with_expression(test_expression);
+    let schedules = (*env.adapters.schedules)
+        .clone()
+        .with_expression(test_expression);
     let org = org();
     let wf_id = new_id();
     let wf = workflow(
         &org,
         &wf_id,
         WorkflowStatus::Active,
-        vec![node("tick", "trigger.schedule", json!({"rate": "1 minute"}))],
+        vec![node(
+            "tick",
+            "trigger.schedule",
+            json!({"rate": "1 minute"}),
+        )],
     );
     schedules.workflow_saved(&wf).await.unwrap();
     let name = rule_name(&wf_id);
-    let target = env.events.list_targets_by_rule().rule(&name).send().await.unwrap().targets()[0].clone();
+    let target = env
+        .events
+        .list_targets_by_rule()
+        .rule(&name)
+        .send()
+        .await
+        .unwrap()
+        .targets()[0]
+        .clone();
     let source = format!("test.{}", env.name);
     let probe = format!("probe-{}", env.name);
     env.events
@@ -1134,7 +1828,13 @@ async fn schedule_target_delivers_ticks_to_the_job_queue() {
         .send()
         .await
         .unwrap();
-    env.events.put_targets().rule(&probe).targets(target).send().await.unwrap();
+    env.events
+        .put_targets()
+        .rule(&probe)
+        .targets(target)
+        .send()
+        .await
+        .unwrap();
     env.events
         .put_events()
         .entries(
@@ -1158,10 +1858,16 @@ async fn schedule_target_delivers_ticks_to_the_job_queue() {
     assert!(!got.is_empty());
     for m in &got {
         match &m.message {
-            Ok(QueueMessage::ScheduleTick { organization_id, workflow_id, scheduled_at }) => {
+            Ok(QueueMessage::ScheduleTick {
+                organization_id,
+                workflow_id,
+                scheduled_at,
+            }) => {
                 assert_eq!(organization_id, &org);
                 assert_eq!(workflow_id, &wf_id);
-                let skew = scheduled_at.millis_since(now()).max(now().millis_since(*scheduled_at));
+                let skew = scheduled_at
+                    .millis_since(now())
+                    .max(now().millis_since(*scheduled_at));
                 assert!(skew < 60_000, "{scheduled_at}");
             }
             other => panic!("{other:?} from {}", m.body),
@@ -1250,14 +1956,22 @@ async fn execution_events_are_published_to_the_bus() {
 
 #[tokio::test]
 async fn request_counter_counts_calls_and_capacity() {
-    let env = aws_env_with(EnvOptions { consumed_capacity: true, ..Default::default() }).await;
+    let env = aws_env_with(EnvOptions {
+        consumed_capacity: true,
+        ..Default::default()
+    })
+    .await;
     let store = env.adapters.store.clone();
     let org = org();
     let e = new_execution(store.as_ref(), &org, "wf").await;
     env.adapters.counter.reset();
     // One node's protocol: arrive (+ claim inline), record, one log batch, one state read.
     let c = claim("t", now(), Duration::from_secs(30));
-    let Arrival::Ready(mut run) = store.arrive(&org, &e.id, "n", "start", true, 1, Some(&c)).await.unwrap() else {
+    let Arrival::Ready(mut run) = store
+        .arrive(&org, &e.id, "n", "start", true, 1, Some(&c))
+        .await
+        .unwrap()
+    else {
         panic!()
     };
     run.status = NodeRunStatus::Success;
@@ -1265,12 +1979,21 @@ async fn request_counter_counts_calls_and_capacity() {
     assert!(store.save_node_run(&org, &run, "t").await.unwrap());
     store.get_execution_state(&org, &e.id).await.unwrap();
     let counts = env.adapters.counter.snapshot();
-    let get = |op: &str| counts.get(&("dynamodb".to_string(), op.to_string())).copied().unwrap_or_default();
+    let get = |op: &str| {
+        counts
+            .get(&("dynamodb".to_string(), op.to_string()))
+            .copied()
+            .unwrap_or_default()
+    };
     assert_eq!(get("UpdateItem").requests, 1);
     assert_eq!(get("PutItem").requests, 1);
     assert_eq!(get("Query").requests, 1);
     assert_eq!(env.adapters.counter.requests("dynamodb"), 3);
     assert!(get("PutItem").capacity_units > 0.0, "{counts:?}");
-    env.adapters.queue.send(&[job(1)], Duration::ZERO).await.unwrap();
+    env.adapters
+        .queue
+        .send(&[job(1)], Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(env.adapters.counter.requests("sqs"), 1);
 }
