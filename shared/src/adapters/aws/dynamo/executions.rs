@@ -9,7 +9,7 @@ use super::{DynamoStore, QuerySpec, backend, keys, stats};
 use crate::model::*;
 use crate::ports::*;
 use aws_sdk_dynamodb::types::{
-    Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 fn build_err(e: impl std::fmt::Display) -> StoreError {
@@ -36,7 +36,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(
                 keys::stats_pk(&exec.organization_id),
-                keys::stats_sk(&stats::day(exec.created_at)),
+                keys::stats_sk(&stats::day(exec.created_at), keys::stats_shard(&exec.id)),
             )))
             .update_expression(update_expr)
             .set_expression_attribute_names(e.names())
@@ -46,6 +46,49 @@ impl DynamoStore {
         Ok(Some(TransactWriteItem::builder().update(update).build()))
     }
 
+    /// The workflow's `executionCount` and `lastExecutedAt`, after the execution was created.
+    /// Outside the creation transaction on purpose: a busy workflow's item would make
+    /// concurrent creations conflict (`TransactionConflict`). An atomic `ADD` needs no
+    /// transaction; a workflow deleted meanwhile is left alone; a failure is logged only
+    /// (the count is informational).
+    async fn bump_workflow(&self, exec: &Execution) {
+        let mut e = Expr::new();
+        let update_expr = format!(
+            "ADD {} {} SET {} = {}",
+            e.n(attr::EXECUTION_COUNT),
+            e.v(AttributeValue::N("1".into())),
+            e.n(attr::LAST_EXECUTED_AT),
+            e.v(s(exec.created_at.to_string()))
+        );
+        let cond = format!("attribute_exists({})", e.n(attr::PK));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                keys::workflow_pk(&exec.organization_id, &exec.workflow_id),
+                keys::WORKFLOW_SK,
+            )))
+            .update_expression(update_expr)
+            .condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .set_return_consumed_capacity(self.capacity.clone())
+            .send()
+            .await;
+        if let Err(err) = result
+            && !err
+                .as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception())
+        {
+            tracing::warn!(
+                workflow_id = %exec.workflow_id,
+                error = %backend(err),
+                "could not bump the workflow's executionCount"
+            );
+        }
+    }
+
     pub(super) async fn create_execution_(
         &self,
         exec: &Execution,
@@ -53,7 +96,6 @@ impl DynamoStore {
         key_valid_after: Timestamp,
     ) -> StoreResult<Created> {
         let org = &exec.organization_id;
-        let mut with_workflow = true;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -109,42 +151,14 @@ impl DynamoStore {
                         .build(),
                 );
             }
-            // The workflow's executionCount and lastExecutedAt (if it still exists).
-            let workflow_index = ops.len();
-            if with_workflow {
-                let mut e = Expr::new();
-                let update_expr = format!(
-                    "ADD {} {} SET {} = {}",
-                    e.n(attr::EXECUTION_COUNT),
-                    e.v(aws_sdk_dynamodb::types::AttributeValue::N("1".into())),
-                    e.n(attr::LAST_EXECUTED_AT),
-                    e.v(s(exec.created_at.to_string()))
-                );
-                let cond = format!("attribute_exists({})", e.n(attr::PK));
-                ops.push(
-                    TransactWriteItem::builder()
-                        .update(
-                            Update::builder()
-                                .table_name(&self.table)
-                                .set_key(Some(key(
-                                    keys::workflow_pk(org, &exec.workflow_id),
-                                    keys::WORKFLOW_SK,
-                                )))
-                                .update_expression(update_expr)
-                                .condition_expression(cond)
-                                .set_expression_attribute_names(e.names())
-                                .set_expression_attribute_values(e.values())
-                                .build()
-                                .map_err(build_err)?,
-                        )
-                        .build(),
-                );
-            }
             if let Some(op) = self.stats_update(exec, None)? {
                 ops.push(op);
             }
             let reasons = match self.transact(ops).await? {
-                Ok(()) => return Ok(Created::Created(exec.clone())),
+                Ok(()) => {
+                    self.bump_workflow(exec).await;
+                    return Ok(Created::Created(exec.clone()));
+                }
                 Err(reasons) => reasons,
             };
             let failed = |i: usize| reasons.get(i).is_some_and(|(c, _)| is_condition_failure(c));
@@ -167,11 +181,6 @@ impl DynamoStore {
                         ));
                     }
                 }
-            }
-            if with_workflow && failed(workflow_index) {
-                // The workflow is gone (deleted meanwhile): record the execution without it.
-                with_workflow = false;
-                continue;
             }
             if failed(0) {
                 return Err(StoreError::Conflict(format!(
@@ -415,8 +424,10 @@ impl DynamoStore {
     ) -> StoreResult<ExecutionStatistics> {
         let mut e = Expr::new();
         let pk = format!("{} = {}", e.n(attr::PK), e.v(s(keys::stats_pk(org))));
-        let lo = keys::stats_sk(&start.map(stats::day).unwrap_or_default());
-        let hi = keys::stats_sk(&end.map(stats::day).unwrap_or_else(|| "9999-99-99".into()));
+        let (lo, hi) = keys::stats_range(
+            &start.map(stats::day).unwrap_or_default(),
+            &end.map(stats::day).unwrap_or_else(|| "9999-99-99".into()),
+        );
         if lo > hi {
             return Ok(stats::summarize(&[]));
         }

@@ -82,8 +82,27 @@ pub fn circuit_pk(key: &str) -> String {
 pub fn stats_pk(org: &str) -> String {
     format!("O#{}#S", esc(org))
 }
-pub fn stats_sk(day: &str) -> String {
-    format!("D#{day}")
+/// Counters of one day are spread over [`STATS_SHARDS`] items (by execution id), so
+/// concurrent transactions of one organization rarely touch the same item.
+pub const STATS_SHARDS: u32 = 16;
+
+pub fn stats_sk(day: &str, shard: u32) -> String {
+    format!("D#{day}#{shard:02}")
+}
+
+/// Bounds of a Query over the counters of days `from..=to` (`YYYY-MM-DD`), every shard.
+pub fn stats_range(from: &str, to: &str) -> (String, String) {
+    (format!("D#{from}"), format!("D#{to}#~"))
+}
+
+/// A stable shard for an execution id (FNV-1a).
+pub fn stats_shard(execution_id: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in execution_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % STATS_SHARDS
 }
 
 #[cfg(test)]
@@ -96,5 +115,14 @@ mod tests {
         assert_ne!(execution_pk("a#E#b", "c"), execution_pk("a", "b#E#c"));
         assert!(run_sk("x").starts_with('E') && !log_sk("x").starts_with('E'));
         assert!(EXECUTION_SK < RUN_PREFIX);
+        let (lo, hi) = stats_range("2026-01-01", "2026-01-02");
+        for day in ["2026-01-01", "2026-01-02"] {
+            for shard in 0..STATS_SHARDS {
+                let sk = stats_sk(day, shard);
+                assert!(lo <= sk && sk <= hi, "{sk}");
+            }
+        }
+        assert!(stats_sk("2026-01-03", 0) > hi && stats_sk("2025-12-31", 15) < lo);
+        assert!(stats_shard("abc") < STATS_SHARDS);
     }
 }

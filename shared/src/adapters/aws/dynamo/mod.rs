@@ -13,7 +13,7 @@
 //! | idempotency key | `O#{org}#I#{key}` | `I` | – |
 //! | credential | `O#{org}#CR` | `I#{id}` and `N#{name}` (two copies) | – |
 //! | circuit | `C#{key}` | `C` | – |
-//! | statistics of a day | `O#{org}#S` | `D#{yyyy-mm-dd}` | – |
+//! | statistics of a day | `O#{org}#S` | `D#{yyyy-mm-dd}#{shard:02}` (16 shards by execution id) | – |
 //!
 //! Key components are escaped (`#` → `%23`), so no id can reach another item's key.
 //! The three GSIs (`ByOrg`: gsi1pk/gsi1sk, `ByParent`: gsi2pk/gsi2sk, `Unfinished`:
@@ -35,10 +35,15 @@
 //! - idempotency keys, webhook ids and credential names: conditional puts of key items in the
 //!   same transaction as what they guard.
 //!
+//! The workflow's `executionCount`/`lastExecutedAt` are bumped with an atomic `ADD` right
+//! after the creation transaction, not inside it: every execution of a busy workflow would
+//! otherwise contend for the workflow item (`TransactionConflict`).
+//!
 //! ## Statistics
 //!
-//! Per organization and day of `createdAt`, one item of counters updated with `ADD` in the
-//! same transaction as the execution's writes: `total`, `s_{status}` (current status: a
+//! Per organization and day of `createdAt`, 16 items of counters (an execution's shard is a
+//! hash of its id, so concurrent transactions seldom meet on one item) updated with `ADD`
+//! in the same transaction as the execution's writes; a read sums the shards of the days: `total`, `s_{status}` (current status: a
 //! transition moves one count), `m_{mode}`, and for terminal executions `dsum`/`dcnt` (sum and
 //! number of durations) and a histogram `h{nn}` of durations over fixed buckets
 //! ([`stats::BUCKET_BOUNDS_MS`]). `averageDuration` = dsum/dcnt is exact. `p95Duration` is

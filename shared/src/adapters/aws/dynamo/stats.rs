@@ -1,4 +1,4 @@
-//! Statistics counters: one item per organization and day of `createdAt`.
+//! Statistics counters: per organization and day of `createdAt`, sharded (see `keys::stats_sk`).
 
 use super::expr::Expr;
 use super::items::Item;
