@@ -12,6 +12,16 @@ fn build_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// One route per webhook id (a transaction may not write one item twice).
+fn unique(hooks: &[WebhookRoute]) -> Vec<WebhookRoute> {
+    let mut seen = std::collections::HashSet::new();
+    hooks
+        .iter()
+        .filter(|h| seen.insert(h.webhook_id.clone()))
+        .cloned()
+        .collect()
+}
+
 /// Transactions hold at most 100 items.
 const MAX_TRANSACTION: usize = 100;
 
@@ -134,6 +144,7 @@ impl DynamoStore {
         wf: &Workflow,
         hooks: &[WebhookRoute],
     ) -> StoreResult<()> {
+        let hooks = &unique(hooks);
         let mut e = Expr::new();
         let cond = format!("attribute_not_exists({})", e.n(attr::PK));
         let current = Put::builder()
@@ -181,6 +192,7 @@ impl DynamoStore {
         wf: &Workflow,
         hooks: &[WebhookRoute],
     ) -> StoreResult<bool> {
+        let hooks = &unique(hooks);
         let Some(prev) = wf.version.checked_sub(1) else {
             return Ok(false);
         };
@@ -308,39 +320,47 @@ impl DynamoStore {
 
     pub(super) async fn delete_workflow_(&self, org: &str, id: &str) -> StoreResult<bool> {
         let pk = keys::workflow_pk(org, id);
-        let Some(stored) = self.get(key(pk.clone(), keys::WORKFLOW_SK), true).await? else {
-            return Ok(false);
-        };
-        let stored: WorkflowItem = from_item(stored, "workflow")?;
-        let mut e = Expr::new();
-        let cond = format!("{} = {}", e.n(attr::VERSION), e.v(av(&stored.version)?));
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, keys::WORKFLOW_SK)))
-            .condition_expression(cond)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .build()
-            .map_err(build_err)?;
-        let mut ops = vec![TransactWriteItem::builder().delete(delete).build()];
-        for h in &stored.hooks {
-            ops.push(self.hook_delete(org, id, h)?);
-        }
-        match self.transact(ops).await? {
-            Ok(()) => Ok(true),
-            // Updated or deleted meanwhile: try again on the new state.
-            Err(reasons)
-                if reasons
-                    .first()
-                    .is_some_and(|(c, _)| is_condition_failure(c)) =>
-            {
-                Box::pin(self.delete_workflow_(org, id)).await
+        // Each round reads the current routes and deletes conditionally on the version read;
+        // an update in between makes it read again.
+        for _ in 0..5 {
+            let Some(stored) = self.get(key(pk.clone(), keys::WORKFLOW_SK), true).await? else {
+                return Ok(false);
+            };
+            let stored: WorkflowItem = from_item(stored, "workflow")?;
+            let mut e = Expr::new();
+            let cond = format!("{} = {}", e.n(attr::VERSION), e.v(av(&stored.version)?));
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(pk.clone(), keys::WORKFLOW_SK)))
+                .condition_expression(cond)
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values())
+                .build()
+                .map_err(build_err)?;
+            let mut ops = vec![TransactWriteItem::builder().delete(delete).build()];
+            for h in &stored.hooks {
+                ops.push(self.hook_delete(org, id, h)?);
             }
-            Err(reasons) => Err(StoreError::Backend(format!(
-                "delete_workflow cancelled: {:?}",
-                reasons.iter().map(|(c, _)| c).collect::<Vec<_>>()
-            ))),
+            match self.transact(ops).await? {
+                Ok(()) => return Ok(true),
+                Err(reasons)
+                    if reasons
+                        .first()
+                        .is_some_and(|(c, _)| is_condition_failure(c)) =>
+                {
+                    continue;
+                }
+                Err(reasons) => {
+                    return Err(StoreError::Backend(format!(
+                        "delete_workflow cancelled: {:?}",
+                        reasons.iter().map(|(c, _)| c).collect::<Vec<_>>()
+                    )));
+                }
+            }
         }
+        Err(StoreError::Backend(
+            "delete_workflow: the workflow kept changing".into(),
+        ))
     }
 
     pub(super) async fn find_webhook_(
