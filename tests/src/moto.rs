@@ -46,6 +46,61 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// moto_server's `main`, with werkzeug's `threaded` forced off.
+const SINGLE_THREADED: &str = "import sys, moto.server as ms\n\
+_run = ms.run_simple\n\
+def run_simple(*a, **k):\n    k[\"threaded\"] = False\n    return _run(*a, **k)\n\
+ms.run_simple = run_simple\n\
+sys.exit(ms.main(sys.argv[1:]))";
+
+fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The interpreter in the shebang of the real `moto_server` script (behind a pyenv shim if
+/// there is one), checked to import moto.
+fn moto_python() -> Option<std::path::PathBuf> {
+    let mut script = on_path("moto_server")?;
+    let first_line = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_string))
+            .unwrap_or_default()
+    };
+    if !first_line(&script).contains("python") {
+        // A shim (pyenv, asdf): ask it where the real script is.
+        let out = Command::new("pyenv")
+            .args(["which", "moto_server"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        script = std::path::PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    }
+    let shebang = first_line(&script);
+    let interpreter = shebang.strip_prefix("#!")?.trim();
+    let python = match interpreter
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [env, python] if env.ends_with("/env") => on_path(python)?,
+        [python] => std::path::PathBuf::from(python),
+        _ => return None,
+    };
+    let ok = Command::new(&python)
+        .args(["-c", "import moto.server"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?
+        .success();
+    ok.then_some(python)
+}
+
 async fn start_moto() -> Moto {
     match Command::new("moto_server")
         .arg("--help")
@@ -61,10 +116,28 @@ async fn start_moto() -> Moto {
     }
     let port = free_port();
     let log = std::env::temp_dir().join(format!("weconnect-moto-{port}.log"));
+    // moto_server serves requests on several threads, and moto's conditional writes are not
+    // atomic across threads (it checks the condition, then writes, without a lock), while
+    // DynamoDB's are. So the harness runs moto_server's own `main` with werkzeug's threading
+    // off, through the Python interpreter moto_server is installed with: requests are then
+    // handled one at a time, as DynamoDB serializes the writes of one item.
+    let command = match moto_python() {
+        Some(python) => format!(
+            "'{python}' -c '{SINGLE_THREADED}' -H 127.0.0.1 -p {port}",
+            python = python.display()
+        ),
+        None => {
+            eprintln!(
+                "warning: the Python interpreter of moto_server was not found; running it \
+                 threaded (concurrency tests may see moto's non-atomic conditional writes)"
+            );
+            format!("moto_server -H 127.0.0.1 -p {port}")
+        }
+    };
     // The shell stops moto when our end of its stdin closes, i.e. when this process exits,
     // however it exits.
     let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >'{}' 2>&1 & pid=$!; read _; kill $pid 2>/dev/null; wait $pid",
+        "{command} >'{}' 2>&1 & pid=$!; read _; kill $pid 2>/dev/null; wait $pid",
         log.display()
     );
     let child = Command::new("sh")
