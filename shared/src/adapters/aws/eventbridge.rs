@@ -49,7 +49,6 @@ impl EventSink for EventBridgeEvents {
             .detail_type(EVENT_DETAIL_TYPE)
             .detail(detail)
             .event_bus_name(&self.bus)
-            .resources(format!("weconnect:execution/{}", event.execution_id))
             .build();
         let out = self
             .client
