@@ -1,6 +1,8 @@
 //! The one integration test binary: conformance scenarios on every backend, and the suites
 //! of the API and the AWS adapters.
 
+mod aws;
 mod scenarios;
 
 backend_scenarios!(sqlite, Backend::sqlite());
+backend_scenarios!(dynamo, Backend::moto());
