@@ -1,11 +1,6 @@
-<<<<<<< HEAD
-//! Shared support of the test suites: backends, the scenario harness, a local HTTP sink.
+//! Shared support of the test suites: backends, the scenario harness, a local HTTP sink, moto.
 
 pub mod backend;
 pub mod harness;
-pub mod sink;
-=======
-//! Shared test support.
-
 pub mod moto;
->>>>>>> h/aws
+pub mod sink;

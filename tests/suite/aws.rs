@@ -2001,7 +2001,6 @@ async fn request_counter_counts_calls_and_capacity() {
 /// The real conversion (`nodes::schedule`, another engineer's module): enable once it is
 /// implemented in the branch.
 #[tokio::test]
-#[ignore = "needs crate::nodes::schedule (placeholder in this branch); enable after merge"]
 async fn schedule_rules_use_the_schedule_parsers_expression() {
     let env = aws_env().await;
     let schedules = env.adapters.schedules.clone();

@@ -74,7 +74,7 @@ pub type ExpressionFn = fn(&Node) -> Result<String, String>;
 
 /// The default conversion: `crate::nodes::schedule::Schedule`.
 pub fn schedule_expression(node: &Node) -> Result<String, String> {
-    Ok(crate::nodes::schedule::Schedule::parse(&node.parameters)?.eventbridge_expression())
+    crate::nodes::schedule::Schedule::parse(&node.parameters)?.eventbridge_expression()
 }
 
 /// The rule name of a workflow: `weconnect-{workflowId}` (ids longer than EventBridge's
