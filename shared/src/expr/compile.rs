@@ -51,10 +51,10 @@ fn syntax_message(e: &Error, source: &str) -> String {
         msg.push_str(": ");
         msg.push_str(detail);
     }
-    if source.contains('\n') {
-        if let Some(line) = e.line() {
-            msg.push_str(&format!(" (line {line})"));
-        }
+    if source.contains('\n')
+        && let Some(line) = e.line()
+    {
+        msg.push_str(&format!(" (line {line})"));
     }
     msg
 }
@@ -70,7 +70,7 @@ pub fn parse_template(source: &str) -> Result<Parsed<'_>, Rejected> {
         keep_trailing_newline: true,
         ..WhitespaceConfig::default()
     };
-    machinery::parse(source, "<template>", SyntaxConfig::default(), ws)
+    machinery::parse(source, "<template>", SyntaxConfig, ws)
         .map(Parsed::Template)
         .map_err(|e| Rejected::Syntax(syntax_message(&e, source)))
 }
@@ -466,13 +466,13 @@ impl<'s> Walker<'s> {
                 })
             }
         };
-        if let Some(c) = folded {
-            if c.size > MAX_CONST {
-                return Err(format!(
-                    "constant expression too large (about {} bytes, limit {MAX_CONST})",
-                    c.size
-                ));
-            }
+        if let Some(c) = folded
+            && c.size > MAX_CONST
+        {
+            return Err(format!(
+                "constant expression too large (about {} bytes, limit {MAX_CONST})",
+                c.size
+            ));
         }
         Ok(folded)
     }

@@ -440,10 +440,10 @@ fn shallow(v: &Value) -> u64 {
 
 /// Number of items of a sequence or iterable, counting at most `cap + 1` of them.
 fn count_items(v: &Value, cap: u64) -> u64 {
-    if matches!(v.kind(), ValueKind::Seq) {
-        if let Some(n) = v.as_object().and_then(|o| o.enumerator_len()) {
-            return n as u64;
-        }
+    if matches!(v.kind(), ValueKind::Seq)
+        && let Some(n) = v.as_object().and_then(|o| o.enumerator_len())
+    {
+        return n as u64;
     }
     match v.try_iter() {
         Ok(iter) => iter.take(cap.saturating_add(1) as usize).count() as u64,
@@ -844,12 +844,12 @@ fn precheck_join(args: &[Value]) -> Result<(), Error> {
 
 fn precheck_count(args: &[Value], name: &str) -> Result<(), Error> {
     let (pos, _) = split_kwargs(args);
-    if let Some(n) = pos.get(1).and_then(|c| c.as_i64()) {
-        if n as u64 > MAX_RANGE {
-            return Err(too_large(format!(
-                "{name} count {n} is above the limit of {MAX_RANGE}"
-            )));
-        }
+    if let Some(n) = pos.get(1).and_then(|c| c.as_i64())
+        && n as u64 > MAX_RANGE
+    {
+        return Err(too_large(format!(
+            "{name} count {n} is above the limit of {MAX_RANGE}"
+        )));
     }
     Ok(())
 }
