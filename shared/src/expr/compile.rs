@@ -21,10 +21,30 @@ pub const CONTEXT_VARIABLES: &[&str] =
 /// `PushLoop` flag of a `recursive` loop (minijinja's `LOOP_FLAG_RECURSIVE`).
 const LOOP_FLAG_RECURSIVE: u8 = 2;
 
-/// A parsed string: a single typed expression or a text template.
-pub enum Parsed<'s> {
-    Expr(ast::Expr<'s>),
-    Template(ast::Stmt<'s>),
+/// A parsed string (always parsed as a template).
+pub struct Parsed<'s>(ast::Stmt<'s>);
+
+impl<'s> Parsed<'s> {
+    pub fn stmt(&self) -> &ast::Stmt<'s> {
+        &self.0
+    }
+
+    /// The expression when the string is exactly one `{{ expr }}` with nothing but
+    /// whitespace around it (such a string yields the expression's typed value).
+    pub fn single_expr(&self) -> Option<&ast::Expr<'s>> {
+        let ast::Stmt::Template(t) = &self.0 else {
+            return None;
+        };
+        let mut found = None;
+        for child in &t.children {
+            match child {
+                ast::Stmt::EmitExpr(e) if found.is_none() => found = Some(&e.expr),
+                ast::Stmt::EmitRaw(r) if r.raw.trim().is_empty() => {}
+                _ => return None,
+            }
+        }
+        found
+    }
 }
 
 /// Why a string was refused before running.
@@ -59,19 +79,13 @@ fn syntax_message(e: &Error, source: &str) -> String {
     msg
 }
 
-pub fn parse_expr(source: &str) -> Result<Parsed<'_>, Rejected> {
-    machinery::parse_expr(source)
-        .map(Parsed::Expr)
-        .map_err(|e| Rejected::Syntax(syntax_message(&e, source)))
-}
-
-pub fn parse_template(source: &str) -> Result<Parsed<'_>, Rejected> {
+pub fn parse(source: &str) -> Result<Parsed<'_>, Rejected> {
     let ws = WhitespaceConfig {
         keep_trailing_newline: true,
         ..WhitespaceConfig::default()
     };
     machinery::parse(source, "<template>", SyntaxConfig, ws)
-        .map(Parsed::Template)
+        .map(Parsed)
         .map_err(|e| Rejected::Syntax(syntax_message(&e, source)))
 }
 
@@ -86,11 +100,7 @@ pub fn check<'s>(parsed: &Parsed<'s>) -> Result<Info<'s>, Rejected> {
         vars: Vec::new(),
         calls: Vec::new(),
     };
-    let r = match parsed {
-        Parsed::Expr(e) => w.expr(e).map(|_| ()),
-        Parsed::Template(s) => w.stmt(s),
-    };
-    r.map_err(Rejected::Policy)?;
+    w.stmt(parsed.stmt()).map_err(Rejected::Policy)?;
     w.info.bound.insert("loop");
     for name in &w.vars {
         if let Some(root) = CONTEXT_VARIABLES.iter().find(|v| **v == *name) {
@@ -483,15 +493,15 @@ impl<'s> Walker<'s> {
 
 /// Compiles a checked string into guarded bytecode.
 pub fn compile<'s>(parsed: &Parsed<'s>, source: &'s str) -> Result<Instructions<'s>, Rejected> {
-    let (name, instructions) = match parsed {
-        Parsed::Expr(e) => {
+    let (name, instructions) = match parsed.single_expr() {
+        Some(e) => {
             let mut g = CodeGenerator::new("<expression>", source);
             g.compile_expr(e);
             ("<expression>", g.finish().0)
         }
-        Parsed::Template(s) => {
+        None => {
             let mut g = CodeGenerator::new("<template>", source);
-            g.compile_stmt(s);
+            g.compile_stmt(parsed.stmt());
             ("<template>", g.finish().0)
         }
     };

@@ -53,6 +53,13 @@ fn single_expression_yields_typed_values() {
         json!({"total": 150, "ok": true, "list": [1, "x"]})
     );
     assert_eq!(eval("{{ 'x' ~ json.name }}").unwrap(), json!("xAda"));
+    // Nested literals close with `}}` inside the expression.
+    assert_eq!(
+        eval("{{ {'a': {'b': json.items[0]}} }}").unwrap(),
+        json!({"a": {"b": 1}})
+    );
+    assert_eq!(eval("{{ '}}' }}").unwrap(), json!("}}"));
+    assert_eq!(eval("{{ json.name }}{# note #}").unwrap(), json!("Ada"));
 }
 
 #[test]
