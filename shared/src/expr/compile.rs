@@ -331,6 +331,17 @@ impl<'s> Walker<'s> {
 
     fn call(&mut self, c: &ast::Call<'s>) -> Result<Option<Const>, String> {
         match &c.expr {
+            ast::Expr::GetAttr(m) => {
+                // The only methods values have here are the loop's; `loop.changed(x)` would
+                // compare whole values on every iteration without being charged.
+                if m.name != "cycle" {
+                    return Err(format!(
+                        "method calls are not supported (`.{}(…)`); only `loop.cycle(…)` is",
+                        m.name
+                    ));
+                }
+                self.expr(&m.expr)?;
+            }
             ast::Expr::Var(v) => {
                 self.name(v.id)?;
                 if v.id == "loop" {
@@ -527,11 +538,10 @@ fn plan(instr: &Instruction<'_>) -> Result<Plan, String> {
         I::Lookup(_)
         | I::GetAttr(_)
         | I::SetAttr(_)
-        | I::GetItem
         | I::LoadConst(_)
         | I::BuildKwargs(_)
+        | I::BuildList(_)
         | I::MergeKwargs(_)
-        | I::UnpackList(_)
         | I::Sub
         | I::Div
         | I::IntDiv
@@ -565,7 +575,9 @@ fn plan(instr: &Instruction<'_>) -> Result<Plan, String> {
             Plan::Before(sandbox::G_CMP, 2)
         }
         I::Slice => Plan::Before(sandbox::G_SLICE, 4),
-        I::BuildList(_) | I::BuildMap(_) => Plan::Keep,
+        I::GetItem => Plan::Before(sandbox::G_ITEM, 2),
+        I::BuildMap(n) => Plan::Before(sandbox::G_MAP, n * 2),
+        I::UnpackList(_) => Plan::Before(sandbox::G_UNPACK, 1),
         I::Emit => Plan::Emit,
         I::EmitRaw(_) => Plan::EmitRaw,
         _ => return Err("this construct is not supported in expressions".into()),

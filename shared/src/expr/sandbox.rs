@@ -63,6 +63,9 @@ pub const G_MUL: &str = "__wc_mul";
 pub const G_CONCAT: &str = "__wc_concat";
 pub const G_CMP: &str = "__wc_cmp";
 pub const G_SLICE: &str = "__wc_slice";
+pub const G_ITEM: &str = "__wc_item";
+pub const G_MAP: &str = "__wc_map";
+pub const G_UNPACK: &str = "__wc_unpack";
 
 /// Functions a template may call.
 pub const FUNCTIONS: &[&str] = &["range", "dict"];
@@ -237,6 +240,9 @@ fn build_env() -> Environment<'static> {
     env.add_function(G_CONCAT, g_concat);
     env.add_function(G_CMP, g_cmp);
     env.add_function(G_SLICE, g_slice);
+    env.add_function(G_ITEM, g_item);
+    env.add_function(G_MAP, g_map);
+    env.add_function(G_UNPACK, g_unpack);
     env
 }
 
@@ -615,6 +621,42 @@ fn g_cmp(state: &State, list: Value) -> Result<Value, Error> {
     Ok(reversed([a, c]))
 }
 
+/// `x[i]`: indexing a string walks its characters, indexing a lazy iterable walks its items.
+fn g_item(state: &State, list: Value) -> Result<Value, Error> {
+    let [v, key] = operands::<2>(&list)?;
+    let cost = match v.kind() {
+        ValueKind::String => shallow(&v),
+        ValueKind::Iterable => count_items(&v, MAX_ITEMS).saturating_mul(ITEM),
+        _ => ITEM,
+    };
+    budget(state).charge(cost)?;
+    Ok(reversed([v, key]))
+}
+
+/// `{k: v, …}`: keys are hashed (strings by their bytes).
+fn g_map(state: &State, list: Value) -> Result<Value, Error> {
+    let mut items: Vec<Value> = list.try_iter()?.collect();
+    let b = budget(state);
+    for key in items.iter().step_by(2) {
+        b.charge(shallow(key))?;
+    }
+    items.reverse();
+    Ok(Value::from(items))
+}
+
+/// `for a, b in …`: unpacking walks the item.
+fn g_unpack(state: &State, list: Value) -> Result<Value, Error> {
+    let [v] = operands::<1>(&list)?;
+    let cost = match v.kind() {
+        ValueKind::Seq | ValueKind::Iterable | ValueKind::Map => {
+            count_items(&v, MAX_ITEMS).saturating_mul(ITEM)
+        }
+        _ => ITEM,
+    };
+    budget(state).charge(cost)?;
+    Ok(reversed([v]))
+}
+
 fn g_slice(state: &State, list: Value) -> Result<Value, Error> {
     let [v, start, stop, step] = operands::<4>(&list)?;
     let b = budget(state);
@@ -845,7 +887,7 @@ fn precheck_join(args: &[Value]) -> Result<(), Error> {
 fn precheck_count(args: &[Value], name: &str) -> Result<(), Error> {
     let (pos, _) = split_kwargs(args);
     if let Some(n) = pos.get(1).and_then(|c| c.as_i64())
-        && n as u64 > MAX_RANGE
+        && n > MAX_RANGE as i64
     {
         return Err(too_large(format!(
             "{name} count {n} is above the limit of {MAX_RANGE}"

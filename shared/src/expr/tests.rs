@@ -144,6 +144,15 @@ fn statements_render() {
         eval("{% for i in json.items if i > 1 %}{{ i }}{% endfor %}").unwrap(),
         json!("23")
     );
+    assert_eq!(
+        eval("{% for k, v in {'a': 1, 'b': json.name} | dictsort %}{{ k }}={{ v }};{% endfor %}")
+            .unwrap(),
+        json!("a=1;b=Ada;")
+    );
+    assert_eq!(
+        eval("{% for x in json.items %}{{ loop.cycle('odd', 'even') }} {% endfor %}").unwrap(),
+        json!("odd even odd ")
+    );
 }
 
 // --- walking values -----------------------------------------------------------------------
@@ -273,6 +282,11 @@ fn check_rejects_what_the_sandbox_does_not_support() {
         ("{{ debug() }}", "unknown function `debug`"),
         ("{{ __wc_emit(1) }}", "reserved"),
         ("{{ range(*json.items) }}", "splats"),
+        ("{{ json.name.upper() }}", "method calls are not supported"),
+        (
+            "{% for x in json.items %}{{ loop.changed(x) }}{% endfor %}",
+            "method calls",
+        ),
         ("{{ 'a' * 100000000 }}", "constant expression too large"),
     ] {
         let e = check_template(src).expect_err(src).0;
@@ -407,6 +421,37 @@ fn comparisons_of_large_values_in_loops_are_bounded() {
     .unwrap_err()
     .0;
     assert!(e.contains("too much work"), "{e}");
+    // Indexing into a long string walks it: charged by its length.
+    let c = ExprContext {
+        json: json!({"s": "x".repeat(1_000_000)}),
+        ..ctx()
+    };
+    let e = resolve(
+        &json!("{% for i in range(2000) %}{{ json.s[999999] }}{% endfor %}"),
+        &c,
+    )
+    .unwrap_err()
+    .0;
+    assert!(e.contains("too much work"), "{e}");
+    // Hashing long map keys is charged too.
+    let e = resolve(
+        &json!("{% for i in range(100000) %}{% set m = {json.s: 1} %}{% endfor %}"),
+        &c,
+    )
+    .unwrap_err()
+    .0;
+    assert!(e.contains("too much work"), "{e}");
+}
+
+#[test]
+fn functions() {
+    assert_eq!(
+        eval("{{ dict(a=1, b=json.name) }}").unwrap(),
+        json!({"a": 1, "b": "Ada"})
+    );
+    assert_eq!(eval("{{ range(2, 5) }}").unwrap(), json!([2, 3, 4]));
+    let e = err("{{ range(0) | batch(0) }}");
+    assert!(e.contains("count cannot be 0"), "{e}");
 }
 
 #[test]
