@@ -11,7 +11,7 @@ use super::sandbox::{self, MAX_CONST};
 use minijinja::machinery::{self, CodeGenerator, Instruction, Instructions, WhitespaceConfig, ast};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Value, ValueKind};
-use minijinja::{AutoEscape, Error};
+use minijinja::{AutoEscape, Error, ErrorKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The variables an expression can see.
@@ -339,6 +339,9 @@ impl<'s> Walker<'s> {
                         "method calls are not supported (`.{}(…)`); only `loop.cycle(…)` is",
                         m.name
                     ));
+                }
+                if c.args.is_empty() {
+                    return Err("`loop.cycle()` needs at least one value".into());
                 }
                 self.expr(&m.expr)?;
             }
@@ -676,34 +679,42 @@ fn rewrite<'s>(
 // ---------------------------------------------------------------------------------------------
 // Running
 
+/// Runs guarded bytecode; returns the value left on the stack and the rendered text.
+///
+/// minijinja is not supposed to panic, but 2.24 does on a few inputs (the known ones are
+/// guarded in `sandbox.rs`); a panic becomes an error here rather than taking the worker down.
+fn run(instructions: &Instructions<'_>, root: Value) -> Result<(Option<Value>, String), Error> {
+    let env = sandbox::env();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut text = String::new();
+        let value = {
+            let mut out = machinery::make_string_output(&mut text);
+            machinery::Vm::new(env)
+                .eval(
+                    instructions,
+                    root,
+                    &BTreeMap::new(),
+                    &mut out,
+                    AutoEscape::None,
+                )?
+                .0
+        };
+        Ok((value, text))
+    }))
+    .unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "internal error in the expression engine",
+        ))
+    })
+}
+
 /// Runs a compiled template; returns the rendered text.
 pub fn run_template(instructions: &Instructions<'_>, root: Value) -> Result<String, Error> {
-    let env = sandbox::env();
-    let mut text = String::new();
-    {
-        let mut out = machinery::make_string_output(&mut text);
-        machinery::Vm::new(env).eval(
-            instructions,
-            root,
-            &BTreeMap::new(),
-            &mut out,
-            AutoEscape::None,
-        )?;
-    }
-    Ok(text)
+    run(instructions, root).map(|(_, text)| text)
 }
 
 /// Runs a compiled expression; returns its value.
 pub fn run_expr(instructions: &Instructions<'_>, root: Value) -> Result<Value, Error> {
-    let env = sandbox::env();
-    let mut sink = String::new();
-    let mut out = machinery::make_string_output(&mut sink);
-    let (value, _state) = machinery::Vm::new(env).eval(
-        instructions,
-        root,
-        &BTreeMap::new(),
-        &mut out,
-        AutoEscape::None,
-    )?;
-    Ok(value.unwrap_or(Value::UNDEFINED))
+    run(instructions, root).map(|(value, _)| value.unwrap_or(Value::UNDEFINED))
 }

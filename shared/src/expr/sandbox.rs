@@ -282,6 +282,8 @@ fn build_inner() -> Environment<'static> {
         format.call(state, &args)
     });
     env.add_filter("tojson", capped_tojson);
+    // minijinja's divides by the argument without checking it.
+    env.add_test("divisibleby", divisible_by);
     env.add_filter("pprint", capped_pprint);
     env
 }
@@ -665,7 +667,58 @@ fn g_slice(state: &State, list: Value) -> Result<Value, Error> {
         None => count_items(&v, MAX_ITEMS).saturating_mul(ITEM),
     };
     b.charge(n.max(1))?;
-    Ok(reversed([v, start, stop, step]))
+    Ok(reversed(safe_backward_slice([v, start, stop, step])))
+}
+
+/// minijinja 2.24 panics on some backward slices (`x[1:5:-1]`, `''[::-1]`, a step of
+/// `i64::MIN`); those select nothing (or the same as a step of `-i64::MAX`), so the operands
+/// are rewritten to an equivalent safe form.
+fn safe_backward_slice(ops: [Value; 4]) -> [Value; 4] {
+    let [v, start, stop, step] = ops;
+    let opt = |x: &Value| -> Option<Option<i64>> {
+        if x.is_none() {
+            Some(None)
+        } else {
+            i64::try_from(x.clone()).ok().map(Some)
+        }
+    };
+    let (Some(Some(step_n)), Some(start_n), Some(stop_n)) = (opt(&step), opt(&start), opt(&stop))
+    else {
+        return [v, start, stop, step]; // not a backward slice, or minijinja reports the error
+    };
+    if step_n >= 0 {
+        return [v, start, stop, step];
+    }
+    let end = match v.as_str() {
+        Some(s) => s.chars().count() as i64,
+        None => match v.kind() {
+            ValueKind::Bytes => v.as_bytes().map_or(0, |b| b.len()) as i64,
+            ValueKind::Seq | ValueKind::Iterable => count_items(&v, u64::MAX) as i64,
+            _ => return [v, start, stop, step],
+        },
+    };
+    // minijinja's normalisation (range_step_backwards).
+    let first = match start_n {
+        None => (end - 1).max(0),
+        Some(s) if s >= end => (end - 1).max(0),
+        Some(s) if s >= 0 => s,
+        Some(s) => (end + s).max(0),
+    };
+    let last = match stop_n {
+        None => 0,
+        Some(s) if s < 0 => (end + s).max(0),
+        Some(s) => s,
+    };
+    if end == 0 || (last != 0 && last > first) {
+        let zero = Value::from(0);
+        return [v, zero.clone(), zero, Value::from(1)];
+    }
+    let step = if step_n == i64::MIN {
+        Value::from(-i64::MAX)
+    } else {
+        step
+    };
+    [v, start, stop, step]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1006,6 +1059,25 @@ impl io::Write for CappedIo {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+fn divisible_by(v: &Value, other: &Value) -> Result<bool, Error> {
+    let zero = || Error::new(ErrorKind::InvalidOperation, "divisibleby: division by zero");
+    if v.is_integer() && other.is_integer() {
+        let (Ok(a), Ok(b)) = (i128::try_from(v.clone()), i128::try_from(other.clone())) else {
+            return Ok(false);
+        };
+        return match a.checked_rem(b) {
+            Some(r) => Ok(r == 0),
+            None if b == 0 => Err(zero()),
+            None => Ok(true), // i128::MIN % -1
+        };
+    }
+    match (f64::try_from(v.clone()), f64::try_from(other.clone())) {
+        (Ok(_), Ok(0.0)) => Err(zero()),
+        (Ok(a), Ok(b)) => Ok(a % b == 0.0),
+        _ => Ok(false),
     }
 }
 
