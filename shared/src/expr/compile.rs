@@ -679,27 +679,35 @@ fn rewrite<'s>(
 // ---------------------------------------------------------------------------------------------
 // Running
 
-/// Runs guarded bytecode; returns the value left on the stack and the rendered text.
+/// What running guarded bytecode produced.
+pub struct Ran {
+    pub value: Option<Value>,
+    pub text: String,
+    /// VM instructions executed.
+    pub fuel: u64,
+}
+
+/// Runs guarded bytecode.
 ///
 /// minijinja is not supposed to panic, but 2.24 does on a few inputs (the known ones are
 /// guarded in `sandbox.rs`); a panic becomes an error here rather than taking the worker down.
-fn run(instructions: &Instructions<'_>, root: Value) -> Result<(Option<Value>, String), Error> {
+pub fn run(instructions: &Instructions<'_>, root: Value) -> Result<Ran, Error> {
     let env = sandbox::env();
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut text = String::new();
-        let value = {
+        let blocks = BTreeMap::new();
+        let (value, fuel) = {
             let mut out = machinery::make_string_output(&mut text);
-            machinery::Vm::new(env)
-                .eval(
-                    instructions,
-                    root,
-                    &BTreeMap::new(),
-                    &mut out,
-                    AutoEscape::None,
-                )?
-                .0
+            let (value, state) = machinery::Vm::new(env).eval(
+                instructions,
+                root,
+                &blocks,
+                &mut out,
+                AutoEscape::None,
+            )?;
+            (value, state.fuel_levels().map_or(0, |(used, _)| used))
         };
-        Ok((value, text))
+        Ok(Ran { value, text, fuel })
     }))
     .unwrap_or_else(|_| {
         Err(Error::new(
@@ -707,14 +715,4 @@ fn run(instructions: &Instructions<'_>, root: Value) -> Result<(Option<Value>, S
             "internal error in the expression engine",
         ))
     })
-}
-
-/// Runs a compiled template; returns the rendered text.
-pub fn run_template(instructions: &Instructions<'_>, root: Value) -> Result<String, Error> {
-    run(instructions, root).map(|(_, text)| text)
-}
-
-/// Runs a compiled expression; returns its value.
-pub fn run_expr(instructions: &Instructions<'_>, root: Value) -> Result<Value, Error> {
-    run(instructions, root).map(|(value, _)| value.unwrap_or(Value::UNDEFINED))
 }

@@ -167,6 +167,8 @@ fn resolve_in<'a>(
 struct Roots<'c> {
     ctx: &'c ExprContext,
     cache: [Option<minijinja::Value>; 6],
+    /// Work and fuel shared by every string of one `resolve` call.
+    budget: std::sync::Arc<sandbox::Budget>,
 }
 
 impl<'c> Roots<'c> {
@@ -174,6 +176,7 @@ impl<'c> Roots<'c> {
         Roots {
             ctx,
             cache: Default::default(),
+            budget: sandbox::Budget::new(),
         }
     }
 
@@ -194,7 +197,11 @@ impl<'c> Roots<'c> {
     }
 
     fn root(&mut self, info: &Info<'_>) -> minijinja::Value {
-        let mut vars = Vec::with_capacity(info.roots.len());
+        let mut vars = Vec::with_capacity(info.roots.len() + 1);
+        vars.push((
+            sandbox::BUDGET_VAR,
+            minijinja::Value::from_dyn_object(self.budget.clone()),
+        ));
         for (i, name) in CONTEXT_VARIABLES.iter().enumerate() {
             if info.roots.contains(name) {
                 vars.push((*name, self.get(i)));
@@ -215,10 +222,12 @@ fn eval_string(text: &str, roots: &mut Roots<'_>) -> Result<Value, ExprError> {
         paths::missing_path(&parsed, text, &root, &info.bound, near)
             .map(|p| format!("{p} is undefined"))
     };
+    let ran = compile::run(&program, root.clone())
+        .map_err(|e| failed(describe(&e, text, || missing(e.range()))))?;
+    roots.budget.spend_fuel(ran.fuel).map_err(failed)?;
     match parsed.single_expr() {
         Some(_) => {
-            let v = compile::run_expr(&program, root.clone())
-                .map_err(|e| failed(describe(&e, text, || missing(e.range()))))?;
+            let v = ran.value.unwrap_or(minijinja::Value::UNDEFINED);
             convert::to_json(&v).map_err(|e| {
                 failed(match e {
                     ConvertError::Undefined => {
@@ -235,9 +244,7 @@ fn eval_string(text: &str, roots: &mut Roots<'_>) -> Result<Value, ExprError> {
                 })
             })
         }
-        None => compile::run_template(&program, root.clone())
-            .map(Value::String)
-            .map_err(|e| failed(describe(&e, text, || missing(e.range())))),
+        None => Ok(Value::String(ran.text)),
     }
 }
 

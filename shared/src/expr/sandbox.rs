@@ -7,7 +7,8 @@
 //! comparing two large values inside a long loop). So:
 //! - the compiled bytecode is rewritten (see `compile.rs`) so that every string/sequence
 //!   operation, comparison, slice and every emitted chunk first calls a guard function defined
-//!   here; the guard charges a per-evaluation **work budget** ([`WORK_BUDGET`]) and refuses
+//!   here; the guard charges a **work budget** ([`WORK_BUDGET`], shared with the fuel total
+//!   [`FUEL_PER_RESOLVE`] by all strings of one `resolve` call, i.e. one node) and refuses
 //!   strings above [`MAX_STRING`] bytes, lists above [`MAX_ITEMS`] items and output above
 //!   [`MAX_OUTPUT`] bytes;
 //! - every filter and test goes through a wrapper that charges for its arguments (by the
@@ -30,11 +31,14 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// VM instructions one evaluation may execute.
+/// VM instructions one string's evaluation may execute.
 pub const FUEL: u64 = 500_000;
+/// VM instructions all the strings resolved together (one node's parameters) may execute.
+pub const FUEL_PER_RESOLVE: u64 = 4 * FUEL;
 /// Nesting of loops/blocks at run time.
 pub const RECURSION_LIMIT: usize = 50;
-/// Work units (≈ bytes or items touched by guarded operations) one evaluation may spend.
+/// Work units (≈ bytes or items touched by guarded operations) all the strings resolved
+/// together (one node's parameters) may spend.
 pub const WORK_BUDGET: u64 = 50_000_000;
 /// Rendered text of one template (bytes).
 pub const MAX_OUTPUT: u64 = 1 << 20;
@@ -326,29 +330,72 @@ fn output_too_large() -> Error {
 // ---------------------------------------------------------------------------------------------
 // Per-evaluation budget, kept in the evaluation's `State` temps (invisible to templates).
 
+/// The work budget shared by the strings resolved together; it travels in the root context
+/// under [`BUDGET_VAR`] (a reserved name templates cannot use).
 #[derive(Debug)]
-struct Budget {
+pub struct Budget {
     work_left: AtomicU64,
-    output_left: AtomicU64,
+    fuel_left: AtomicU64,
 }
 
 impl Object for Budget {}
 
-const BUDGET_TEMP: &str = "wc.budget";
+pub const BUDGET_VAR: &str = "__wc_budget";
+
+impl Budget {
+    pub fn new() -> Arc<Budget> {
+        Arc::new(Budget {
+            work_left: AtomicU64::new(WORK_BUDGET),
+            fuel_left: AtomicU64::new(FUEL_PER_RESOLVE),
+        })
+    }
+
+    /// Accounts for the VM instructions one evaluation executed.
+    pub fn spend_fuel(&self, used: u64) -> Result<(), String> {
+        let left = self.fuel_left.load(Ordering::Relaxed);
+        if used > left {
+            self.fuel_left.store(0, Ordering::Relaxed);
+            return Err(format!(
+                "too much work: the expressions of these parameters ran more than \
+                 {FUEL_PER_RESOLVE} steps in total"
+            ));
+        }
+        self.fuel_left.store(left - used, Ordering::Relaxed);
+        Ok(())
+    }
+}
 
 fn budget(state: &State) -> Arc<Budget> {
+    const TEMP: &str = "wc.budget";
     if let Some(b) = state
-        .get_temp(BUDGET_TEMP)
+        .lookup(BUDGET_VAR)
+        .or_else(|| state.get_temp(TEMP))
         .and_then(|v| v.downcast_object::<Budget>())
     {
         return b;
     }
-    let b = Arc::new(Budget {
-        work_left: AtomicU64::new(WORK_BUDGET),
-        output_left: AtomicU64::new(MAX_OUTPUT),
-    });
-    state.set_temp(BUDGET_TEMP, Value::from_dyn_object(b.clone()));
+    let b = Budget::new();
+    state.set_temp(TEMP, Value::from_dyn_object(b.clone()));
     b
+}
+
+/// Output left for the template being rendered (per string).
+#[derive(Debug)]
+struct OutputLeft(AtomicU64);
+
+impl Object for OutputLeft {}
+
+fn output_left(state: &State) -> Arc<OutputLeft> {
+    const TEMP: &str = "wc.output";
+    if let Some(o) = state
+        .get_temp(TEMP)
+        .and_then(|v| v.downcast_object::<OutputLeft>())
+    {
+        return o;
+    }
+    let o = Arc::new(OutputLeft(AtomicU64::new(MAX_OUTPUT)));
+    state.set_temp(TEMP, Value::from_dyn_object(o.clone()));
+    o
 }
 
 impl Budget {
@@ -530,22 +577,22 @@ fn reversed<const N: usize>(mut ops: [Value; N]) -> Value {
 }
 
 fn g_emit(state: &State, v: Value) -> Result<Value, Error> {
-    let b = budget(state);
-    let left = b.output_left.load(Ordering::Relaxed);
+    let out = output_left(state);
+    let left = out.0.load(Ordering::Relaxed);
     let n = display_len(&v, left).ok_or_else(output_too_large)?;
-    b.output_left.store(left - n, Ordering::Relaxed);
-    b.charge(n)?;
+    out.0.store(left - n, Ordering::Relaxed);
+    budget(state).charge(n)?;
     Ok(v)
 }
 
 fn g_raw(state: &State, n: u64) -> Result<(), Error> {
-    let b = budget(state);
-    let left = b.output_left.load(Ordering::Relaxed);
+    let out = output_left(state);
+    let left = out.0.load(Ordering::Relaxed);
     if n > left {
         return Err(output_too_large());
     }
-    b.output_left.store(left - n, Ordering::Relaxed);
-    b.charge(n)
+    out.0.store(left - n, Ordering::Relaxed);
+    budget(state).charge(n)
 }
 
 fn g_add(state: &State, list: Value) -> Result<Value, Error> {

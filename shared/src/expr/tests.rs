@@ -325,6 +325,13 @@ fn runaway_loop_fails_with_too_much_work() {
     assert!(e.contains("too much work"), "{e}");
     let e = err("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}");
     assert!(e.contains("too much work"), "{e}");
+    // The budget is shared by all the strings of one `resolve` call: many strings that each
+    // stay under the per-string limit still stop.
+    let busy = "{% for i in range(60000) %}{% endfor %}";
+    assert!(eval(busy).is_ok());
+    let params = json!(vec![busy; 50]);
+    let e = resolve(&params, &ctx()).unwrap_err().0;
+    assert!(e.contains("too much work"), "{e}");
 }
 
 #[test]
