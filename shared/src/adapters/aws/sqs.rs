@@ -29,6 +29,8 @@ use std::time::Duration;
 /// SQS limits.
 const MAX_DELAY_SECS: u64 = 900;
 const MAX_VISIBILITY_SECS: u64 = 43_200;
+/// Pause between two empty short polls of [`SqsQueue::receive_messages`].
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_WAIT_SECS: u64 = 20;
 const MAX_BATCH: usize = 10;
 
@@ -129,20 +131,35 @@ impl SqsQueue {
         Ok(())
     }
 
-    /// Receives up to `max` (≤ 10) messages of any kind, parsed.
+    /// Receives up to `max` (≤ 10) messages of any kind, parsed, waiting up to `wait` for one.
+    ///
+    /// Production never calls this (the Lambda event source mapping polls the queue); tests
+    /// and tools do. It short-polls every [`POLL_INTERVAL`] instead of long-polling, because
+    /// a long poll holds a connection of a local endpoint such as moto for its whole wait.
     pub async fn receive_messages(
         &self,
         max: usize,
         visibility: Duration,
         wait: Duration,
     ) -> QueueResult<Vec<ReceivedMessage>> {
+        let until = tokio::time::Instant::now() + wait.min(Duration::from_secs(MAX_WAIT_SECS));
+        loop {
+            let got = self.receive_once(max, visibility).await?;
+            if !got.is_empty() || tokio::time::Instant::now() + POLL_INTERVAL > until {
+                return Ok(got);
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    async fn receive_once(&self, max: usize, visibility: Duration) -> QueueResult<Vec<ReceivedMessage>> {
         let out = self
             .client
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
             .visibility_timeout(secs(visibility, MAX_VISIBILITY_SECS))
-            .wait_time_seconds(secs(wait, MAX_WAIT_SECS))
+            .wait_time_seconds(0)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
