@@ -26,6 +26,8 @@ pub struct EngineConfig {
     pub stranded_pending_after_ms: u64,
     /// Default node timeout (ms) when a node sets none.
     pub node_timeout_ms: u64,
+    /// A node's lease lasts its timeout plus this margin (ms).
+    pub lease_margin_ms: u64,
     /// Node output limit (bytes).
     pub max_output_bytes: usize,
     /// WECONNECT_HTTP_ALLOW_PRIVATE
@@ -48,6 +50,7 @@ impl Default for EngineConfig {
             stale_execution_threshold_ms: 24 * 3_600_000,
             stranded_pending_after_ms: 60_000,
             node_timeout_ms: 30_000,
+            lease_margin_ms: 15_000,
             max_output_bytes: 256 * 1024,
             http_allow_private: false,
             idempotency_window_ms: 24 * 3_600_000,
@@ -81,6 +84,7 @@ impl EngineConfig {
             )?,
             stranded_pending_after_ms: d.stranded_pending_after_ms,
             node_timeout_ms: env_or("NODE_DEFAULT_TIMEOUT", d.node_timeout_ms)?,
+            lease_margin_ms: d.lease_margin_ms,
             max_output_bytes: d.max_output_bytes,
             http_allow_private: env_or("WECONNECT_HTTP_ALLOW_PRIVATE", d.http_allow_private)?,
             idempotency_window_ms: d.idempotency_window_ms,

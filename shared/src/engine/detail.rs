@@ -1,8 +1,8 @@
 //! `GET /executions/{id}`: the execution with its nodes and progress.
 
 use super::{Engine, Principal};
-use crate::EngineResult;
-use crate::model::{Execution, NodeError, NodeRunStatus, Timestamp};
+use crate::model::{Execution, ExecutionStatus, NodeError, NodeRunStatus, Timestamp};
+use crate::{EngineError, EngineResult};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -46,7 +46,61 @@ impl Engine {
         who: &Principal,
         id: &str,
     ) -> EngineResult<ExecutionDetail> {
-        let _ = (who, id);
-        todo!("engine: detail")
+        let ctx = match self.load_run_context(&who.organization_id, id).await {
+            Err(EngineError::NotFound(_)) => {
+                return Err(EngineError::NotFound("Execution not found".into()));
+            }
+            other => other?,
+        };
+        let terminal = ctx.exec.status.is_terminal();
+        let nodes: Vec<NodeDetail> = ctx
+            .wf
+            .nodes
+            .iter()
+            .map(|n| {
+                let run = ctx.runs.get(&n.id);
+                let mut status = run.map_or(NodeRunStatus::Pending, |r| r.status);
+                // Work an ended execution will never do shows as cancelled.
+                if terminal && !status.is_finished() {
+                    status = NodeRunStatus::Cancelled;
+                }
+                NodeDetail {
+                    node_id: n.id.clone(),
+                    name: n.name.clone(),
+                    node_type: n.node_type.clone(),
+                    status,
+                    attempts: run.map_or(0, |r| r.attempts),
+                    started_at: run.and_then(|r| r.started_at),
+                    finished_at: run.and_then(|r| r.finished_at),
+                    duration_ms: run.and_then(|r| r.duration_ms),
+                    output: run.and_then(|r| r.output.clone()),
+                    error: run.and_then(|r| r.error.clone()),
+                }
+            })
+            .collect();
+        let total = nodes.len() as u32;
+        let finished = nodes
+            .iter()
+            .filter(|n| {
+                matches!(
+                    n.status,
+                    NodeRunStatus::Success | NodeRunStatus::Failed | NodeRunStatus::Skipped
+                )
+            })
+            .count() as u32;
+        let percent = if ctx.exec.status == ExecutionStatus::Success || total == 0 {
+            100.0
+        } else {
+            (f64::from(finished) * 1000.0 / f64::from(total)).round() / 10.0
+        };
+        Ok(ExecutionDetail {
+            execution: ctx.exec,
+            nodes,
+            progress: Progress {
+                total,
+                finished,
+                percent,
+            },
+        })
     }
 }

@@ -80,3 +80,69 @@ impl EngineMetrics {
         }
     }
 }
+
+/// Resource use of this process (Linux `/proc`; zeros elsewhere).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessUsage {
+    /// Peak resident set size (VmHWM).
+    pub peak_rss_bytes: u64,
+    /// User + system CPU time.
+    pub cpu_time_ms: f64,
+}
+
+pub fn process_usage() -> ProcessUsage {
+    let peak_rss_bytes = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024);
+    // Fields 14 and 15 of /proc/self/stat (after the parenthesised name) are utime and
+    // stime in clock ticks; Linux reports them at 100 ticks per second (USER_HZ).
+    let cpu_time_ms = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) * 10.0)
+        })
+        .unwrap_or(0.0);
+    ProcessUsage {
+        peak_rss_bytes,
+        cpu_time_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_over_recorded_durations() {
+        let m = EngineMetrics::default();
+        for d in 1..=100 {
+            m.node_ran(d);
+        }
+        m.execution_started();
+        m.execution_finished("success");
+        let s = m.snapshot();
+        assert_eq!(s.nodes_run, 100);
+        assert_eq!(s.node_duration_ms.p50, 51);
+        assert_eq!(s.node_duration_ms.p99, 99);
+        assert_eq!(s.node_duration_ms.max, 100);
+        assert_eq!(s.executions_finished.get("success"), Some(&1));
+    }
+
+    #[test]
+    fn process_usage_reads_proc_on_linux() {
+        let u = process_usage();
+        if cfg!(target_os = "linux") {
+            assert!(u.peak_rss_bytes > 0);
+        }
+    }
+}

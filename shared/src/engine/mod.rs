@@ -5,6 +5,7 @@
 mod detail;
 mod lifecycle;
 mod metrics;
+mod retry;
 mod run;
 mod start;
 mod sweep;
@@ -18,6 +19,7 @@ pub use start::StartRequest;
 pub use sweep::SweepReport;
 
 use crate::config::EngineConfig;
+use crate::graph::Plan;
 use crate::model::Workflow;
 use crate::nodes::NodeServices;
 use crate::ports::{Clock, EventSink, JobQueue, ScheduleSync, Store};
@@ -44,6 +46,10 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
 }
 
+/// (organization, workflow id, version)
+type VersionKey = (String, String, u32);
+type CachedVersion = (Arc<Workflow>, Arc<Plan>);
+
 /// The engine: cheap to clone, shared by every handler and worker of a process.
 #[derive(Clone)]
 pub struct Engine {
@@ -56,7 +62,7 @@ struct Inner {
     nodes: NodeServices,
     metrics: EngineMetrics,
     /// Workflow versions are immutable: cache them by (org, id, version).
-    versions: Mutex<HashMap<(String, String, u32), Arc<Workflow>>>,
+    versions: Mutex<HashMap<VersionKey, CachedVersion>>,
 }
 
 impl Engine {
@@ -98,17 +104,23 @@ impl Engine {
     pub fn metrics(&self) -> &EngineMetrics {
         &self.inner.metrics
     }
+    pub fn schedules(&self) -> &Arc<dyn ScheduleSync> {
+        &self.inner.ports.schedules
+    }
+    pub fn events(&self) -> &Arc<dyn EventSink> {
+        &self.inner.ports.events
+    }
     fn ports(&self) -> &Ports {
         &self.inner.ports
     }
 
-    /// One version of a workflow, from the cache or the store.
-    async fn workflow_version(
+    /// One version of a workflow and its plan, from the cache or the store.
+    async fn workflow_and_plan(
         &self,
         org: &str,
         id: &str,
         version: u32,
-    ) -> crate::EngineResult<Arc<Workflow>> {
+    ) -> crate::EngineResult<(Arc<Workflow>, Arc<Plan>)> {
         let key = (org.to_string(), id.to_string(), version);
         if let Some(wf) = self
             .inner
@@ -124,13 +136,14 @@ impl Engine {
             .get_workflow_version(org, id, version)
             .await?
             .ok_or_else(|| crate::EngineError::NotFound("Workflow not found".into()))?;
-        let wf = Arc::new(wf);
+        let entry = (Arc::new(Plan::new(&wf)), Arc::new(wf));
+        let entry = (entry.1, entry.0);
         if let Ok(mut m) = self.inner.versions.lock() {
             if m.len() > 10_000 {
                 m.clear();
             }
-            m.insert(key, wf.clone());
+            m.insert(key, entry.clone());
         }
-        Ok(wf)
+        Ok(entry)
     }
 }

@@ -1,9 +1,16 @@
 //! Starting an execution: create it, lay out its first node runs, queue its first job.
 
+use super::run::{Route, Step};
 use super::{Engine, Principal};
-use crate::EngineResult;
-use crate::model::{Execution, ExecutionMode};
-use serde_json::Value;
+use crate::graph::Plan;
+use crate::model::{
+    Execution, ExecutionMetrics, ExecutionMode, ExecutionStatus, Job, NodeRun, NodeRunStatus,
+    Timestamp, Workflow, WorkflowStatus, new_id,
+};
+use crate::ports::Created;
+use crate::{EngineError, EngineResult};
+use serde_json::{Value, json};
+use std::time::Duration;
 
 /// A request to run a workflow (API, webhook, schedule, CLI).
 #[derive(Debug, Clone, PartialEq)]
@@ -25,12 +32,58 @@ impl Engine {
     /// Starts an execution. Returns it and whether it was created now (false: the
     /// idempotency key returned an earlier one).
     pub async fn start_execution(&self, req: StartRequest) -> EngineResult<(Execution, bool)> {
-        let _ = req;
-        todo!("engine: start")
+        let org = &req.principal.organization_id;
+        let wf = self
+            .store()
+            .get_workflow(org, &req.workflow_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("Workflow not found".into()))?;
+        if wf.status == WorkflowStatus::Archived {
+            return Err(EngineError::Conflict("Workflow is archived".into()));
+        }
+        let timeout_ms = req
+            .timeout_ms
+            .or(wf.settings.timeout_ms)
+            .unwrap_or(self.config().default_timeout_ms);
+        if !(1000..=self.config().max_timeout_ms).contains(&timeout_ms) {
+            return Err(EngineError::BadRequest(format!(
+                "timeout must be between 1000 and {} ms",
+                self.config().max_timeout_ms
+            )));
+        }
+        let start_node_id = choose_start_node(&wf, req.start_node_id.as_deref())?;
+        let now = self.clock().now();
+        let exec = Execution {
+            id: new_id(),
+            workflow_id: wf.id.clone(),
+            workflow_version: wf.version,
+            user_id: req.principal.user_id.clone(),
+            organization_id: org.clone(),
+            status: ExecutionStatus::Pending,
+            mode: req.mode,
+            input_data: req.input,
+            output_data: None,
+            started_at: None,
+            completed_at: None,
+            duration: 0,
+            error_message: None,
+            error_details: None,
+            retry_count: 0,
+            retry_of: None,
+            nodes_executed: 0,
+            nodes_failed: 0,
+            metrics: ExecutionMetrics {
+                total_nodes: wf.nodes.len() as u32,
+                ..Default::default()
+            },
+            deadline: now.plus(Duration::from_millis(timeout_ms)),
+            created_at: now,
+            start_node_id,
+        };
+        self.launch(exec, &wf, req.idempotency_key.as_deref(), Vec::new())
+            .await
     }
-}
 
-impl Engine {
     /// One tick of a `trigger.schedule` node: starts an execution (mode `scheduled`, input
     /// `{scheduledAt}`) of an `active` workflow, once per (workflow, tick) however often it is
     /// delivered. None when the workflow is gone or no longer active.
@@ -38,9 +91,160 @@ impl Engine {
         &self,
         org: &str,
         workflow_id: &str,
-        scheduled_at: crate::model::Timestamp,
+        scheduled_at: Timestamp,
     ) -> EngineResult<Option<Execution>> {
-        let _ = (org, workflow_id, scheduled_at);
-        todo!("engine: fire_schedule")
+        let Some(wf) = self.store().get_workflow(org, workflow_id).await? else {
+            return Ok(None);
+        };
+        let Some(node) = wf.nodes.iter().find(|n| n.node_type == "trigger.schedule") else {
+            return Ok(None);
+        };
+        if wf.status != WorkflowStatus::Active {
+            return Ok(None);
+        }
+        let req = StartRequest {
+            principal: Principal {
+                user_id: wf.user_id.clone(),
+                organization_id: org.to_string(),
+            },
+            workflow_id: wf.id.clone(),
+            mode: ExecutionMode::Scheduled,
+            input: json!({ "scheduledAt": scheduled_at }),
+            timeout_ms: None,
+            idempotency_key: Some(format!("schedule:{}:{}", wf.id, scheduled_at.millis())),
+            start_node_id: Some(node.id.clone()),
+        };
+        Ok(Some(self.start_execution(req).await?.0))
     }
+
+    /// Creates the execution, lays out its node runs and queues its first jobs.
+    /// `copied`: finished runs carried over (redrive); their routing is replayed.
+    pub(super) async fn launch(
+        &self,
+        exec: Execution,
+        wf: &Workflow,
+        idempotency_key: Option<&str>,
+        copied: Vec<NodeRun>,
+    ) -> EngineResult<(Execution, bool)> {
+        let now = self.clock().now();
+        let window = Duration::from_millis(self.config().idempotency_window_ms);
+        let exec = match self
+            .store()
+            .create_execution(&exec, idempotency_key, now.minus(window))
+            .await?
+        {
+            Created::Existing(existing) => return Ok((existing, false)),
+            Created::Created(exec) => exec,
+        };
+        self.metrics().execution_started();
+        let org = exec.organization_id.clone();
+        let plan = Plan::new(wf);
+
+        // The start trigger is ready; every other trigger is skipped (its path is dead).
+        let mut runs: Vec<NodeRun> = copied;
+        let copied_ids: Vec<String> = runs.iter().map(|r| r.node_id.clone()).collect();
+        let mut skipped_roots = Vec::new();
+        for root in plan.roots() {
+            if copied_ids.iter().any(|c| c == root) {
+                continue;
+            }
+            let mut run = NodeRun::new(&exec.id, root);
+            if root == exec.start_node_id {
+                run.ready = true;
+            } else {
+                run.status = NodeRunStatus::Skipped;
+                run.finished_at = Some(now);
+                skipped_roots.push(root.to_string());
+            }
+            runs.push(run);
+        }
+        if let Err(e) = self.store().put_node_runs(&org, &runs).await {
+            self.fail_to_queue(&exec, &e.to_string()).await;
+            return Err(e.into());
+        }
+
+        // Replay routing out of skipped triggers and carried-over runs.
+        let mut ctx = self.load_run_context(&org, &exec.id).await?;
+        let mut step = Step::default();
+        for root in &skipped_roots {
+            self.advance(&mut ctx, root, Route::Dead, false, &mut step)
+                .await?;
+        }
+        for id in &copied_ids {
+            let Some(run) = ctx.runs.get(id).cloned() else {
+                continue;
+            };
+            let Some(finished) = super::run::finished_route(&ctx, &run) else {
+                continue;
+            };
+            self.advance(&mut ctx, id, finished, false, &mut step)
+                .await?;
+        }
+        self.flush_logs(&mut ctx).await;
+
+        let mut jobs = step.enqueue;
+        if !copied_ids.contains(&exec.start_node_id) {
+            jobs.push(self.job_for(&exec, &exec.start_node_id));
+        }
+        if jobs.is_empty() {
+            // Everything was carried over: nothing left to run.
+            self.try_finalize(&org, &exec.id).await?;
+        } else if let Err(e) = self.send_now(&mut jobs).await {
+            self.fail_to_queue(&exec, &e.to_string()).await;
+            return Err(e.into());
+        }
+        let exec = self
+            .store()
+            .get_execution(&org, &exec.id)
+            .await?
+            .unwrap_or(exec);
+        Ok((exec, true))
+    }
+
+    pub(super) fn job_for(&self, exec: &Execution, node_id: &str) -> Job {
+        Job {
+            execution_id: exec.id.clone(),
+            organization_id: exec.organization_id.clone(),
+            node_id: node_id.to_string(),
+            attempt: 0,
+            not_before: None,
+        }
+    }
+
+    /// Seed 000 made real: an execution whose first job could not be queued is `failed`.
+    async fn fail_to_queue(&self, exec: &Execution, reason: &str) {
+        let mut failed = exec.clone();
+        let now = self.clock().now();
+        failed.status = ExecutionStatus::Failed;
+        failed.completed_at = Some(now);
+        failed.error_message = Some("Failed to queue execution".into());
+        failed.error_details = Some(json!({ "details": reason }));
+        if let Err(e) = self
+            .finish_execution(
+                &failed,
+                &[ExecutionStatus::Pending, ExecutionStatus::Running],
+            )
+            .await
+        {
+            tracing::error!(execution_id = %exec.id, error = %e, "could not mark execution failed");
+        }
+    }
+}
+
+fn choose_start_node(wf: &Workflow, wanted: Option<&str>) -> EngineResult<String> {
+    let is_trigger = |t: &str| crate::nodes::node_type(t).is_some_and(|n| n.is_trigger());
+    if let Some(id) = wanted {
+        return match wf.node(id) {
+            Some(n) if is_trigger(&n.node_type) => Ok(id.to_string()),
+            _ => Err(EngineError::BadRequest(format!(
+                "node {id:?} is not a trigger of this workflow"
+            ))),
+        };
+    }
+    wf.nodes
+        .iter()
+        .find(|n| n.node_type == "trigger.manual")
+        .or_else(|| wf.nodes.iter().find(|n| is_trigger(&n.node_type)))
+        .map(|n| n.id.clone())
+        .ok_or_else(|| EngineError::BadRequest("workflow has no trigger node".into()))
 }

@@ -2,7 +2,9 @@
 
 use super::Engine;
 use crate::EngineResult;
+use crate::model::{ExecutionStatus, NodeRun};
 use serde::Serialize;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -15,7 +17,95 @@ pub struct SweepReport {
 }
 
 impl Engine {
+    /// Times out executions past their deadline, cancels runs still unfinished after the
+    /// stale threshold, and re-dispatches (or fails) executions stranded in `pending`.
     pub async fn sweep(&self) -> EngineResult<SweepReport> {
-        todo!("engine: sweep")
+        let mut report = SweepReport::default();
+        let now = self.clock().now();
+        let stale_before = now.minus(self.config().stale_threshold());
+        let stranded_before = now.minus(Duration::from_millis(
+            self.config().stranded_pending_after_ms,
+        ));
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .store()
+                .list_unfinished_executions(200, cursor.as_deref())
+                .await?;
+            for exec in &page.items {
+                report.examined += 1;
+                if exec.status.is_terminal() {
+                    continue;
+                }
+                if now > exec.deadline {
+                    if self.time_out(exec).await? {
+                        report.timed_out += 1;
+                    }
+                } else if exec.status != ExecutionStatus::Paused && exec.created_at < stale_before {
+                    let mut cancelled = exec.clone();
+                    cancelled.status = ExecutionStatus::Cancelled;
+                    cancelled.completed_at = Some(now);
+                    cancelled.error_message = Some(format!(
+                        "Cancelled by cleanup: still {} after {} ms",
+                        exec.status.as_str(),
+                        self.config().stale_execution_threshold_ms
+                    ));
+                    if self.finish_execution(&cancelled, &[exec.status]).await? {
+                        report.stale_cancelled += 1;
+                    }
+                } else if exec.status == ExecutionStatus::Pending
+                    && exec.created_at < stranded_before
+                {
+                    match self.redispatch_stranded(exec).await {
+                        Ok(()) => report.redispatched += 1,
+                        Err(e) => {
+                            tracing::warn!(execution_id = %exec.id, error = %e, "stranded execution could not be queued");
+                            let mut failed = exec.clone();
+                            failed.status = ExecutionStatus::Failed;
+                            failed.completed_at = Some(now);
+                            failed.error_message = Some("Failed to queue execution".into());
+                            failed.error_details =
+                                Some(serde_json::json!({ "details": e.to_string() }));
+                            if self
+                                .finish_execution(&failed, &[ExecutionStatus::Pending])
+                                .await?
+                            {
+                                report.failed_to_queue += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        if report
+            != (SweepReport {
+                examined: report.examined,
+                ..Default::default()
+            })
+        {
+            tracing::info!(?report, "cleanup changed executions");
+        }
+        Ok(report)
+    }
+
+    /// A `pending` execution nobody picked up: lay out its start run again if it is missing,
+    /// and queue its ready runs.
+    async fn redispatch_stranded(&self, exec: &crate::model::Execution) -> EngineResult<()> {
+        let ctx = self
+            .load_run_context(&exec.organization_id, &exec.id)
+            .await?;
+        if !ctx.runs.contains_key(&exec.start_node_id) {
+            let mut run = NodeRun::new(&exec.id, &exec.start_node_id);
+            run.ready = true;
+            self.store()
+                .put_node_runs(&exec.organization_id, &[run])
+                .await?;
+        }
+        self.redispatch(exec).await?;
+        Ok(())
     }
 }
