@@ -240,7 +240,9 @@ fn store_conflict(e: StoreError) -> EngineError {
     }
 }
 
-fn validate_definition(def: &WorkflowDefinition) -> EngineResult<()> {
+/// Every check a workflow passes on create and update (the graph validation plus the
+/// webhook and schedule parameters), offline: `weconnect validate` gives the same messages.
+pub fn validate_definition(def: &WorkflowDefinition) -> EngineResult<()> {
     if def.name.trim().is_empty() {
         return Err(EngineError::BadRequest(
             "workflow `name` must not be empty".into(),

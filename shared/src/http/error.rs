@@ -2,7 +2,7 @@
 
 use crate::EngineError;
 use crate::ports::{QueueError, StoreError};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -13,7 +13,7 @@ pub struct ApiError {
     pub message: String,
     pub details: Value,
     /// Extra response headers (`Allow`, `WWW-Authenticate`).
-    pub headers: HeaderMap,
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -22,7 +22,7 @@ impl ApiError {
             status,
             message: message.into(),
             details: json!({}),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
     pub fn with_details(mut self, details: Value) -> Self {
@@ -31,7 +31,7 @@ impl ApiError {
     }
     pub fn with_header(mut self, name: header::HeaderName, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.insert(name, v);
+            self.headers.push((name, v));
         }
         self
     }
@@ -75,7 +75,9 @@ pub fn body(status: StatusCode, message: &str, details: Value) -> Value {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();
-        response.headers_mut().extend(self.headers);
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
         response
     }
 }
@@ -139,6 +141,7 @@ impl From<crate::secrets::SecretError> for ApiError {
 mod tests {
     use super::*;
     use crate::graph::ValidationError;
+    use axum::http::HeaderMap;
 
     async fn read(r: Response) -> (StatusCode, HeaderMap, Value) {
         let status = r.status();

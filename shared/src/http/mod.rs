@@ -215,7 +215,11 @@ async fn spec_shaped_errors(response: Response) -> Response {
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_TYPE);
     let mut error = ApiError::new(status, message);
-    error.headers = parts.headers;
+    error.headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     error.into_response()
 }
 
