@@ -1,11 +1,9 @@
 //! The real local server, started in-process on 127.0.0.1:0 with a temporary data folder,
-//! an HTTP client for it, and a local sink server that records the calls nodes make.
+//! and an HTTP client for it.
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use weconnect::tempdir::TempDir;
 use weconnect::{Server, Settings};
@@ -218,66 +216,6 @@ impl Api {
             )
         })
         .await
-    }
-}
-
-/// One request the sink received.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
-    pub headers: HeaderMap,
-    pub body: Value,
-}
-
-/// A local HTTP server that records every request and answers `200 {"ok": true}`
-/// (or the status set with [`Sink::respond_with`]).
-#[derive(Clone)]
-pub struct Sink {
-    pub url: String,
-    calls: Arc<Mutex<Vec<Recorded>>>,
-    status: Arc<Mutex<u16>>,
-}
-
-impl Sink {
-    pub async fn start() -> Self {
-        let calls: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-        let status = Arc::new(Mutex::new(200u16));
-        let (c, s) = (calls.clone(), status.clone());
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (c, s) = (c.clone(), s.clone());
-                async move {
-                    let body = serde_json::from_slice(&body)
-                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
-                    c.lock().unwrap().push(Recorded {
-                        method: method.to_string(),
-                        path: uri.path().to_string(),
-                        headers,
-                        body,
-                    });
-                    let code = *s.lock().unwrap();
-                    (
-                        StatusCode::from_u16(code).unwrap(),
-                        axum::Json(json!({"ok": code < 400})),
-                    )
-                }
-            },
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { url, calls, status }
-    }
-
-    pub fn calls(&self) -> Vec<Recorded> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    pub fn respond_with(&self, status: u16) {
-        *self.status.lock().unwrap() = status;
     }
 }
 

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 use weconnect_engine::http::credentials::hmac_key;
 use weconnect_engine::http::webhooks::sign;
-use weconnect_tests::server::{Api, Sink, TestServer, example, weconnect_binary};
+use weconnect_tests::server::{Api, TestServer, example, weconnect_binary};
+use weconnect_tests::sink::Sink;
 
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
@@ -970,7 +971,7 @@ async fn credentials_are_write_only_and_encrypted_at_rest() {
             "nodes": [
                 {"id": "start", "name": "Start", "type": "trigger.manual"},
                 {"id": "call", "name": "Call", "type": "http.request",
-                 "parameters": {"method": "POST", "url": format!("{}/hook", sink.url),
+                 "parameters": {"method": "POST", "url": sink.url("hook"),
                                 "credential": "api-token", "body": {"hello": "world"}}}
             ],
             "connections": [{"source": "start", "target": "call"}]
@@ -980,8 +981,8 @@ async fn credentials_are_write_only_and_encrypted_at_rest() {
     let exec_id = id_of(&a.start(&wf_id, json!({})).await);
     let done = a.wait_terminal(&exec_id).await;
     assert_eq!(done["status"], "success", "{done}");
-    let calls = sink.calls();
-    assert_eq!(calls.len(), 1);
+    let calls = sink.calls("hook");
+    assert_eq!(sink.total(), 1);
     assert_eq!(
         calls[0].headers["authorization"],
         format!("Bearer {secret}").as_str()
@@ -1025,7 +1026,7 @@ async fn two_hundred_concurrent_webhooks_make_two_hundred_executions() {
             "nodes": [
                 {"id": "hook", "name": "Hook", "type": "trigger.webhook", "parameters": {"path": "fan-in"}},
                 {"id": "call", "name": "Call", "type": "http.request",
-                 "parameters": {"method": "POST", "url": format!("{}/n", sink.url),
+                 "parameters": {"method": "POST", "url": sink.url("n"),
                                 "body": {"n": "{{ trigger.body.n }}"}}}
             ],
             "connections": [{"source": "hook", "target": "call"}]
@@ -1048,11 +1049,15 @@ async fn two_hundred_concurrent_webhooks_make_two_hundred_executions() {
         let done = a.wait_terminal(id).await;
         assert_eq!(done["status"], "success", "{done}");
     }
-    let calls = sink.calls();
-    assert_eq!(calls.len(), 200, "each external call made once");
+    let calls = sink.calls("n");
+    assert_eq!(sink.total(), 200, "each external call made once");
     let ns: BTreeSet<i64> = calls
         .iter()
-        .map(|c| c.body["n"].as_i64().expect("n"))
+        .map(|c| {
+            serde_json::from_slice::<Value>(&c.body).unwrap()["n"]
+                .as_i64()
+                .expect("n")
+        })
         .collect();
     assert_eq!(ns, (0..200).collect::<BTreeSet<i64>>());
     let stats = a.get("/executions/statistics").await;
@@ -1175,7 +1180,7 @@ async fn example_workflows_run() {
     let a = t.api("acme");
     let anon = t.anonymous();
     let mut order = example("order-alert.json");
-    order["nodes"][2]["parameters"]["url"] = json!(format!("{}/sales", sink.url));
+    order["nodes"][2]["parameters"]["url"] = json!(sink.url("sales"));
     a.create_workflow(&order).await;
 
     let big = webhook(
@@ -1190,10 +1195,12 @@ async fn example_workflows_run() {
         .wait_terminal(big.body["executionId"].as_str().unwrap())
         .await;
     assert_eq!(done["status"], "success", "{done}");
-    let calls = sink.calls();
-    assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].path, "/sales");
-    assert_eq!(calls[0].body, json!({"text": "Order A1: 250"}));
+    let calls = sink.calls("sales");
+    assert_eq!(sink.total(), 1);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&calls[0].body).unwrap(),
+        json!({"text": "Order A1: 250"})
+    );
 
     let small = webhook(
         &anon,
@@ -1214,7 +1221,7 @@ async fn example_workflows_run() {
         .unwrap()
         .clone();
     assert_eq!(notify["status"], "skipped");
-    assert_eq!(sink.calls().len(), 1);
+    assert_eq!(sink.total(), 1);
 
     let hb = a.create_workflow(&example("heartbeat-schedule.json")).await;
     assert_eq!(hb["status"], "draft");
@@ -1309,7 +1316,7 @@ async fn killed_server_resumes_a_waiting_execution_after_restart() {
         "nodes": [
             {"id": "hook", "name": "Hook", "type": "trigger.webhook", "parameters": {"path": "slow"}},
             {"id": "call", "name": "Call", "type": "http.request",
-             "parameters": {"method": "POST", "url": format!("{}/once", sink.url), "credential": "tok", "body": {"x": 1}}},
+             "parameters": {"method": "POST", "url": sink.url("once"), "credential": "tok", "body": {"x": 1}}},
             {"id": "wait", "name": "Wait", "type": "flow.wait", "parameters": {"durationMs": 2000}},
             {"id": "set", "name": "Set", "type": "data.set", "parameters": {"values": {"finished": true}}}
         ],
@@ -1342,7 +1349,7 @@ async fn killed_server_resumes_a_waiting_execution_after_restart() {
     assert_eq!(done["status"], "success", "{done}");
     assert_eq!(done["outputData"], json!({"finished": true}), "{done}");
     assert_eq!(
-        sink.calls().len(),
+        sink.count("once"),
         1,
         "the HTTP node ran once across the crash"
     );

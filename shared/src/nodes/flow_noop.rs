@@ -1,4 +1,5 @@
-//! OWNER: nodes helper (placeholder)
+//! `flow.noop`: passes its input through.
+
 use super::{NodeContext, NodeOutcome, NodeType};
 use serde_json::{Map, Value};
 
@@ -11,11 +12,25 @@ impl NodeType for Noop {
     }
     async fn run(
         &self,
-        ctx: &NodeContext<'_>,
-        params: &Map<String, Value>,
+        _ctx: &NodeContext<'_>,
+        _params: &Map<String, Value>,
         input: &Value,
     ) -> NodeOutcome {
-        let _ = (ctx, params, input);
-        todo!("flow.noop")
+        NodeOutcome::Output(input.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{Harness, output, validate};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn passes_the_input_through() {
+        let h = Harness::new("flow.noop", json!({}));
+        for v in [json!({"a": [1, {"b": null}]}), json!(null), json!("text")] {
+            assert_eq!(output(h.run(v.clone()).await), v);
+        }
+        assert_eq!(validate("flow.noop", json!({"anything": 1})), Ok(()));
     }
 }

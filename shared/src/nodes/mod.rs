@@ -11,7 +11,11 @@ mod flow_wait;
 pub mod http_request;
 mod logic_if;
 mod logic_switch;
-mod triggers;
+mod params;
+pub mod triggers;
+
+#[cfg(test)]
+mod test_support;
 
 pub mod circuit;
 pub mod schedule;

@@ -1,0 +1,1165 @@
+//! `SqliteStore`: the `Store` port on the embedded database. Every method is one transaction.
+
+use super::cursor::{self, Position};
+use super::{Db, Fail};
+use crate::model::*;
+use crate::ports::*;
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// The node type whose presence makes a workflow scheduled.
+const SCHEDULE_TRIGGER: &str = "trigger.schedule";
+/// Statuses counted as finished in the statistics.
+const FINISHED: &str = "('success','failed','cancelled','timeout')";
+
+/// The embedded store. Cheap to share (`Arc`); built by [`super::open`].
+pub struct SqliteStore {
+    db: Arc<Db>,
+}
+
+impl SqliteStore {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        Self { db }
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, Fail> {
+    Ok(serde_json::to_string(value)?)
+}
+
+fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, Fail> {
+    Ok(serde_json::from_str(text)?)
+}
+
+fn workflow_status(s: WorkflowStatus) -> &'static str {
+    match s {
+        WorkflowStatus::Draft => "draft",
+        WorkflowStatus::Active => "active",
+        WorkflowStatus::Inactive => "inactive",
+        WorkflowStatus::Archived => "archived",
+    }
+}
+
+fn log_level(l: LogLevel) -> &'static str {
+    match l {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    }
+}
+
+fn is_scheduled(wf: &Workflow) -> bool {
+    wf.nodes.iter().any(|n| n.node_type == SCHEDULE_TRIGGER)
+}
+
+/// Clamp a page size to something SQLite's LIMIT takes; one more row is read to know
+/// whether another page follows.
+fn page_size(limit: usize) -> i64 {
+    limit.clamp(1, 10_000) as i64
+}
+
+/// A workflow row: the stored body with the live counters laid over it.
+fn workflow_from_row(body: &str, count: i64, last: Option<i64>) -> Result<Workflow, Fail> {
+    let mut wf: Workflow = from_json(body)?;
+    wf.execution_count = count.max(0) as u64;
+    wf.last_executed_at = last.map(Timestamp::from_millis);
+    Ok(wf)
+}
+
+/// Refuses webhook ids routed to another workflow.
+fn check_webhooks(
+    tx: &Connection,
+    org: &str,
+    workflow_id: &str,
+    webhooks: &[WebhookRoute],
+) -> Result<(), Fail> {
+    let mut stmt =
+        tx.prepare_cached("SELECT org, workflow_id FROM webhooks WHERE webhook_id = ?1")?;
+    for route in webhooks {
+        let owner: Option<(String, String)> = stmt
+            .query_row([&route.webhook_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((o, w)) = owner
+            && (o != org || w != workflow_id)
+        {
+            return Err(StoreError::Conflict(format!(
+                "Webhook path '{}' is already used by another workflow",
+                route.webhook_id
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn insert_webhooks(tx: &Connection, webhooks: &[WebhookRoute]) -> Result<(), Fail> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO webhooks (webhook_id, org, workflow_id, node_id) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for r in webhooks {
+        stmt.execute(params![
+            r.webhook_id,
+            r.organization_id,
+            r.workflow_id,
+            r.node_id
+        ])?;
+    }
+    Ok(())
+}
+
+fn insert_version(tx: &Connection, wf: &Workflow, body: &str) -> Result<(), Fail> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO workflow_versions (org, id, version, body) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![wf.organization_id, wf.id, wf.version, body])?;
+    Ok(())
+}
+
+fn load_execution(tx: &Connection, org: &str, id: &str) -> Result<Option<Execution>, Fail> {
+    let body: Option<String> = tx
+        .prepare_cached("SELECT body FROM executions WHERE id = ?1 AND org = ?2")?
+        .query_row([id, org], |r| r.get(0))
+        .optional()?;
+    body.map(|b| from_json(&b)).transpose()
+}
+
+fn load_run(
+    tx: &Connection,
+    org: &str,
+    execution_id: &str,
+    node_id: &str,
+) -> Result<Option<NodeRun>, Fail> {
+    let body: Option<String> = tx
+        .prepare_cached(
+            "SELECT body FROM node_runs WHERE execution_id = ?1 AND node_id = ?2 AND org = ?3",
+        )?
+        .query_row([execution_id, node_id, org], |r| r.get(0))
+        .optional()?;
+    body.map(|b| from_json(&b)).transpose()
+}
+
+fn upsert_run(tx: &Connection, org: &str, run: &NodeRun) -> Result<(), Fail> {
+    tx.prepare_cached(
+        "INSERT INTO node_runs (execution_id, node_id, org, body) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (execution_id, node_id) DO UPDATE SET body = excluded.body",
+    )?
+    .execute(params![run.execution_id, run.node_id, org, to_json(run)?])?;
+    Ok(())
+}
+
+/// Moves a run to `running` under `claim`: new token and lease, one more attempt.
+fn take(run: &mut NodeRun, claim: &Claim) {
+    run.status = NodeRunStatus::Running;
+    run.attempts += 1;
+    run.lease_token = Some(claim.token.clone());
+    run.lease_until = Some(claim.lease_until);
+    if run.started_at.is_none() {
+        run.started_at = Some(claim.now);
+    }
+}
+
+fn execution_columns(e: &Execution) -> Result<(String, i64, i64, i64, String), Fail> {
+    Ok((
+        e.status.as_str().to_string(),
+        e.deadline.millis(),
+        e.duration.min(i64::MAX as u64) as i64,
+        i64::from(!e.status.is_terminal()),
+        to_json(e)?,
+    ))
+}
+
+/// Reads one page of `(body, time, id)` rows: `limit` items and the cursor of the last one
+/// when more follow.
+fn page<T>(rows: Vec<(T, i64, String)>, limit: i64, scope: &str) -> (Vec<T>, Option<String>) {
+    let limit = limit as usize;
+    let more = rows.len() > limit;
+    let mut items = Vec::with_capacity(rows.len().min(limit));
+    let mut last = None;
+    for (item, time, id) in rows.into_iter().take(limit) {
+        items.push(item);
+        last = Some((time, id));
+    }
+    let next = match (more, last) {
+        (true, Some((time, id))) => Some(cursor::encode(scope, time, &id)),
+        _ => None,
+    };
+    (items, next)
+}
+
+fn execution_scope(org: &str, f: &ExecutionFilter) -> String {
+    let opt_ts = |t: Option<Timestamp>| t.map(|t| t.millis().to_string()).unwrap_or_default();
+    cursor::scope(&[
+        "executions",
+        org,
+        f.status.map(|s| s.as_str()).unwrap_or(""),
+        f.mode.map(|m| m.as_str()).unwrap_or(""),
+        f.workflow_id.as_deref().unwrap_or("\u{0}"),
+        &opt_ts(f.start_date),
+        &opt_ts(f.end_date),
+    ])
+}
+
+/// Nearest-rank percentile position (0-based) of `p` in `n` sorted values.
+fn rank(p: f64, n: u64) -> u64 {
+    ((p * n as f64).ceil() as u64).clamp(1, n.max(1)) - 1
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    // ---- workflows -------------------------------------------------------------------
+
+    async fn create_workflow(&self, wf: &Workflow, webhooks: &[WebhookRoute]) -> StoreResult<()> {
+        let wf = wf.clone();
+        let webhooks = webhooks.to_vec();
+        self.db
+            .write(move |tx| {
+                check_webhooks(tx, &wf.organization_id, &wf.id, &webhooks)?;
+                let body = to_json(&wf)?;
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT INTO workflows (org, id, version, status, scheduled, created_at, \
+                         execution_count, last_executed_at, body) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![
+                        wf.organization_id,
+                        wf.id,
+                        wf.version,
+                        workflow_status(wf.status),
+                        is_scheduled(&wf),
+                        wf.created_at.millis(),
+                        wf.execution_count.min(i64::MAX as u64) as i64,
+                        wf.last_executed_at.map(|t| t.millis()),
+                        body
+                    ])?;
+                if inserted == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "Workflow '{}' already exists",
+                        wf.id
+                    ))
+                    .into());
+                }
+                insert_version(tx, &wf, &body)?;
+                insert_webhooks(tx, &webhooks)?;
+                Ok(())
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn update_workflow(&self, wf: &Workflow, webhooks: &[WebhookRoute]) -> StoreResult<bool> {
+        let wf = wf.clone();
+        let webhooks = webhooks.to_vec();
+        self.db
+            .write(move |tx| {
+                let current: Option<i64> = tx
+                    .prepare_cached("SELECT version FROM workflows WHERE org = ?1 AND id = ?2")?
+                    .query_row([&wf.organization_id, &wf.id], |r| r.get(0))
+                    .optional()?;
+                if current != Some(i64::from(wf.version) - 1) {
+                    return Ok(false);
+                }
+                check_webhooks(tx, &wf.organization_id, &wf.id, &webhooks)?;
+                let body = to_json(&wf)?;
+                tx.prepare_cached(
+                    "UPDATE workflows SET version = ?3, status = ?4, scheduled = ?5, body = ?6 \
+                     WHERE org = ?1 AND id = ?2",
+                )?
+                .execute(params![
+                    wf.organization_id,
+                    wf.id,
+                    wf.version,
+                    workflow_status(wf.status),
+                    is_scheduled(&wf),
+                    body
+                ])?;
+                insert_version(tx, &wf, &body)?;
+                tx.prepare_cached("DELETE FROM webhooks WHERE org = ?1 AND workflow_id = ?2")?
+                    .execute([&wf.organization_id, &wf.id])?;
+                insert_webhooks(tx, &webhooks)?;
+                Ok(true)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn get_workflow(&self, org: &str, id: &str) -> StoreResult<Option<Workflow>> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.db
+            .read(move |tx| {
+                let row: Option<(String, i64, Option<i64>)> = tx
+                    .prepare_cached(
+                        "SELECT body, execution_count, last_executed_at FROM workflows \
+                         WHERE org = ?1 AND id = ?2",
+                    )?
+                    .query_row([&org, &id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?;
+                row.map(|(b, c, l)| workflow_from_row(&b, c, l)).transpose()
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn get_workflow_version(
+        &self,
+        org: &str,
+        id: &str,
+        version: u32,
+    ) -> StoreResult<Option<Workflow>> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.db
+            .read(move |tx| {
+                let body: Option<String> = tx
+                    .prepare_cached(
+                        "SELECT body FROM workflow_versions WHERE org = ?1 AND id = ?2 AND version = ?3",
+                    )?
+                    .query_row(params![org, id, version], |r| r.get(0))
+                    .optional()?;
+                body.map(|b| from_json(&b)).transpose()
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn list_workflows(
+        &self,
+        org: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Workflow>> {
+        let scope = cursor::scope(&["workflows", org]);
+        let after = cursor.map(|c| cursor::decode(&scope, c)).transpose()?;
+        let org = org.to_string();
+        let limit = page_size(limit);
+        self.db
+            .read(move |tx| {
+                let after = after.unwrap_or(Position {
+                    time: i64::MAX,
+                    id: String::new(),
+                });
+                let mut stmt = tx.prepare_cached(
+                    "SELECT body, execution_count, last_executed_at, created_at, id FROM workflows \
+                     WHERE org = ?1 AND (created_at, id) < (?2, ?3) \
+                     ORDER BY created_at DESC, id DESC LIMIT ?4",
+                )?;
+                let mut rows = Vec::new();
+                let mut q = stmt.query(params![org, after.time, after.id, limit + 1])?;
+                while let Some(r) = q.next()? {
+                    let body: String = r.get(0)?;
+                    let wf = workflow_from_row(&body, r.get(1)?, r.get(2)?)?;
+                    rows.push((wf, r.get(3)?, r.get(4)?));
+                }
+                let (items, next_cursor) = page(rows, limit, &scope);
+                Ok(Page { items, next_cursor })
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn delete_workflow(&self, org: &str, id: &str) -> StoreResult<bool> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.db
+            .write(move |tx| {
+                let deleted = tx
+                    .prepare_cached("DELETE FROM workflows WHERE org = ?1 AND id = ?2")?
+                    .execute([&org, &id])?;
+                tx.prepare_cached("DELETE FROM webhooks WHERE org = ?1 AND workflow_id = ?2")?
+                    .execute([&org, &id])?;
+                Ok(deleted > 0)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn find_webhook(&self, webhook_id: &str) -> StoreResult<Option<WebhookRoute>> {
+        let webhook_id = webhook_id.to_string();
+        self.db
+            .read(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "SELECT org, workflow_id, node_id FROM webhooks WHERE webhook_id = ?1",
+                    )?
+                    .query_row([&webhook_id], |r| {
+                        Ok(WebhookRoute {
+                            webhook_id: webhook_id.clone(),
+                            organization_id: r.get(0)?,
+                            workflow_id: r.get(1)?,
+                            node_id: r.get(2)?,
+                        })
+                    })
+                    .optional()?)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn list_scheduled_workflows(&self) -> StoreResult<Vec<Workflow>> {
+        self.db
+            .read(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT body, execution_count, last_executed_at FROM workflows \
+                     WHERE scheduled = 1 AND status = 'active' ORDER BY org, id",
+                )?;
+                let mut out = Vec::new();
+                let mut q = stmt.query([])?;
+                while let Some(r) = q.next()? {
+                    let body: String = r.get(0)?;
+                    out.push(workflow_from_row(&body, r.get(1)?, r.get(2)?)?);
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    // ---- executions ------------------------------------------------------------------
+
+    async fn create_execution(
+        &self,
+        exec: &Execution,
+        idempotency_key: Option<&str>,
+        key_valid_after: Timestamp,
+    ) -> StoreResult<Created> {
+        let exec = exec.clone();
+        let key = idempotency_key.map(str::to_string);
+        self.db
+            .write(move |tx| {
+                if let Some(key) = &key {
+                    let used: Option<(String, i64)> = tx
+                        .prepare_cached(
+                            "SELECT execution_id, created_at FROM idempotency_keys WHERE key = ?1",
+                        )?
+                        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    if let Some((id, at)) = used
+                        && at >= key_valid_after.millis()
+                        && let Some(existing) = load_execution(tx, &exec.organization_id, &id)?
+                    {
+                        return Ok(Created::Existing(existing));
+                    }
+                }
+                let (status, deadline, duration, unfinished, body) = execution_columns(&exec)?;
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT INTO executions (id, org, workflow_id, status, mode, created_at, \
+                         deadline, duration, unfinished, body) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![
+                        exec.id,
+                        exec.organization_id,
+                        exec.workflow_id,
+                        status,
+                        exec.mode.as_str(),
+                        exec.created_at.millis(),
+                        deadline,
+                        duration,
+                        unfinished,
+                        body
+                    ])?;
+                if inserted == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "Execution '{}' already exists",
+                        exec.id
+                    ))
+                    .into());
+                }
+                if let Some(key) = &key {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO idempotency_keys (key, execution_id, created_at) \
+                         VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![
+                        key,
+                        exec.id,
+                        exec.created_at.millis()
+                    ])?;
+                }
+                tx.prepare_cached(
+                    "UPDATE workflows SET execution_count = execution_count + 1, \
+                     last_executed_at = max(coalesce(last_executed_at, ?3), ?3) \
+                     WHERE org = ?1 AND id = ?2",
+                )?
+                .execute(params![
+                    exec.organization_id,
+                    exec.workflow_id,
+                    exec.created_at.millis()
+                ])?;
+                Ok(Created::Created(exec))
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn get_execution(&self, org: &str, id: &str) -> StoreResult<Option<Execution>> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.db
+            .read(move |tx| load_execution(tx, &org, &id))
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn get_execution_state(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> StoreResult<Option<ExecutionState>> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.db
+            .read(move |tx| {
+                let Some(execution) = load_execution(tx, &org, &id)? else {
+                    return Ok(None);
+                };
+                let mut stmt = tx.prepare_cached(
+                    "SELECT body FROM node_runs WHERE execution_id = ?1 AND org = ?2 ORDER BY rowid",
+                )?;
+                let mut node_runs = Vec::new();
+                let mut q = stmt.query([&id, &org])?;
+                while let Some(r) = q.next()? {
+                    let body: String = r.get(0)?;
+                    node_runs.push(from_json(&body)?);
+                }
+                Ok(Some(ExecutionState {
+                    execution,
+                    node_runs,
+                }))
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn transition_execution(
+        &self,
+        exec: &Execution,
+        from: &[ExecutionStatus],
+    ) -> StoreResult<bool> {
+        let Some(first) = from.first() else {
+            return Ok(false);
+        };
+        // One cached statement for any `from`: seven slots, padded with the first status.
+        let mut allowed = [first.as_str(); 7];
+        for (slot, s) in allowed.iter_mut().zip(from.iter()) {
+            *slot = s.as_str();
+        }
+        let exec = exec.clone();
+        self.db
+            .write(move |tx| {
+                let (status, deadline, duration, unfinished, body) = execution_columns(&exec)?;
+                let changed = tx
+                    .prepare_cached(
+                        "UPDATE executions SET status = ?3, mode = ?4, deadline = ?5, duration = ?6, \
+                         unfinished = ?7, body = ?8 \
+                         WHERE id = ?1 AND org = ?2 \
+                         AND status IN (?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    )?
+                    .execute(params![
+                        exec.id,
+                        exec.organization_id,
+                        status,
+                        exec.mode.as_str(),
+                        deadline,
+                        duration,
+                        unfinished,
+                        body,
+                        allowed[0],
+                        allowed[1],
+                        allowed[2],
+                        allowed[3],
+                        allowed[4],
+                        allowed[5],
+                        allowed[6]
+                    ])?;
+                Ok(changed == 1)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn list_executions(
+        &self,
+        org: &str,
+        filter: &ExecutionFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Execution>> {
+        let scope = execution_scope(org, filter);
+        let after = cursor.map(|c| cursor::decode(&scope, c)).transpose()?;
+        let limit = page_size(limit);
+        // Only the predicates in use, so SQLite picks the matching index; at most 32
+        // distinct statements, all cached.
+        let mut sql = String::from("SELECT body, created_at, id FROM executions WHERE org = ?");
+        let mut args: Vec<SqlValue> = vec![SqlValue::Text(org.to_string())];
+        if let Some(s) = filter.status {
+            sql.push_str(" AND status = ?");
+            args.push(SqlValue::Text(s.as_str().into()));
+        }
+        if let Some(m) = filter.mode {
+            sql.push_str(" AND mode = ?");
+            args.push(SqlValue::Text(m.as_str().into()));
+        }
+        if let Some(w) = &filter.workflow_id {
+            sql.push_str(" AND workflow_id = ?");
+            args.push(SqlValue::Text(w.clone()));
+        }
+        if let Some(t) = filter.start_date {
+            sql.push_str(" AND created_at >= ?");
+            args.push(SqlValue::Integer(t.millis()));
+        }
+        if let Some(t) = filter.end_date {
+            sql.push_str(" AND created_at <= ?");
+            args.push(SqlValue::Integer(t.millis()));
+        }
+        let after = after.unwrap_or(Position {
+            time: i64::MAX,
+            id: String::new(),
+        });
+        sql.push_str(" AND (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?");
+        args.push(SqlValue::Integer(after.time));
+        args.push(SqlValue::Text(after.id));
+        args.push(SqlValue::Integer(limit + 1));
+        self.db
+            .read(move |tx| {
+                let mut stmt = tx.prepare_cached(&sql)?;
+                let mut q = stmt.query(params_from_iter(args.iter()))?;
+                let mut rows = Vec::new();
+                while let Some(r) = q.next()? {
+                    let body: String = r.get(0)?;
+                    rows.push((from_json::<Execution>(&body)?, r.get(1)?, r.get(2)?));
+                }
+                let (items, next_cursor) = page(rows, limit, &scope);
+                Ok(Page { items, next_cursor })
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn execution_statistics(
+        &self,
+        org: &str,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> StoreResult<ExecutionStatistics> {
+        let org = org.to_string();
+        let start = start.map(|t| t.millis()).unwrap_or(i64::MIN);
+        let end = end.map(|t| t.millis()).unwrap_or(i64::MAX);
+        self.db
+            .read(move |tx| {
+                let mut stats = ExecutionStatistics::default();
+                let mut finished: u64 = 0;
+                let mut success: u64 = 0;
+                let mut duration_sum: f64 = 0.0;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT status, mode, count(*), total(duration) FROM executions \
+                         WHERE org = ?1 AND created_at >= ?2 AND created_at <= ?3 \
+                         GROUP BY status, mode",
+                    )?;
+                    let mut q = stmt.query(params![org, start, end])?;
+                    while let Some(r) = q.next()? {
+                        let status: String = r.get(0)?;
+                        let mode: String = r.get(1)?;
+                        let count = r.get::<_, i64>(2)?.max(0) as u64;
+                        let sum: f64 = r.get(3)?;
+                        stats.total += count;
+                        *stats.by_status.entry(status.clone()).or_default() += count;
+                        *stats.by_mode.entry(mode).or_default() += count;
+                        if ExecutionStatus::parse(&status).is_some_and(|s| s.is_terminal()) {
+                            finished += count;
+                            duration_sum += sum;
+                            if status == ExecutionStatus::Success.as_str() {
+                                success += count;
+                            }
+                        }
+                    }
+                }
+                if finished > 0 {
+                    stats.success_rate = success as f64 / finished as f64;
+                    stats.average_duration = duration_sum / finished as f64;
+                    let offset = rank(0.95, finished).min(i64::MAX as u64) as i64;
+                    let p95: Option<i64> = tx
+                        .prepare_cached(&format!(
+                            "SELECT duration FROM executions \
+                             WHERE org = ?1 AND created_at >= ?2 AND created_at <= ?3 \
+                             AND status IN {FINISHED} ORDER BY duration LIMIT 1 OFFSET ?4"
+                        ))?
+                        .query_row(params![org, start, end, offset], |r| r.get(0))
+                        .optional()?;
+                    stats.p95_duration = p95.unwrap_or(0) as f64;
+                }
+                Ok(stats)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn list_unfinished_executions(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Execution>> {
+        let scope = cursor::scope(&["unfinished"]);
+        let after = cursor.map(|c| cursor::decode(&scope, c)).transpose()?;
+        let limit = page_size(limit);
+        self.db
+            .read(move |tx| {
+                let after = after.unwrap_or(Position {
+                    time: i64::MIN,
+                    id: String::new(),
+                });
+                let mut stmt = tx.prepare_cached(
+                    "SELECT body, deadline, id FROM executions \
+                     WHERE unfinished = 1 AND (deadline, id) > (?1, ?2) \
+                     ORDER BY deadline, id LIMIT ?3",
+                )?;
+                let mut q = stmt.query(params![after.time, after.id, limit + 1])?;
+                let mut rows = Vec::new();
+                while let Some(r) = q.next()? {
+                    let body: String = r.get(0)?;
+                    rows.push((from_json::<Execution>(&body)?, r.get(1)?, r.get(2)?));
+                }
+                let (items, next_cursor) = page(rows, limit, &scope);
+                Ok(Page { items, next_cursor })
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn count_unfinished_executions(
+        &self,
+        stale_before: Timestamp,
+    ) -> StoreResult<UnfinishedCounts> {
+        let stale_before = stale_before.millis();
+        self.db
+            .read(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT status, count(*), \
+                     total(CASE WHEN created_at < ?1 AND status IN ('running', 'pending') \
+                     THEN 1 ELSE 0 END) \
+                     FROM executions WHERE unfinished = 1 GROUP BY status",
+                )?;
+                let mut q = stmt.query([stale_before])?;
+                let mut counts = UnfinishedCounts::default();
+                while let Some(r) = q.next()? {
+                    let status: String = r.get(0)?;
+                    let count = r.get::<_, i64>(1)?.max(0) as u64;
+                    let stale: f64 = r.get(2)?;
+                    counts.stale += stale as u64;
+                    match ExecutionStatus::parse(&status) {
+                        Some(ExecutionStatus::Running) => counts.running += count,
+                        Some(ExecutionStatus::Pending) => counts.pending += count,
+                        Some(ExecutionStatus::Paused) => counts.paused += count,
+                        _ => {}
+                    }
+                }
+                Ok(counts)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    // ---- node runs -------------------------------------------------------------------
+
+    async fn put_node_runs(&self, org: &str, runs: &[NodeRun]) -> StoreResult<()> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let org = org.to_string();
+        let mut rows = Vec::with_capacity(runs.len());
+        for run in runs {
+            rows.push((
+                run.execution_id.clone(),
+                run.node_id.clone(),
+                serde_json::to_string(run)
+                    .map_err(|e| StoreError::Backend(format!("node run: {e}")))?,
+            ));
+        }
+        self.db
+            .write(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO node_runs (execution_id, node_id, org, body) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (execution_id, node_id, body) in &rows {
+                    stmt.execute(params![execution_id, node_id, org, body])?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn claim_node(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+        claim: &Claim,
+    ) -> StoreResult<ClaimOutcome> {
+        let (org, execution_id, node_id) = (
+            org.to_string(),
+            execution_id.to_string(),
+            node_id.to_string(),
+        );
+        let claim = claim.clone();
+        self.db
+            .write(move |tx| {
+                let Some(mut run) = load_run(tx, &org, &execution_id, &node_id)? else {
+                    return Ok(ClaimOutcome::NotReady);
+                };
+                if run.status.is_finished() {
+                    return Ok(ClaimOutcome::Finished(run));
+                }
+                match run.status {
+                    NodeRunStatus::Running => {
+                        if let Some(until) = run.lease_until
+                            && until > claim.now
+                        {
+                            return Ok(ClaimOutcome::Leased { until });
+                        }
+                    }
+                    _ => {
+                        if !run.ready {
+                            return Ok(ClaimOutcome::NotReady);
+                        }
+                        if let Some(not_before) = run.not_before
+                            && not_before > claim.now
+                        {
+                            return Ok(ClaimOutcome::NotYet { not_before });
+                        }
+                    }
+                }
+                take(&mut run, &claim);
+                upsert_run(tx, &org, &run)?;
+                Ok(ClaimOutcome::Claimed(run))
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn save_node_run(&self, org: &str, run: &NodeRun, token: &str) -> StoreResult<bool> {
+        let org = org.to_string();
+        let mut run = run.clone();
+        let token = token.to_string();
+        self.db
+            .write(move |tx| {
+                let Some(stored) = load_run(tx, &org, &run.execution_id, &run.node_id)? else {
+                    return Ok(false);
+                };
+                if stored.lease_token.as_deref() != Some(token.as_str()) {
+                    return Ok(false);
+                }
+                // Arrivals are facts: never forget one.
+                run.arrived.extend(stored.arrived);
+                run.taken_from.extend(stored.taken_from);
+                upsert_run(tx, &org, &run)?;
+                Ok(true)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn arrive(
+        &self,
+        org: &str,
+        execution_id: &str,
+        child: &str,
+        parent: &str,
+        taken: bool,
+        parents: usize,
+        claim: Option<&Claim>,
+    ) -> StoreResult<Arrival> {
+        let (org, execution_id, child, parent) = (
+            org.to_string(),
+            execution_id.to_string(),
+            child.to_string(),
+            parent.to_string(),
+        );
+        let claim = claim.cloned();
+        self.db
+            .write(move |tx| {
+                let mut run = load_run(tx, &org, &execution_id, &child)?
+                    .unwrap_or_else(|| NodeRun::new(&execution_id, &child));
+                if run.ready || run.status != NodeRunStatus::Pending {
+                    return Ok(Arrival::AlreadyDecided);
+                }
+                let new_parent = run.arrived.insert(parent.clone());
+                let new_taken = taken && run.taken_from.insert(parent);
+                if !new_parent && !new_taken {
+                    // A duplicate arrival before the set is complete.
+                    return Ok(Arrival::Waiting);
+                }
+                if run.arrived.len() < parents {
+                    upsert_run(tx, &org, &run)?;
+                    return Ok(Arrival::Waiting);
+                }
+                if run.taken_from.is_empty() {
+                    run.status = NodeRunStatus::Skipped;
+                    upsert_run(tx, &org, &run)?;
+                    return Ok(Arrival::Skipped(run));
+                }
+                run.ready = true;
+                if let Some(claim) = &claim {
+                    take(&mut run, claim);
+                }
+                upsert_run(tx, &org, &run)?;
+                Ok(Arrival::Ready(run))
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    // ---- logs ------------------------------------------------------------------------
+
+    async fn append_logs(&self, logs: &[ExecutionLog]) -> StoreResult<()> {
+        if logs.is_empty() {
+            return Ok(());
+        }
+        let mut rows = Vec::with_capacity(logs.len());
+        for log in logs {
+            rows.push((
+                log.id.clone(),
+                log.organization_id.clone(),
+                log.execution_id.clone(),
+                log.node_id.clone(),
+                log_level(log.level),
+                serde_json::to_string(log).map_err(|e| StoreError::Backend(format!("log: {e}")))?,
+            ));
+        }
+        self.db
+            .write(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO logs (id, org, execution_id, node_id, level, body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for (id, org, execution_id, node_id, level, body) in &rows {
+                    stmt.execute(params![id, org, execution_id, node_id, level, body])?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn list_logs(
+        &self,
+        org: &str,
+        execution_id: &str,
+        filter: &LogFilter,
+        limit: usize,
+    ) -> StoreResult<Page<ExecutionLog>> {
+        let limit = page_size(limit);
+        let mut sql =
+            String::from("SELECT body, id FROM logs WHERE execution_id = ? AND org = ? AND id > ?");
+        let mut args = vec![
+            SqlValue::Text(execution_id.to_string()),
+            SqlValue::Text(org.to_string()),
+            SqlValue::Text(filter.after.clone().unwrap_or_default()),
+        ];
+        if let Some(level) = filter.level {
+            sql.push_str(" AND level = ?");
+            args.push(SqlValue::Text(log_level(level).into()));
+        }
+        if let Some(node) = &filter.node_id {
+            sql.push_str(" AND node_id = ?");
+            args.push(SqlValue::Text(node.clone()));
+        }
+        sql.push_str(" ORDER BY id LIMIT ?");
+        args.push(SqlValue::Integer(limit + 1));
+        let org = org.to_string();
+        self.db
+            .read(move |tx| {
+                let mut stmt = tx.prepare_cached(&sql)?;
+                let mut q = stmt.query(params_from_iter(args.iter()))?;
+                let mut items = Vec::new();
+                let mut more = false;
+                while let Some(r) = q.next()? {
+                    if items.len() as i64 == limit {
+                        more = true;
+                        break;
+                    }
+                    let body: String = r.get(0)?;
+                    let mut log: ExecutionLog = from_json(&body)?;
+                    log.organization_id = org.clone();
+                    items.push(log);
+                }
+                // Log ids are the tailing cursor (`after`).
+                let next_cursor = if more {
+                    items.last().map(|l| l.id.clone())
+                } else {
+                    None
+                };
+                Ok(Page { items, next_cursor })
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    // ---- credentials -----------------------------------------------------------------
+
+    async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<()> {
+        let cred = cred.clone();
+        self.db
+            .write(move |tx| {
+                let c = &cred.credential;
+                let clash: Option<String> = tx
+                    .prepare_cached("SELECT id FROM credentials WHERE org = ?1 AND name = ?2")?
+                    .query_row([&c.organization_id, &c.name], |r| r.get(0))
+                    .optional()?;
+                if clash.is_some_and(|id| id != c.id) {
+                    return Err(StoreError::Conflict(format!(
+                        "A credential named '{}' already exists",
+                        c.name
+                    ))
+                    .into());
+                }
+                let owner: Option<String> = tx
+                    .prepare_cached("SELECT org FROM credentials WHERE id = ?1")?
+                    .query_row([&c.id], |r| r.get(0))
+                    .optional()?;
+                if owner.is_some_and(|o| o != c.organization_id) {
+                    return Err(StoreError::Conflict(format!(
+                        "Credential id '{}' is already in use",
+                        c.id
+                    ))
+                    .into());
+                }
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO credentials (id, org, name, created_at, body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    c.id,
+                    c.organization_id,
+                    c.name,
+                    c.created_at.millis(),
+                    to_json(&cred)?
+                ])?;
+                Ok(())
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn get_credential(
+        &self,
+        org: &str,
+        id_or_name: &str,
+    ) -> StoreResult<Option<StoredCredential>> {
+        let (org, key) = (org.to_string(), id_or_name.to_string());
+        self.db
+            .read(move |tx| {
+                let mut body: Option<String> = tx
+                    .prepare_cached("SELECT body FROM credentials WHERE id = ?1 AND org = ?2")?
+                    .query_row([&key, &org], |r| r.get(0))
+                    .optional()?;
+                if body.is_none() {
+                    body = tx
+                        .prepare_cached(
+                            "SELECT body FROM credentials WHERE org = ?1 AND name = ?2",
+                        )?
+                        .query_row([&org, &key], |r| r.get(0))
+                        .optional()?;
+                }
+                body.map(|b| from_json(&b)).transpose()
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn list_credentials(
+        &self,
+        org: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Credential>> {
+        let scope = cursor::scope(&["credentials", org]);
+        let after = cursor.map(|c| cursor::decode(&scope, c)).transpose()?;
+        let org = org.to_string();
+        let limit = page_size(limit);
+        self.db
+            .read(move |tx| {
+                let after = after.unwrap_or(Position {
+                    time: i64::MAX,
+                    id: String::new(),
+                });
+                let mut stmt = tx.prepare_cached(
+                    "SELECT body, created_at, id FROM credentials \
+                     WHERE org = ?1 AND (created_at, id) < (?2, ?3) \
+                     ORDER BY created_at DESC, id DESC LIMIT ?4",
+                )?;
+                let mut q = stmt.query(params![org, after.time, after.id, limit + 1])?;
+                let mut rows = Vec::new();
+                while let Some(r) = q.next()? {
+                    let body: String = r.get(0)?;
+                    let stored: StoredCredential = from_json(&body)?;
+                    rows.push((stored.credential, r.get(1)?, r.get(2)?));
+                }
+                let (items, next_cursor) = page(rows, limit, &scope);
+                Ok(Page { items, next_cursor })
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn delete_credential(&self, org: &str, id: &str) -> StoreResult<bool> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.db
+            .write(move |tx| {
+                Ok(tx
+                    .prepare_cached("DELETE FROM credentials WHERE id = ?1 AND org = ?2")?
+                    .execute([&id, &org])?
+                    > 0)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    // ---- circuit breaker -------------------------------------------------------------
+
+    async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>> {
+        let key = key.to_string();
+        self.db
+            .read(move |tx| {
+                let body: Option<String> = tx
+                    .prepare_cached("SELECT body FROM circuits WHERE key = ?1")?
+                    .query_row([&key], |r| r.get(0))
+                    .optional()?;
+                body.map(|b| from_json(&b)).transpose()
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn put_circuit(&self, key: &str, state: &CircuitState) -> StoreResult<bool> {
+        if state.version == 0 || state.version > i64::MAX as u64 {
+            return Ok(false);
+        }
+        let key = key.to_string();
+        let state = state.clone();
+        self.db
+            .write(move |tx| {
+                let body = to_json(&state)?;
+                let version = state.version as i64;
+                let changed = if version == 1 {
+                    tx.prepare_cached(
+                        "INSERT INTO circuits (key, version, body) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![key, version, body])?
+                } else {
+                    tx.prepare_cached(
+                        "UPDATE circuits SET version = ?2, body = ?3 WHERE key = ?1 AND version = ?4",
+                    )?
+                    .execute(params![key, version, body, version - 1])?
+                };
+                Ok(changed == 1)
+            })
+            .await
+            .map_err(Into::into)
+    }
+}

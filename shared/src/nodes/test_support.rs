@@ -1,0 +1,358 @@
+//! Test helpers for node unit tests: a `Store` double that keeps circuits and credentials
+//! (every other method panics: node tests never call them), and a harness that builds a
+//! `NodeContext` around one node.
+
+use super::{NodeContext, NodeOutcome, NodeServices, node_type};
+use crate::config::EngineConfig;
+use crate::model::*;
+use crate::ports::*;
+use crate::secrets::{SecretBox, Vault};
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const ORG: &str = "org-1";
+
+/// Circuits and credentials in memory.
+#[derive(Default)]
+pub struct MemStore {
+    pub circuits: Mutex<HashMap<String, CircuitState>>,
+    pub credentials: Mutex<Vec<StoredCredential>>,
+    /// The next `n` writes of a circuit lose their compare-and-set: another writer bumps the
+    /// stored version first.
+    pub inject_conflicts: AtomicU32,
+    /// Every `get_circuit` fails with a backend error.
+    pub fail_reads: std::sync::atomic::AtomicBool,
+}
+
+impl MemStore {
+    pub fn circuit(&self, key: &str) -> Option<CircuitState> {
+        self.circuits.lock().unwrap().get(key).cloned()
+    }
+}
+
+fn unused() -> ! {
+    panic!("not used by node unit tests")
+}
+
+#[async_trait]
+impl Store for MemStore {
+    async fn create_workflow(&self, _: &Workflow, _: &[WebhookRoute]) -> StoreResult<()> {
+        unused()
+    }
+    async fn update_workflow(&self, _: &Workflow, _: &[WebhookRoute]) -> StoreResult<bool> {
+        unused()
+    }
+    async fn get_workflow(&self, _: &str, _: &str) -> StoreResult<Option<Workflow>> {
+        unused()
+    }
+    async fn get_workflow_version(
+        &self,
+        _: &str,
+        _: &str,
+        _: u32,
+    ) -> StoreResult<Option<Workflow>> {
+        unused()
+    }
+    async fn list_workflows(
+        &self,
+        _: &str,
+        _: usize,
+        _: Option<&str>,
+    ) -> StoreResult<Page<Workflow>> {
+        unused()
+    }
+    async fn delete_workflow(&self, _: &str, _: &str) -> StoreResult<bool> {
+        unused()
+    }
+    async fn find_webhook(&self, _: &str) -> StoreResult<Option<WebhookRoute>> {
+        unused()
+    }
+    async fn list_scheduled_workflows(&self) -> StoreResult<Vec<Workflow>> {
+        unused()
+    }
+    async fn create_execution(
+        &self,
+        _: &Execution,
+        _: Option<&str>,
+        _: Timestamp,
+    ) -> StoreResult<Created> {
+        unused()
+    }
+    async fn get_execution(&self, _: &str, _: &str) -> StoreResult<Option<Execution>> {
+        unused()
+    }
+    async fn get_execution_state(&self, _: &str, _: &str) -> StoreResult<Option<ExecutionState>> {
+        unused()
+    }
+    async fn transition_execution(
+        &self,
+        _: &Execution,
+        _: &[ExecutionStatus],
+    ) -> StoreResult<bool> {
+        unused()
+    }
+    async fn list_executions(
+        &self,
+        _: &str,
+        _: &ExecutionFilter,
+        _: usize,
+        _: Option<&str>,
+    ) -> StoreResult<Page<Execution>> {
+        unused()
+    }
+    async fn execution_statistics(
+        &self,
+        _: &str,
+        _: Option<Timestamp>,
+        _: Option<Timestamp>,
+    ) -> StoreResult<ExecutionStatistics> {
+        unused()
+    }
+    async fn list_unfinished_executions(
+        &self,
+        _: usize,
+        _: Option<&str>,
+    ) -> StoreResult<Page<Execution>> {
+        unused()
+    }
+    async fn count_unfinished_executions(&self, _: Timestamp) -> StoreResult<UnfinishedCounts> {
+        unused()
+    }
+    async fn put_node_runs(&self, _: &str, _: &[NodeRun]) -> StoreResult<()> {
+        unused()
+    }
+    async fn claim_node(&self, _: &str, _: &str, _: &str, _: &Claim) -> StoreResult<ClaimOutcome> {
+        unused()
+    }
+    async fn save_node_run(&self, _: &str, _: &NodeRun, _: &str) -> StoreResult<bool> {
+        unused()
+    }
+    async fn arrive(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: bool,
+        _: usize,
+        _: Option<&Claim>,
+    ) -> StoreResult<Arrival> {
+        unused()
+    }
+    async fn append_logs(&self, _: &[ExecutionLog]) -> StoreResult<()> {
+        unused()
+    }
+    async fn list_logs(
+        &self,
+        _: &str,
+        _: &str,
+        _: &LogFilter,
+        _: usize,
+    ) -> StoreResult<Page<ExecutionLog>> {
+        unused()
+    }
+    async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<()> {
+        self.credentials.lock().unwrap().push(cred.clone());
+        Ok(())
+    }
+    async fn get_credential(
+        &self,
+        org: &str,
+        id_or_name: &str,
+    ) -> StoreResult<Option<StoredCredential>> {
+        let creds = self.credentials.lock().unwrap();
+        let in_org = || creds.iter().filter(|c| c.credential.organization_id == org);
+        Ok(in_org()
+            .find(|c| c.credential.id == id_or_name)
+            .or_else(|| in_org().find(|c| c.credential.name == id_or_name))
+            .cloned())
+    }
+    async fn list_credentials(
+        &self,
+        _: &str,
+        _: usize,
+        _: Option<&str>,
+    ) -> StoreResult<Page<Credential>> {
+        unused()
+    }
+    async fn delete_credential(&self, _: &str, _: &str) -> StoreResult<bool> {
+        unused()
+    }
+    async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>> {
+        if self.fail_reads.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("injected read failure".into()));
+        }
+        Ok(self.circuit(key))
+    }
+    async fn put_circuit(&self, key: &str, state: &CircuitState) -> StoreResult<bool> {
+        let mut circuits = self.circuits.lock().unwrap();
+        if self
+            .inject_conflicts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            let other = circuits.entry(key.to_string()).or_default();
+            other.version += 1;
+            return Ok(false);
+        }
+        let stored = circuits.get(key).map(|c| c.version).unwrap_or(0);
+        if state.version != stored + 1 {
+            return Ok(false);
+        }
+        circuits.insert(key.to_string(), state.clone());
+        Ok(true)
+    }
+}
+
+pub fn start_time() -> Timestamp {
+    Timestamp::parse("2026-01-01T10:00:00Z").unwrap()
+}
+
+/// One node of one execution, with services over a [`MemStore`] and a [`ManualClock`].
+pub struct Harness {
+    pub execution: Execution,
+    pub node: Node,
+    pub services: NodeServices,
+    pub store: Arc<MemStore>,
+    pub clock: Arc<ManualClock>,
+    pub inputs: Vec<(String, Value)>,
+    pub wait_until: Option<Timestamp>,
+    pub timeout_ms: u64,
+}
+
+impl Harness {
+    pub fn new(type_name: &str, params: Value) -> Self {
+        let store = Arc::new(MemStore::default());
+        let clock = Arc::new(ManualClock::new(start_time()));
+        let config = EngineConfig {
+            http_allow_private: true,
+            ..EngineConfig::default()
+        };
+        let secrets = SecretBox::new(&[7u8; 32]);
+        let services = NodeServices {
+            http: super::ssrf::http_client(config.http_allow_private),
+            store: store.clone(),
+            vault: Vault::new(secrets, store.clone()),
+            clock: clock.clone(),
+            config,
+        };
+        let node: Node = serde_json::from_value(json!({
+            "id": "n1",
+            "name": "Node one",
+            "type": type_name,
+            "parameters": params,
+        }))
+        .unwrap();
+        let now = start_time();
+        let execution = Execution {
+            id: "exec-1".into(),
+            workflow_id: "wf-1".into(),
+            workflow_version: 1,
+            user_id: "user-1".into(),
+            organization_id: ORG.into(),
+            status: ExecutionStatus::Running,
+            mode: ExecutionMode::Manual,
+            input_data: json!({"from": "trigger"}),
+            output_data: None,
+            started_at: Some(now),
+            completed_at: None,
+            duration: 0,
+            error_message: None,
+            error_details: None,
+            retry_count: 0,
+            retry_of: None,
+            nodes_executed: 0,
+            nodes_failed: 0,
+            metrics: ExecutionMetrics::default(),
+            deadline: now.plus(Duration::from_secs(300)),
+            created_at: now,
+            start_node_id: "n1".into(),
+        };
+        Self {
+            execution,
+            node,
+            services,
+            store,
+            clock,
+            inputs: Vec::new(),
+            wait_until: None,
+            timeout_ms: 5_000,
+        }
+    }
+
+    /// Rebuilds the HTTP client and the setting with this `WECONNECT_HTTP_ALLOW_PRIVATE`.
+    pub fn allow_private(mut self, allow: bool) -> Self {
+        self.services.config.http_allow_private = allow;
+        self.services.http = super::ssrf::http_client(allow);
+        self
+    }
+
+    pub fn with_inputs(mut self, inputs: Vec<(&str, Value)>) -> Self {
+        self.inputs = inputs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        self
+    }
+
+    /// Stores a credential of this organization, sealed with the harness's key.
+    pub fn add_credential(&self, id: &str, name: &str, kind: CredentialType, data: Value) {
+        let now = start_time();
+        let cred = StoredCredential {
+            credential: Credential {
+                id: id.into(),
+                organization_id: ORG.into(),
+                name: name.into(),
+                credential_type: kind,
+                created_at: now,
+                updated_at: now,
+            },
+            sealed_data: self.services.vault.secrets.seal(&data),
+        };
+        self.store.credentials.lock().unwrap().push(cred);
+    }
+
+    pub fn ctx(&self) -> NodeContext<'_> {
+        NodeContext {
+            execution: &self.execution,
+            node: &self.node,
+            attempt: 1,
+            services: &self.services,
+            wait_until: self.wait_until,
+            timeout_ms: self.timeout_ms,
+            inputs: &self.inputs,
+        }
+    }
+
+    /// Runs the node with its parameters (taken as already resolved) and `input`.
+    pub async fn run(&self, input: Value) -> NodeOutcome {
+        let t = node_type(&self.node.node_type).expect("registered node type");
+        t.run(&self.ctx(), &self.node.parameters, &input).await
+    }
+}
+
+/// The output of an outcome that must be `Output`.
+pub fn output(outcome: NodeOutcome) -> Value {
+    match outcome {
+        NodeOutcome::Output(v) => v,
+        other => panic!("expected an output, got {other:?}"),
+    }
+}
+
+/// The error of an outcome that must be `Failed`.
+pub fn failed(outcome: NodeOutcome) -> NodeError {
+    match outcome {
+        NodeOutcome::Failed(e) => e,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+/// `validate` of a registered type on JSON parameters.
+pub fn validate(type_name: &str, params: Value) -> Result<(), String> {
+    let t = node_type(type_name).expect("registered node type");
+    t.validate(params.as_object().expect("an object"))
+}
