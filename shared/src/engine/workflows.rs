@@ -27,7 +27,7 @@ pub const WEBHOOK_TRIGGER: &str = "trigger.webhook";
 /// The node type of schedule triggers.
 pub const SCHEDULE_TRIGGER: &str = "trigger.schedule";
 /// Longest webhook id accepted.
-pub const MAX_WEBHOOK_ID_LEN: usize = 128;
+pub const MAX_WEBHOOK_ID_LEN: usize = crate::nodes::triggers::MAX_WEBHOOK_PATH;
 
 /// The webhook routes a workflow's `trigger.webhook` nodes declare (those with a `path`).
 pub fn webhook_routes(wf: &Workflow) -> Vec<WebhookRoute> {
@@ -52,16 +52,10 @@ pub fn generate_webhook_id() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Is `id` usable as one URL path segment (`/webhook/{id}`)?
+/// Is `id` usable as a webhook id (one URL path segment): 1–128 of `[A-Za-z0-9_-]`
+/// (the `trigger.webhook` node's own rule).
 pub fn is_valid_webhook_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_WEBHOOK_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
-        && id != "."
-        && id != ".."
-        && id != "handler"
+    crate::nodes::triggers::valid_webhook_path(id)
 }
 
 /// Webhook authentication of a `trigger.webhook` node.
@@ -99,7 +93,7 @@ pub struct WebhookConfig {
     pub response_mode: ResponseMode,
 }
 
-const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+use crate::nodes::triggers::WEBHOOK_METHODS as METHODS;
 
 impl WebhookConfig {
     /// From a `trigger.webhook` node's parameters; the message names the bad parameter.
@@ -110,15 +104,13 @@ impl WebhookConfig {
             Some(_) => {
                 return Err(format!(
                     "parameter `path` must be 1 to {MAX_WEBHOOK_ID_LEN} characters of \
-                     letters, digits, `-`, `_`, `.` or `~`"
+                     letters, digits, `-` and `_`"
                 ));
             }
         };
         let method = match params.get("method") {
             None | Some(Value::Null) => "POST".to_string(),
-            Some(Value::String(m)) if METHODS.contains(&m.to_ascii_uppercase().as_str()) => {
-                m.to_ascii_uppercase()
-            }
+            Some(Value::String(m)) if METHODS.contains(&m.as_str()) => m.clone(),
             Some(_) => {
                 return Err(format!(
                     "parameter `method` must be one of {}",
@@ -458,7 +450,7 @@ mod tests {
     #[test]
     fn webhook_parameters_are_checked() {
         let ok = WebhookConfig::parse(
-            json!({"method": "get", "auth": {"type": "hmac", "credential": "c"},
+            json!({"method": "GET", "auth": {"type": "hmac", "credential": "c"},
                    "responseMode": "lastNode"})
             .as_object()
             .unwrap(),
@@ -479,6 +471,7 @@ mod tests {
 
         for bad in [
             json!({"method": "FETCH"}),
+            json!({"method": "get"}),
             json!({"path": "a b"}),
             json!({"auth": {"type": "header"}}),
             json!({"auth": {"type": "basic", "credential": "c"}}),
