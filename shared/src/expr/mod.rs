@@ -1,7 +1,27 @@
-//! Expressions: `{{ … }}` in string parameters, evaluated by minijinja in a sandbox with a
-//! fuel limit (spec §2, "Expressions").
-//! OWNER: graph/expressions helper (replace this placeholder).
+//! Expressions: `{{ … }}` in string parameters, evaluated by minijinja in a sandbox
+//! (spec §2, "Expressions").
+//!
+//! - A string without `{{` or `{%` is returned unchanged without touching minijinja.
+//! - A string that is exactly one `{{ expr }}` (surrounding whitespace allowed) yields the
+//!   expression's typed value (number, bool, object, array, null).
+//! - Any other string is rendered as a text template.
+//! - Context: `json`, `nodes` (`nodes.<id>.output`), `trigger`, `execution`, `workflow`, `now`.
+//! - Undefined values are errors that name the missing path as written.
+//! - Sandboxed: no loader, includes, macros or environment access; bounded work, output and
+//!   value sizes (see `sandbox.rs`); a runaway template fails with "too much work".
 
+mod compile;
+mod convert;
+mod paths;
+mod sandbox;
+#[cfg(test)]
+mod tests;
+
+pub use compile::CONTEXT_VARIABLES;
+pub use sandbox::{FUEL, MAX_OUTPUT, MAX_STRING, MAX_VALUE, WORK_BUDGET};
+
+use compile::{Info, Parsed, Rejected};
+use convert::ConvertError;
 use serde_json::Value;
 
 /// What an expression can see.
@@ -27,15 +47,246 @@ pub struct ExprContext {
 #[error("{0}")]
 pub struct ExprError(pub String);
 
-/// Checks that every `{{ … }}` in `text` parses (validation).
-pub fn check_template(text: &str) -> Result<(), ExprError> {
-    let _ = text;
-    todo!("expressions")
+/// Does `text` contain template syntax (and so go through minijinja)?
+pub fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
 }
 
-/// Resolves every string inside `value` (objects and arrays walked); a string that is a
-/// single `{{ expr }}` becomes the typed value.
+/// The inner expression when `text` is exactly one `{{ expr }}` (surrounding whitespace
+/// allowed, whitespace-control dashes accepted).
+fn single_expression(text: &str) -> Option<&str> {
+    let t = text.trim();
+    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#")
+    {
+        return None;
+    }
+    let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
+    let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner);
+    Some(inner)
+}
+
+/// The string as shown in messages (shortened).
+fn shown(text: &str) -> String {
+    const MAX: usize = 120;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(MAX - 1).collect();
+        s.push('…');
+        s
+    }
+}
+
+fn parse(text: &str) -> Result<(Parsed<'_>, &str), Rejected> {
+    match single_expression(text) {
+        Some(inner) => Ok((compile::parse_expr(inner)?, inner)),
+        None => Ok((compile::parse_template(text)?, text)),
+    }
+}
+
+fn rejected(text: &str, r: Rejected) -> ExprError {
+    match r {
+        Rejected::Syntax(m) => ExprError(format!(
+            "expression \"{}\" does not parse: {m}",
+            shown(text)
+        )),
+        Rejected::Policy(m) => ExprError(format!(
+            "expression \"{}\" is not allowed: {m}",
+            shown(text)
+        )),
+    }
+}
+
+/// Checks that every `{{ … }}` / `{% … %}` in `text` parses and only uses what the sandbox
+/// allows (validation).
+pub fn check_template(text: &str) -> Result<(), ExprError> {
+    if !is_template(text) {
+        return Ok(());
+    }
+    let (parsed, _) = parse(text).map_err(|r| rejected(text, r))?;
+    compile::check(&parsed).map_err(|r| rejected(text, r))?;
+    Ok(())
+}
+
+/// Resolves every string inside `value` (objects and arrays walked, keys unchanged); a string
+/// that is a single `{{ expr }}` becomes the typed value.
 pub fn resolve(value: &Value, ctx: &ExprContext) -> Result<Value, ExprError> {
-    let _ = (value, ctx);
-    todo!("expressions")
+    let mut roots = Roots::new(ctx);
+    let mut path = Vec::new();
+    resolve_in(value, &mut roots, &mut path)
+}
+
+/// Evaluates one string (see [`resolve`]).
+pub fn evaluate(text: &str, ctx: &ExprContext) -> Result<Value, ExprError> {
+    if !is_template(text) {
+        return Ok(Value::String(text.to_string()));
+    }
+    eval_string(text, &mut Roots::new(ctx))
+}
+
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn path_text(path: &[Step<'_>]) -> String {
+    let mut s = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Step::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+fn resolve_in<'a>(
+    value: &'a Value,
+    roots: &mut Roots<'_>,
+    path: &mut Vec<Step<'a>>,
+) -> Result<Value, ExprError> {
+    match value {
+        Value::String(s) if is_template(s) => eval_string(s, roots).map_err(|e| {
+            if path.is_empty() {
+                e
+            } else {
+                ExprError(format!("{} (at `{}`)", e.0, path_text(path)))
+            }
+        }),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                path.push(Step::Index(i));
+                out.push(resolve_in(item, roots, path)?);
+                path.pop();
+            }
+            Ok(Value::Array(out))
+        }
+        Value::Object(map) => {
+            let mut out = serde_json::Map::with_capacity(map.len());
+            for (k, item) in map {
+                path.push(Step::Key(k));
+                out.insert(k.clone(), resolve_in(item, roots, path)?);
+                path.pop();
+            }
+            Ok(Value::Object(out))
+        }
+        other => Ok(other.clone()),
+    }
+}
+
+/// The context as minijinja values, converted lazily (only the variables a string uses) and
+/// once per [`resolve`] call.
+struct Roots<'c> {
+    ctx: &'c ExprContext,
+    cache: [Option<minijinja::Value>; 6],
+}
+
+impl<'c> Roots<'c> {
+    fn new(ctx: &'c ExprContext) -> Self {
+        Roots {
+            ctx,
+            cache: Default::default(),
+        }
+    }
+
+    fn get(&mut self, index: usize) -> minijinja::Value {
+        if let Some(v) = &self.cache[index] {
+            return v.clone();
+        }
+        let v = match index {
+            0 => minijinja::Value::from_serialize(&self.ctx.json),
+            1 => minijinja::Value::from_serialize(&self.ctx.nodes),
+            2 => minijinja::Value::from_serialize(&self.ctx.trigger),
+            3 => minijinja::Value::from_serialize(&self.ctx.execution),
+            4 => minijinja::Value::from_serialize(&self.ctx.workflow),
+            _ => minijinja::Value::from(self.ctx.now.as_str()),
+        };
+        self.cache[index] = Some(v.clone());
+        v
+    }
+
+    fn root(&mut self, info: &Info<'_>) -> minijinja::Value {
+        let mut vars = Vec::with_capacity(info.roots.len());
+        for (i, name) in CONTEXT_VARIABLES.iter().enumerate() {
+            if info.roots.contains(name) {
+                vars.push((*name, self.get(i)));
+            }
+        }
+        minijinja::Value::from_iter(vars)
+    }
+}
+
+fn eval_string(text: &str, roots: &mut Roots<'_>) -> Result<Value, ExprError> {
+    let (parsed, source) = parse(text).map_err(|r| rejected(text, r))?;
+    let info = compile::check(&parsed).map_err(|r| rejected(text, r))?;
+    let program = compile::compile(&parsed, source).map_err(|r| rejected(text, r))?;
+    let root = roots.root(&info);
+    let failed =
+        |reason: String| ExprError(format!("expression \"{}\" failed: {reason}", shown(text)));
+    let missing = |near: Option<std::ops::Range<usize>>| {
+        paths::missing_path(&parsed, source, &root, &info.bound, near)
+            .map(|p| format!("{p} is undefined"))
+    };
+    match &parsed {
+        Parsed::Expr(_) => {
+            let v = compile::run_expr(&program, root.clone())
+                .map_err(|e| failed(describe(&e, || missing(e.range()))))?;
+            convert::to_json(&v).map_err(|e| {
+                failed(match e {
+                    ConvertError::Undefined => {
+                        missing(None).unwrap_or_else(|| "the value is undefined".to_string())
+                    }
+                    ConvertError::TooLarge => {
+                        format!("value too large (limit {} size units)", sandbox::MAX_VALUE)
+                    }
+                    ConvertError::TooDeep => format!(
+                        "value too deeply nested (limit {} levels)",
+                        sandbox::MAX_DEPTH
+                    ),
+                    ConvertError::Invalid(m) => m,
+                })
+            })
+        }
+        Parsed::Template(_) => compile::run_template(&program, root.clone())
+            .map(Value::String)
+            .map_err(|e| failed(describe(&e, || missing(e.range())))),
+    }
+}
+
+/// The reason an evaluation failed, for people.
+fn describe(e: &minijinja::Error, missing: impl FnOnce() -> Option<String>) -> String {
+    use minijinja::ErrorKind as K;
+    let detail = e.detail().unwrap_or_default();
+    match e.kind() {
+        K::OutOfFuel => format!(
+            "too much work: the evaluation ran more than {} steps (a loop that runs too long?)",
+            sandbox::FUEL
+        ),
+        K::UndefinedError => missing().unwrap_or_else(|| "undefined value".to_string()),
+        K::InvalidOperation
+            if detail.starts_with("too much work")
+                || detail.starts_with("value too")
+                || detail.starts_with("output too") =>
+        {
+            detail.to_string()
+        }
+        _ if detail.contains("undefined") => missing().unwrap_or_else(|| plain(e)),
+        _ => plain(e),
+    }
+}
+
+fn plain(e: &minijinja::Error) -> String {
+    let mut s = e.kind().to_string();
+    if let Some(d) = e.detail() {
+        s.push_str(": ");
+        s.push_str(d);
+    }
+    s
 }

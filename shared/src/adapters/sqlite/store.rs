@@ -649,7 +649,18 @@ impl Store for SqliteStore {
         let end = end.map(|t| t.millis()).unwrap_or(i64::MAX);
         self.db
             .read(move |tx| {
-                let mut stats = ExecutionStatistics::default();
+                // Every status and mode is listed, zero when none: a stable shape for clients.
+                let mut stats = ExecutionStatistics {
+                    by_status: ExecutionStatus::ALL
+                        .iter()
+                        .map(|s| (s.as_str().to_string(), 0))
+                        .collect(),
+                    by_mode: ExecutionMode::ALL
+                        .iter()
+                        .map(|m| (m.as_str().to_string(), 0))
+                        .collect(),
+                    ..Default::default()
+                };
                 let mut finished: u64 = 0;
                 let mut success: u64 = 0;
                 let mut duration_sum: f64 = 0.0;

@@ -662,8 +662,22 @@ async fn statistics_over_a_range() {
     assert!((st.average_duration - 55.0).abs() < 1e-9);
     assert_eq!(st.p95_duration, 100.0);
 
+    assert_eq!(st.by_status.get("cancelled"), Some(&0));
+    assert_eq!(st.by_mode.get("test"), Some(&0));
+
     let empty = s.execution_statistics("o3", None, None).await.unwrap();
-    assert_eq!(empty, ExecutionStatistics::default());
+    assert_eq!(empty.total, 0);
+    assert_eq!(empty.by_status.len(), 7);
+    assert!(empty.by_status.values().all(|n| *n == 0));
+    assert_eq!(empty.by_mode.len(), 5);
+    assert_eq!(
+        (
+            empty.success_rate,
+            empty.average_duration,
+            empty.p95_duration
+        ),
+        (0.0, 0.0, 0.0)
+    );
 }
 
 #[tokio::test]

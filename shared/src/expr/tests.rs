@@ -1,0 +1,415 @@
+use super::*;
+use serde_json::json;
+
+fn ctx() -> ExprContext {
+    ExprContext {
+        json: json!({"name": "Ada", "items": [1, 2, 3], "tags": ["a", "b"]}),
+        nodes: json!({"http": {"output": {"statusCode": 200, "body": {"id": 7}}}}),
+        trigger: json!({"body": {"amount": 150, "orderId": "A-1", "big": false}}),
+        execution: json!({"id": "exec-1", "mode": "manual"}),
+        workflow: json!({"id": "wf-1", "name": "Order alert", "version": 3}),
+        now: "2025-01-02T03:04:05Z".into(),
+    }
+}
+
+fn eval(s: &str) -> Result<Value, ExprError> {
+    resolve(&json!(s), &ctx())
+}
+
+fn err(s: &str) -> String {
+    match eval(s) {
+        Ok(v) => panic!("{s:?} should fail, got {:.200}", v.to_string()),
+        Err(e) => e.0,
+    }
+}
+
+// --- typed single expressions ------------------------------------------------------------
+
+#[test]
+fn single_expression_yields_typed_values() {
+    assert_eq!(eval("{{ trigger.body.amount }}").unwrap(), json!(150));
+    assert_eq!(
+        eval("{{ trigger.body.amount > 100 }}").unwrap(),
+        json!(true)
+    );
+    assert_eq!(
+        eval("{{ trigger.body.amount < 100 }}").unwrap(),
+        json!(false)
+    );
+    assert_eq!(
+        eval("{{ trigger.body.amount * 2 + 1 }}").unwrap(),
+        json!(301)
+    );
+    assert_eq!(eval("{{ trigger.body.amount / 4 }}").unwrap(), json!(37.5));
+    assert_eq!(
+        eval("{{ nodes.http.output.body }}").unwrap(),
+        json!({"id": 7})
+    );
+    assert_eq!(eval("{{ json.items }}").unwrap(), json!([1, 2, 3]));
+    assert_eq!(eval("{{ none }}").unwrap(), json!(null));
+    assert_eq!(eval("{{ trigger.body.big }}").unwrap(), json!(false));
+    assert_eq!(
+        eval("{{ {'total': trigger.body.amount, 'ok': true, 'list': [1, 'x']} }}").unwrap(),
+        json!({"total": 150, "ok": true, "list": [1, "x"]})
+    );
+    assert_eq!(eval("{{ 'x' ~ json.name }}").unwrap(), json!("xAda"));
+}
+
+#[test]
+fn surrounding_whitespace_and_whitespace_control_still_yield_typed_values() {
+    assert_eq!(eval("  {{ trigger.body.amount }}\n").unwrap(), json!(150));
+    assert_eq!(eval("{{- trigger.body.amount -}}").unwrap(), json!(150));
+    assert_eq!(eval("{{trigger.body.amount}}").unwrap(), json!(150));
+}
+
+#[test]
+fn filters_and_tests_work_in_expressions() {
+    assert_eq!(eval("{{ json.name | upper }}").unwrap(), json!("ADA"));
+    assert_eq!(eval("{{ json.items | length }}").unwrap(), json!(3));
+    assert_eq!(eval("{{ json.items | sum }}").unwrap(), json!(6));
+    assert_eq!(eval("{{ json.tags | join(',') }}").unwrap(), json!("a,b"));
+    assert_eq!(eval("{{ json.missing is defined }}").unwrap(), json!(false));
+    assert_eq!(
+        eval("{{ json.missing | default('n/a') }}").unwrap(),
+        json!("n/a")
+    );
+    assert_eq!(
+        eval("{{ json.items | map('string') | list }}").unwrap(),
+        json!(["1", "2", "3"])
+    );
+    assert_eq!(
+        eval("{{ json | tojson }}")
+            .unwrap()
+            .as_str()
+            .map(|s| s.contains("\"name\":\"Ada\"")),
+        Some(true)
+    );
+    assert_eq!(eval("{{ range(3) | list }}").unwrap(), json!([0, 1, 2]));
+    assert_eq!(eval("{{ range(3) }}").unwrap(), json!([0, 1, 2]));
+    assert_eq!(
+        eval("{{ range(10, 0, -3) }}").unwrap(),
+        json!([10, 7, 4, 1])
+    );
+    assert_eq!(
+        eval("{% set r = range(100000) %}{{ r[-1] }},{{ r[5] }}").unwrap(),
+        json!("99999,5")
+    );
+    assert_eq!(
+        eval("{{ 1 < trigger.body.amount < 200 }}").unwrap(),
+        json!(true)
+    );
+    assert_eq!(eval("{{ 'b' in json.tags }}").unwrap(), json!(true));
+    assert_eq!(eval("{{ json.tags[1:] }}").unwrap(), json!(["b"]));
+}
+
+// --- text templates -----------------------------------------------------------------------
+
+#[test]
+fn mixed_text_renders_as_string() {
+    assert_eq!(
+        eval("Order {{ trigger.body.orderId }}: {{ trigger.body.amount }}").unwrap(),
+        json!("Order A-1: 150")
+    );
+    assert_eq!(eval("{{ 1 }}{{ 2 }}").unwrap(), json!("12"));
+    assert_eq!(eval("n={{ json.items }}").unwrap(), json!("n=[1, 2, 3]"));
+    assert_eq!(
+        eval("line\n{{ json.name }}\n").unwrap(),
+        json!("line\nAda\n")
+    );
+}
+
+#[test]
+fn statements_render() {
+    assert_eq!(
+        eval("{% for i in json.items %}{{ i }}{% if not loop.last %},{% endif %}{% endfor %}")
+            .unwrap(),
+        json!("1,2,3")
+    );
+    assert_eq!(
+        eval("{% if trigger.body.amount > 100 %}big{% else %}small{% endif %}").unwrap(),
+        json!("big")
+    );
+    assert_eq!(
+        eval("{% set n = json.name %}{% with m = n ~ '!' %}{{ m }}{% endwith %}").unwrap(),
+        json!("Ada!")
+    );
+    assert_eq!(
+        eval("{% for i in json.items if i > 1 %}{{ i }}{% endfor %}").unwrap(),
+        json!("23")
+    );
+}
+
+// --- walking values -----------------------------------------------------------------------
+
+#[test]
+fn nested_parameters_are_resolved_and_keys_kept() {
+    let params = json!({
+        "url": "https://x.test/orders/{{ trigger.body.orderId }}",
+        "body": {
+            "amount": "{{ trigger.body.amount }}",
+            "{{ not.a.key }}": ["{{ json.name }}", 5, null, true, "plain"],
+        },
+        "count": 3,
+    });
+    assert_eq!(
+        resolve(&params, &ctx()).unwrap(),
+        json!({
+            "url": "https://x.test/orders/A-1",
+            "body": {"amount": 150, "{{ not.a.key }}": ["Ada", 5, null, true, "plain"]},
+            "count": 3,
+        })
+    );
+}
+
+#[test]
+fn every_context_variable_is_visible() {
+    assert_eq!(eval("{{ json.name }}").unwrap(), json!("Ada"));
+    assert_eq!(
+        eval("{{ nodes.http.output.statusCode }}").unwrap(),
+        json!(200)
+    );
+    assert_eq!(eval("{{ trigger.body.orderId }}").unwrap(), json!("A-1"));
+    assert_eq!(
+        eval("{{ execution.id }}/{{ execution.mode }}").unwrap(),
+        json!("exec-1/manual")
+    );
+    assert_eq!(
+        eval("{{ workflow.name }} v{{ workflow.version }}").unwrap(),
+        json!("Order alert v3")
+    );
+    assert_eq!(eval("{{ workflow.id }}").unwrap(), json!("wf-1"));
+    assert_eq!(eval("{{ now }}").unwrap(), json!("2025-01-02T03:04:05Z"));
+}
+
+#[test]
+fn strings_without_template_syntax_are_returned_unchanged() {
+    for s in ["plain", "", "{ not }", "100%", "a } b {", "json.name", "{#"] {
+        assert_eq!(eval(s).unwrap(), json!(s));
+        assert!(check_template(s).is_ok());
+    }
+    // Even with an empty (unusable) context nothing is evaluated.
+    let params = json!({"a": ["x", {"b": "y"}], "n": 1.5});
+    assert_eq!(resolve(&params, &ExprContext::default()).unwrap(), params);
+    assert!(!is_template("plain {text}"));
+    assert!(is_template("{{ x }}"));
+}
+
+// --- errors --------------------------------------------------------------------------------
+
+#[test]
+fn missing_path_is_named_as_written() {
+    assert_eq!(
+        err("{{ trigger.body.missing }}"),
+        "expression \"{{ trigger.body.missing }}\" failed: trigger.body.missing is undefined"
+    );
+    let e = err("Hi {{ trigger.body.missing.deeper }}!");
+    assert!(
+        e.ends_with("failed: trigger.body.missing is undefined"),
+        "{e}"
+    );
+    let e = err("{{ nodes.nope.output.x }}");
+    assert!(e.ends_with("failed: nodes.nope is undefined"), "{e}");
+    let e = err("{{ trigger.body.amount + trigger.body['no such'] }}");
+    assert!(e.ends_with("trigger.body['no such'] is undefined"), "{e}");
+    let e = err("{% if json.nope %}x{% endif %}");
+    assert!(e.ends_with("json.nope is undefined"), "{e}");
+    let e = err("{{ {'a': json.gone} }}");
+    assert!(e.ends_with("json.gone is undefined"), "{e}");
+}
+
+#[test]
+fn errors_name_the_parameter_path() {
+    let params = json!({"body": {"items": ["ok", "{{ json.nope }}"]}});
+    let e = resolve(&params, &ctx()).unwrap_err().0;
+    assert!(e.contains("json.nope is undefined"), "{e}");
+    assert!(e.ends_with("(at `body.items[1]`)"), "{e}");
+}
+
+#[test]
+fn parse_errors_say_what_failed() {
+    let e = check_template("{{ trigger.body.amount > }}").unwrap_err().0;
+    assert!(
+        e.starts_with("expression \"{{ trigger.body.amount > }}\" does not parse: syntax error"),
+        "{e}"
+    );
+    let e = check_template("Hello {{ name ").unwrap_err().0;
+    assert!(e.contains("does not parse"), "{e}");
+    let e = check_template("{% for x in json.items %}no end")
+        .unwrap_err()
+        .0;
+    assert!(e.contains("does not parse"), "{e}");
+    // resolve reports the same problem.
+    assert!(err("{{ 1 + }}").contains("does not parse"));
+    assert!(check_template("{{ trigger.body.amount > 100 }}").is_ok());
+    assert!(check_template("Order {{ trigger.body.orderId }} {% if json %}x{% endif %}").is_ok());
+}
+
+#[test]
+fn check_rejects_what_the_sandbox_does_not_support() {
+    for (src, why) in [
+        ("{% macro m() %}x{% endmacro %}", "macros"),
+        ("{% include 'x' %}", "includes"),
+        ("{% extends 'x' %}", "extends"),
+        ("{% set x %}a{% endset %}", "blocks are not supported"),
+        ("{% filter upper %}a{% endfilter %}", "`{% filter %}`"),
+        (
+            "{% for x in json.items recursive %}{{ loop(x) }}{% endfor %}",
+            "recursive",
+        ),
+        (
+            "{{ json.name | nosuchfilter }}",
+            "unknown filter `nosuchfilter`",
+        ),
+        ("{{ json is nosuchtest }}", "unknown test `nosuchtest`"),
+        ("{{ env.HOME }}", "unknown variable `env`"),
+        ("{{ namespace(a=1) }}", "unknown function `namespace`"),
+        ("{{ debug() }}", "unknown function `debug`"),
+        ("{{ __wc_emit(1) }}", "reserved"),
+        ("{{ range(*json.items) }}", "splats"),
+        ("{{ 'a' * 100000000 }}", "constant expression too large"),
+    ] {
+        let e = check_template(src).expect_err(src).0;
+        assert!(
+            e.contains("is not allowed") && e.contains(why),
+            "{src}: {e}"
+        );
+        // The same refusal at run time.
+        assert!(eval(src).is_err(), "{src}");
+    }
+    // Locals are not unknown variables.
+    assert!(check_template("{% for x in json.items %}{{ x }}{{ loop.index }}{% endfor %}").is_ok());
+    assert!(check_template("{% set r = range %}{{ r(2) }}").is_ok());
+}
+
+#[test]
+fn evaluation_errors_are_clear() {
+    let e = err("{{ 1 / 0 }}");
+    assert!(
+        e.ends_with("failed: the result is not a finite number (inf)"),
+        "{e}"
+    );
+    let e = err("{{ json.name + 1 }}");
+    assert!(e.contains("invalid operation"), "{e}");
+}
+
+// --- sandbox ------------------------------------------------------------------------------
+
+#[test]
+fn runaway_loop_fails_with_too_much_work() {
+    let e = err("{% for i in range(100000000) %}x{% endfor %}");
+    assert!(e.contains("too much work"), "{e}");
+    let e = err(
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}",
+    );
+    assert!(e.contains("too much work"), "{e}");
+    let e = err("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}");
+    assert!(e.contains("too much work"), "{e}");
+}
+
+#[test]
+fn huge_strings_are_refused() {
+    // Repetition from a runtime value (not constant-folded).
+    let e = err("{{ json.name * 100000000 }}");
+    assert!(e.contains("too large"), "{e}");
+    // Doubling through `set`.
+    let mut src = String::from("{% set a = json.name * 200000 %}");
+    for _ in 0..40 {
+        src.push_str("{% set a = a ~ a %}");
+    }
+    src.push_str("{{ a | length }}");
+    let e = err(&src);
+    assert!(e.contains("too large"), "{e}");
+    // Doubling with `+` on lists.
+    let mut src = String::from("{% set a = json.items %}");
+    for _ in 0..40 {
+        src.push_str("{% set a = a + a %}");
+    }
+    src.push_str("{{ a | length }}");
+    let e = err(&src);
+    assert!(e.contains("too large"), "{e}");
+    // Filters whose parameters multiply the result.
+    for src in [
+        "{{ (json.name * 100000) | replace('A', json.name * 100) }}",
+        "{{ json.name | indent(1000000000) }}",
+        "{{ json.items | batch(1000000000, 'x') | list }}",
+        "{{ json.items | slice(1000000000) | list }}",
+        "{{ '%1000000000s' | format(json.name) }}",
+        "{{ json | tojson(indent=1000000) }}",
+        "{{ json.items | map('indent', 1000000000) | list }}",
+    ] {
+        let e = err(src);
+        assert!(
+            e.contains("too large") || e.contains("not supported"),
+            "{src}: {e}"
+        );
+    }
+}
+
+#[test]
+fn rendered_output_is_capped() {
+    let e = err("{% for i in range(3000) %}{{ json.name * 1000 }}{% endfor %}");
+    assert!(e.contains("output too large"), "{e}");
+    let e = err(
+        "{% for i in range(5000) %}..........................................................................................................................................................................................................................................................................{% endfor %}",
+    );
+    assert!(e.contains("output too large"), "{e}");
+    // Just under the cap is fine.
+    let ok = eval("{% for i in range(300) %}{{ json.name * 1000 }}{% endfor %}").unwrap();
+    assert_eq!(ok.as_str().map(str::len), Some(900_000));
+}
+
+#[test]
+fn deep_nesting_is_refused() {
+    let mut src = String::from("{% set a = [1] %}");
+    for _ in 0..300 {
+        src.push_str("{% set a = [a] %}");
+    }
+    src.push_str("{{ a }}");
+    let e = check_template(&src).unwrap_err().0;
+    assert!(e.contains("too many list/map literals"), "{e}");
+    assert!(eval(&src).is_err());
+    // Values nested deeper than the limit (from the context) are refused by filters and
+    // in results instead of overflowing the stack.
+    let mut deep = json!(1);
+    for _ in 0..250 {
+        deep = json!([deep]);
+    }
+    let c = ExprContext {
+        json: deep,
+        ..ctx()
+    };
+    let e = resolve(&json!("{{ json }}"), &c).unwrap_err().0;
+    assert!(e.contains("too deeply nested"), "{e}");
+    let e = resolve(&json!("{{ json | length }}"), &c).unwrap();
+    assert_eq!(e, json!(1));
+    let e = resolve(&json!("{{ json | list }}"), &c).unwrap_err().0;
+    assert!(e.contains("too deeply nested"), "{e}");
+}
+
+#[test]
+fn comparisons_of_large_values_in_loops_are_bounded() {
+    let big = "x".repeat(500_000);
+    let c = ExprContext {
+        json: json!({"a": big.clone(), "b": big}),
+        ..ctx()
+    };
+    let e = resolve(
+        &json!("{% for i in range(100000) %}{% if json.a == json.b %}{% endif %}{% endfor %}"),
+        &c,
+    )
+    .unwrap_err()
+    .0;
+    assert!(e.contains("too much work"), "{e}");
+}
+
+#[test]
+fn no_environment_or_file_access() {
+    for src in [
+        "{% include '/etc/passwd' %}",
+        "{% import 'x' as y %}",
+        "{{ self }}",
+        "{{ super() }}",
+    ] {
+        assert!(eval(src).is_err(), "{src}");
+    }
+}
