@@ -1,6 +1,7 @@
 //! The one integration test binary: conformance scenarios on every backend, and the suites
 //! of the API and the AWS adapters.
 
+mod api;
 mod aws;
 mod scenarios;
 

@@ -1,15 +1,247 @@
 //! Workflow CRUD: validation, versions, webhook routes, schedule sync.
-//! OWNER: HTTP helper (placeholder signatures).
+//!
+//! Semantics:
+//! - `create`: validates, gives every `trigger.webhook` node without a `path` a generated
+//!   random url-safe id (stored in its parameters), stores version 1 with its webhook routes.
+//! - `update` (`PUT /workflows/{id}`): a full replace of the definition, `version + 1`. A
+//!   webhook node that keeps its id keeps its generated `path` when the new body omits it
+//!   (callers' URLs do not change on edits). The status is the body's; through
+//!   [`Engine::replace_workflow`] the HTTP API keeps the current status when the body has no
+//!   `status` field at all (an edit never silently deactivates a live workflow).
+//! - A webhook id used by another workflow is a 409 (`Conflict`).
+//! - `get` / `delete`: 404 for an unknown id or another organization's workflow.
+//! - Every save and delete is reported to [`crate::ports::ScheduleSync`].
 
 use super::{Engine, Principal};
-use crate::EngineResult;
-use crate::model::{Workflow, WorkflowDefinition};
-use crate::ports::{Page, WebhookRoute};
+use crate::model::{Node, Workflow, WorkflowDefinition, WorkflowStatus};
+use crate::nodes::schedule::Schedule;
+use crate::ports::{Page, StoreError, WebhookRoute};
+use crate::{EngineError, EngineResult};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 
-/// The webhook routes a workflow's `trigger.webhook` nodes declare.
+/// The node type of webhook triggers.
+pub const WEBHOOK_TRIGGER: &str = "trigger.webhook";
+/// The node type of schedule triggers.
+pub const SCHEDULE_TRIGGER: &str = "trigger.schedule";
+/// Longest webhook id accepted.
+pub const MAX_WEBHOOK_ID_LEN: usize = crate::nodes::triggers::MAX_WEBHOOK_PATH;
+
+/// The webhook routes a workflow's `trigger.webhook` nodes declare (those with a `path`).
 pub fn webhook_routes(wf: &Workflow) -> Vec<WebhookRoute> {
-    let _ = wf;
-    todo!("workflows")
+    wf.nodes
+        .iter()
+        .filter(|n| n.node_type == WEBHOOK_TRIGGER)
+        .filter_map(|n| {
+            let path = n.parameters.get("path")?.as_str()?;
+            Some(WebhookRoute {
+                webhook_id: path.to_string(),
+                organization_id: wf.organization_id.clone(),
+                workflow_id: wf.id.clone(),
+                node_id: n.id.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A new random webhook id: 128 random bits, base64url without padding (22 characters).
+pub fn generate_webhook_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Is `id` usable as a webhook id (one URL path segment): 1–128 of `[A-Za-z0-9_-]`
+/// (the `trigger.webhook` node's own rule).
+pub fn is_valid_webhook_id(id: &str) -> bool {
+    crate::nodes::triggers::valid_webhook_path(id)
+}
+
+/// Webhook authentication of a `trigger.webhook` node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookAuth {
+    None,
+    /// The request header `name` must equal the value of the `httpHeader` credential
+    /// (`name` defaults to the credential's own header name).
+    Header {
+        name: Option<String>,
+        credential: String,
+    },
+    /// Standard Webhooks signature with the `hmacSecret` credential.
+    Hmac {
+        credential: String,
+    },
+}
+
+/// When the webhook answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// 202 `{executionId, status}` at once.
+    OnReceived,
+    /// Waits for the execution to finish and returns its output.
+    LastNode,
+}
+
+/// The parameters of a `trigger.webhook` node, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub path: Option<String>,
+    /// Upper-case HTTP method (default `POST`).
+    pub method: String,
+    pub auth: WebhookAuth,
+    pub response_mode: ResponseMode,
+}
+
+use crate::nodes::triggers::WEBHOOK_METHODS as METHODS;
+
+impl WebhookConfig {
+    /// From a `trigger.webhook` node's parameters; the message names the bad parameter.
+    pub fn parse(params: &Map<String, Value>) -> Result<Self, String> {
+        let path = match params.get("path") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p)) if is_valid_webhook_id(p) => Some(p.clone()),
+            Some(_) => {
+                return Err(format!(
+                    "parameter `path` must be 1 to {MAX_WEBHOOK_ID_LEN} characters of \
+                     letters, digits, `-` and `_`"
+                ));
+            }
+        };
+        let method = match params.get("method") {
+            None | Some(Value::Null) => "POST".to_string(),
+            Some(Value::String(m)) if METHODS.contains(&m.as_str()) => m.clone(),
+            Some(_) => {
+                return Err(format!(
+                    "parameter `method` must be one of {}",
+                    METHODS.join(", ")
+                ));
+            }
+        };
+        let auth = match params.get("auth") {
+            None | Some(Value::Null) => WebhookAuth::None,
+            Some(Value::Object(a)) => parse_auth(a)?,
+            Some(_) => return Err("parameter `auth` must be an object with a `type`".into()),
+        };
+        let response_mode = match params.get("responseMode") {
+            None | Some(Value::Null) => ResponseMode::OnReceived,
+            Some(Value::String(m)) if m == "onReceived" => ResponseMode::OnReceived,
+            Some(Value::String(m)) if m == "lastNode" => ResponseMode::LastNode,
+            Some(_) => {
+                return Err("parameter `responseMode` must be `onReceived` or `lastNode`".into());
+            }
+        };
+        Ok(Self {
+            path,
+            method,
+            auth,
+            response_mode,
+        })
+    }
+}
+
+fn parse_auth(a: &Map<String, Value>) -> Result<WebhookAuth, String> {
+    let credential = || -> Result<String, String> {
+        match a.get("credential") {
+            Some(Value::String(c)) if !c.trim().is_empty() => Ok(c.clone()),
+            _ => Err("parameter `auth.credential` (a credential id or name) is required".into()),
+        }
+    };
+    match a.get("type").and_then(Value::as_str) {
+        Some("none") => Ok(WebhookAuth::None),
+        Some("header") => {
+            let name = match a.get("name") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(n)) if http::HeaderName::from_bytes(n.as_bytes()).is_ok() => {
+                    Some(n.to_ascii_lowercase())
+                }
+                Some(_) => return Err("parameter `auth.name` must be a valid header name".into()),
+            };
+            Ok(WebhookAuth::Header {
+                name,
+                credential: credential()?,
+            })
+        }
+        Some("hmac") => Ok(WebhookAuth::Hmac {
+            credential: credential()?,
+        }),
+        _ => Err("parameter `auth.type` must be `none`, `header` or `hmac`".into()),
+    }
+}
+
+/// Checks beyond the graph validation: webhook and schedule parameters, webhook ids unique
+/// within the workflow.
+fn check_triggers(nodes: &[Node]) -> EngineResult<()> {
+    let mut paths = BTreeSet::new();
+    for node in nodes {
+        match node.node_type.as_str() {
+            WEBHOOK_TRIGGER => {
+                let cfg = WebhookConfig::parse(&node.parameters)
+                    .map_err(|m| EngineError::BadRequest(format!("node `{}`: {m}", node.id)))?;
+                if let Some(path) = cfg.path
+                    && !paths.insert(path.clone())
+                {
+                    return Err(EngineError::BadRequest(format!(
+                        "node `{}`: webhook path `{path}` is used twice in this workflow",
+                        node.id
+                    )));
+                }
+            }
+            SCHEDULE_TRIGGER => {
+                Schedule::parse(&node.parameters)
+                    .map_err(|m| EngineError::BadRequest(format!("node `{}`: {m}", node.id)))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Gives every webhook node without a path one: the path of the node with the same id in
+/// `previous` when there is one, else a new random id.
+fn assign_webhook_paths(nodes: &mut [Node], previous: Option<&Workflow>) {
+    for node in nodes.iter_mut() {
+        if node.node_type != WEBHOOK_TRIGGER
+            || node.parameters.get("path").is_some_and(|p| !p.is_null())
+        {
+            continue;
+        }
+        let kept = previous
+            .and_then(|wf| wf.node(&node.id))
+            .filter(|n| n.node_type == WEBHOOK_TRIGGER)
+            .and_then(|n| n.parameters.get("path"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let path = kept.unwrap_or_else(generate_webhook_id);
+        node.parameters.insert("path".into(), Value::String(path));
+    }
+}
+
+fn not_found() -> EngineError {
+    EngineError::NotFound("Workflow not found".into())
+}
+
+fn sync_error(e: String) -> EngineError {
+    EngineError::Store(StoreError::Backend(format!("schedule sync failed: {e}")))
+}
+
+fn store_conflict(e: StoreError) -> EngineError {
+    match e {
+        StoreError::Conflict(m) => EngineError::Conflict(m),
+        other => EngineError::Store(other),
+    }
+}
+
+/// Every check a workflow passes on create and update (the graph validation plus the
+/// webhook and schedule parameters), offline: `weconnect validate` gives the same messages.
+pub fn validate_definition(def: &WorkflowDefinition) -> EngineResult<()> {
+    if def.name.trim().is_empty() {
+        return Err(EngineError::BadRequest(
+            "workflow `name` must not be empty".into(),
+        ));
+    }
+    crate::graph::validate(def)?;
+    check_triggers(&def.nodes)
 }
 
 impl Engine {
@@ -18,33 +250,245 @@ impl Engine {
         who: &Principal,
         def: WorkflowDefinition,
     ) -> EngineResult<Workflow> {
-        let _ = (who, def);
-        todo!("workflows")
+        validate_definition(&def)?;
+        let now = self.clock().now();
+        let mut nodes = def.nodes;
+        assign_webhook_paths(&mut nodes, None);
+        let wf = Workflow {
+            id: crate::model::new_id(),
+            organization_id: who.organization_id.clone(),
+            user_id: who.user_id.clone(),
+            name: def.name,
+            description: def.description,
+            status: def.status,
+            version: 1,
+            nodes,
+            connections: def.connections,
+            settings: def.settings,
+            execution_count: 0,
+            last_executed_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let routes = webhook_routes(&wf);
+        self.store()
+            .create_workflow(&wf, &routes)
+            .await
+            .map_err(store_conflict)?;
+        self.ports()
+            .schedules
+            .workflow_saved(&wf)
+            .await
+            .map_err(sync_error)?;
+        Ok(wf)
     }
+
+    /// Full replace with the body's status (see the module doc).
     pub async fn update_workflow(
         &self,
         who: &Principal,
         id: &str,
         def: WorkflowDefinition,
     ) -> EngineResult<Workflow> {
-        let _ = (who, id, def);
-        todo!("workflows")
+        let status = def.status;
+        self.replace_workflow(who, id, def, Some(status)).await
     }
+
+    /// Full replace of the definition; `status: None` keeps the current status.
+    pub async fn replace_workflow(
+        &self,
+        who: &Principal,
+        id: &str,
+        def: WorkflowDefinition,
+        status: Option<WorkflowStatus>,
+    ) -> EngineResult<Workflow> {
+        validate_definition(&def)?;
+        // The store refuses a write when the version moved meanwhile: re-read and retry.
+        for _ in 0..5 {
+            let current = self
+                .store()
+                .get_workflow(&who.organization_id, id)
+                .await?
+                .ok_or_else(not_found)?;
+            let mut nodes = def.nodes.clone();
+            assign_webhook_paths(&mut nodes, Some(&current));
+            let wf = Workflow {
+                id: current.id.clone(),
+                organization_id: current.organization_id.clone(),
+                user_id: current.user_id.clone(),
+                name: def.name.clone(),
+                description: def.description.clone(),
+                status: status.unwrap_or(current.status),
+                version: current.version + 1,
+                nodes,
+                connections: def.connections.clone(),
+                settings: def.settings.clone(),
+                execution_count: current.execution_count,
+                last_executed_at: current.last_executed_at,
+                created_at: current.created_at,
+                updated_at: self.clock().now(),
+            };
+            let routes = webhook_routes(&wf);
+            if self
+                .store()
+                .update_workflow(&wf, &routes)
+                .await
+                .map_err(store_conflict)?
+            {
+                self.ports()
+                    .schedules
+                    .workflow_saved(&wf)
+                    .await
+                    .map_err(sync_error)?;
+                return Ok(wf);
+            }
+        }
+        Err(EngineError::Conflict(
+            "Workflow was modified concurrently; try again".into(),
+        ))
+    }
+
     pub async fn get_workflow(&self, who: &Principal, id: &str) -> EngineResult<Workflow> {
-        let _ = (who, id);
-        todo!("workflows")
+        self.store()
+            .get_workflow(&who.organization_id, id)
+            .await?
+            .ok_or_else(not_found)
     }
+
     pub async fn list_workflows(
         &self,
         who: &Principal,
         limit: usize,
         cursor: Option<&str>,
     ) -> EngineResult<Page<Workflow>> {
-        let _ = (who, limit, cursor);
-        todo!("workflows")
+        Ok(self
+            .store()
+            .list_workflows(&who.organization_id, limit.clamp(1, 100), cursor)
+            .await?)
     }
+
     pub async fn delete_workflow(&self, who: &Principal, id: &str) -> EngineResult<()> {
-        let _ = (who, id);
-        todo!("workflows")
+        if !self
+            .store()
+            .delete_workflow(&who.organization_id, id)
+            .await?
+        {
+            return Err(not_found());
+        }
+        self.ports()
+            .schedules
+            .workflow_deleted(&who.organization_id, id)
+            .await
+            .map_err(sync_error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(id: &str, ty: &str, params: Value) -> Node {
+        serde_json::from_value(json!({"id": id, "name": id, "type": ty, "parameters": params}))
+            .unwrap()
+    }
+
+    #[test]
+    fn webhook_ids_are_url_safe_and_random() {
+        let a = generate_webhook_id();
+        let b = generate_webhook_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 22);
+        assert!(is_valid_webhook_id(&a));
+        assert!(!is_valid_webhook_id("a/b"));
+        assert!(!is_valid_webhook_id(""));
+        assert!(!is_valid_webhook_id(".."));
+        assert!(!is_valid_webhook_id(&"x".repeat(129)));
+    }
+
+    #[test]
+    fn paths_are_generated_or_kept_from_the_previous_version() {
+        let mut nodes = vec![
+            node("hook", WEBHOOK_TRIGGER, json!({})),
+            node("named", WEBHOOK_TRIGGER, json!({"path": "orders"})),
+            node("noop", "flow.noop", json!({})),
+        ];
+        assign_webhook_paths(&mut nodes, None);
+        let generated = nodes[0].parameters["path"].as_str().unwrap().to_string();
+        assert!(is_valid_webhook_id(&generated));
+        assert_eq!(nodes[1].parameters["path"], "orders");
+        assert!(!nodes[2].parameters.contains_key("path"));
+
+        let previous = Workflow {
+            id: "w".into(),
+            organization_id: "o".into(),
+            user_id: "u".into(),
+            name: "n".into(),
+            description: None,
+            status: WorkflowStatus::Active,
+            version: 1,
+            nodes: nodes.clone(),
+            connections: vec![],
+            settings: Default::default(),
+            execution_count: 0,
+            last_executed_at: None,
+            created_at: crate::model::Timestamp::from_millis(0),
+            updated_at: crate::model::Timestamp::from_millis(0),
+        };
+        let mut next = vec![node("hook", WEBHOOK_TRIGGER, json!({"method": "GET"}))];
+        assign_webhook_paths(&mut next, Some(&previous));
+        assert_eq!(next[0].parameters["path"], generated.as_str());
+
+        let routes = webhook_routes(&previous);
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[1].webhook_id, "orders");
+        assert_eq!(routes[1].node_id, "named");
+        assert_eq!(routes[0].organization_id, "o");
+    }
+
+    #[test]
+    fn webhook_parameters_are_checked() {
+        let ok = WebhookConfig::parse(
+            json!({"method": "GET", "auth": {"type": "hmac", "credential": "c"},
+                   "responseMode": "lastNode"})
+            .as_object()
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ok.method, "GET");
+        assert_eq!(
+            ok.auth,
+            WebhookAuth::Hmac {
+                credential: "c".into()
+            }
+        );
+        assert_eq!(ok.response_mode, ResponseMode::LastNode);
+        let default = WebhookConfig::parse(&Map::new()).unwrap();
+        assert_eq!(default.method, "POST");
+        assert_eq!(default.auth, WebhookAuth::None);
+        assert_eq!(default.response_mode, ResponseMode::OnReceived);
+
+        for bad in [
+            json!({"method": "FETCH"}),
+            json!({"method": "get"}),
+            json!({"path": "a b"}),
+            json!({"auth": {"type": "header"}}),
+            json!({"auth": {"type": "basic", "credential": "c"}}),
+            json!({"auth": "none"}),
+            json!({"responseMode": "later"}),
+        ] {
+            assert!(
+                WebhookConfig::parse(bad.as_object().unwrap()).is_err(),
+                "{bad}"
+            );
+        }
+        let dup = vec![
+            node("a", WEBHOOK_TRIGGER, json!({"path": "p"})),
+            node("b", WEBHOOK_TRIGGER, json!({"path": "p"})),
+        ];
+        assert!(
+            matches!(check_triggers(&dup), Err(EngineError::BadRequest(m)) if m.contains("`b`"))
+        );
     }
 }

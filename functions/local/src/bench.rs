@@ -1,0 +1,241 @@
+//! `weconnect bench`: an embedded server on a temporary data folder, a webhook → `data.set`
+//! workflow, N webhook calls at concurrency C, and the figures once every execution finished.
+
+use crate::{Server, Settings};
+use anyhow::{Context as _, anyhow, bail};
+use futures::StreamExt as _;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Webhook calls (= executions).
+    pub executions: usize,
+    /// Calls in flight at once.
+    pub concurrency: usize,
+    /// Engine workers.
+    pub workers: usize,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchReport {
+    pub executions: usize,
+    pub succeeded: usize,
+    pub concurrency: usize,
+    pub workers: usize,
+    pub elapsed: Duration,
+    pub executions_per_sec: f64,
+    pub webhook_p50_ms: f64,
+    pub webhook_p99_ms: f64,
+    pub finish_p50_ms: f64,
+    pub finish_p99_ms: f64,
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} executions ({} succeeded), concurrency {}, {} workers, in {:.2} s",
+            self.executions,
+            self.succeeded,
+            self.concurrency,
+            self.workers,
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(f, "completed executions/s : {:.0}", self.executions_per_sec)?;
+        writeln!(
+            f,
+            "webhook latency        : p50 {:.2} ms, p99 {:.2} ms",
+            self.webhook_p50_ms, self.webhook_p99_ms
+        )?;
+        write!(
+            f,
+            "start-to-finish        : p50 {:.2} ms, p99 {:.2} ms",
+            self.finish_p50_ms, self.finish_p99_ms
+        )
+    }
+}
+
+/// The benchmark's workflow: a webhook that builds one object.
+pub fn bench_workflow() -> Value {
+    json!({
+        "name": "Bench",
+        "status": "active",
+        "nodes": [
+            {"id": "hook", "name": "Hook", "type": "trigger.webhook", "parameters": {"method": "POST"}},
+            {"id": "set", "name": "Set", "type": "data.set",
+             "parameters": {"values": {"n": "{{ trigger.body.n }}", "ok": true}}}
+        ],
+        "connections": [{"source": "hook", "target": "set"}]
+    })
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
+    if options.executions == 0 || options.concurrency == 0 {
+        bail!("executions and concurrency must be at least 1");
+    }
+    let tmp = crate::tempdir::TempDir::new("weconnect-bench")?;
+    let mut settings = Settings::new(tmp.path());
+    settings.port = 0;
+    settings.workers = options.workers.max(1);
+    settings.shutdown_grace = Duration::from_secs(2);
+    let server = Server::start(settings).await?;
+    let result = drive(&server, &options).await;
+    server.stop().await;
+    result
+}
+
+async fn drive(server: &Server, options: &BenchOptions) -> anyhow::Result<BenchReport> {
+    let token = server.token("bench", "bench")?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.concurrency)
+        .build()?;
+    let created: Value = client
+        .post(format!("{}/workflows", server.url()))
+        .bearer_auth(&token)
+        .json(&bench_workflow())
+        .send()
+        .await?
+        .error_for_status()
+        .context("creating the benchmark workflow")?
+        .json()
+        .await?;
+    let hook = created["nodes"][0]["parameters"]["path"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the created workflow has no webhook path"))?;
+    let hook_url = format!("{}/webhook/{hook}", server.url());
+
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} {per_sec}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let new_bar = |prefix: &'static str| {
+        let bar = if options.progress {
+            bars.add(ProgressBar::new(options.executions as u64))
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(style.clone());
+        bar.set_prefix(prefix);
+        bar
+    };
+    let sent_bar = new_bar("accepted");
+    let done_bar = new_bar("finished");
+
+    // Terminal events → when and how each execution ended.
+    let finished: Arc<Mutex<HashMap<String, (Instant, bool)>>> = Arc::default();
+    let mut events = server.runtime.events.subscribe();
+    let listener = {
+        let finished = finished.clone();
+        let done_bar = done_bar.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(ev) if ev.status.is_terminal() => {
+                        let ok = ev.status.as_str() == "success";
+                        if let Ok(mut f) = finished.lock() {
+                            f.insert(ev.execution_id, (Instant::now(), ok));
+                        }
+                        done_bar.inc(1);
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "event listener lagged")
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        })
+    };
+
+    let started = Instant::now();
+    let calls: Vec<anyhow::Result<(String, Instant, Duration)>> =
+        futures::stream::iter(0..options.executions)
+            .map(|n| {
+                let client = client.clone();
+                let url = hook_url.clone();
+                let sent_bar = sent_bar.clone();
+                async move {
+                    let sent = Instant::now();
+                    let response = client.post(&url).json(&json!({"n": n})).send().await?;
+                    let latency = sent.elapsed();
+                    if response.status().as_u16() != 202 {
+                        bail!("webhook answered {}", response.status());
+                    }
+                    let body: Value = response.json().await?;
+                    sent_bar.inc(1);
+                    let id = body["executionId"]
+                        .as_str()
+                        .ok_or_else(|| anyhow!("no executionId in {body}"))?;
+                    Ok((id.to_string(), sent, latency))
+                }
+            })
+            .buffer_unordered(options.concurrency)
+            .collect()
+            .await;
+    let calls: Vec<(String, Instant, Duration)> = calls.into_iter().collect::<Result<_, _>>()?;
+    sent_bar.finish();
+
+    let wait_until = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = finished.lock().map(|f| f.len()).unwrap_or(0);
+        if done >= calls.len() {
+            break;
+        }
+        if Instant::now() > wait_until {
+            bail!(
+                "only {done} of {} executions finished within 300 s",
+                calls.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    done_bar.finish();
+    listener.abort();
+
+    let finished = finished.lock().map(|f| f.clone()).unwrap_or_default();
+    let last = finished
+        .values()
+        .map(|(at, _)| *at)
+        .max()
+        .unwrap_or_else(Instant::now);
+    let elapsed = last.duration_since(started);
+    let mut webhook: Vec<Duration> = calls.iter().map(|c| c.2).collect();
+    let mut to_finish: Vec<Duration> = calls
+        .iter()
+        .filter_map(|(id, sent, _)| finished.get(id).map(|(at, _)| at.duration_since(*sent)))
+        .collect();
+    webhook.sort_unstable();
+    to_finish.sort_unstable();
+    let succeeded = calls
+        .iter()
+        .filter(|(id, _, _)| finished.get(id).is_some_and(|(_, ok)| *ok))
+        .count();
+    Ok(BenchReport {
+        executions: calls.len(),
+        succeeded,
+        concurrency: options.concurrency,
+        workers: options.workers,
+        elapsed,
+        executions_per_sec: calls.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        webhook_p50_ms: percentile(&webhook, 0.5),
+        webhook_p99_ms: percentile(&webhook, 0.99),
+        finish_p50_ms: percentile(&to_finish, 0.5),
+        finish_p99_ms: percentile(&to_finish, 0.99),
+    })
+}

@@ -1,0 +1,115 @@
+//! Waiting for an execution to finish (`responseMode: lastNode`), pluggable per host:
+//! the local server listens to its in-process event broadcast, a Lambda polls the store.
+
+use crate::EngineResult;
+use crate::engine::Engine;
+use crate::model::Execution;
+use crate::ports::BroadcastEvents;
+use async_trait::async_trait;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+
+#[async_trait]
+pub trait ExecutionWaiter: Send + Sync + 'static {
+    /// The execution once terminal, or as it stands when `timeout` ran out (None: gone).
+    async fn wait_terminal(
+        &self,
+        engine: &Engine,
+        org: &str,
+        execution_id: &str,
+        timeout: Duration,
+    ) -> EngineResult<Option<Execution>>;
+}
+
+/// Waits on the in-process event broadcast (the engine publishes every terminal status).
+#[derive(Debug, Clone)]
+pub struct BroadcastWaiter {
+    events: BroadcastEvents,
+}
+
+impl BroadcastWaiter {
+    /// `events` must be the sink the engine publishes to.
+    pub fn new(events: BroadcastEvents) -> Self {
+        Self { events }
+    }
+}
+
+#[async_trait]
+impl ExecutionWaiter for BroadcastWaiter {
+    async fn wait_terminal(
+        &self,
+        engine: &Engine,
+        org: &str,
+        execution_id: &str,
+        timeout: Duration,
+    ) -> EngineResult<Option<Execution>> {
+        // Subscribe before reading, so an event between the read and the wait is not missed.
+        let mut rx = self.events.subscribe();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let current = engine.store().get_execution(org, execution_id).await?;
+            match &current {
+                Some(e) if !e.status.is_terminal() => {}
+                _ => return Ok(current),
+            }
+            // Wait for this execution's terminal event (or a lag: then re-read).
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Err(_) => return Ok(engine.store().get_execution(org, execution_id).await?),
+                    Ok(Ok(ev)) if ev.execution_id == execution_id && ev.status.is_terminal() => {
+                        break;
+                    }
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(RecvError::Lagged(_))) => break,
+                    Ok(Err(RecvError::Closed)) => {
+                        return PollingWaiter::default()
+                            .wait_terminal(
+                                engine,
+                                org,
+                                execution_id,
+                                deadline.saturating_duration_since(Instant::now()),
+                            )
+                            .await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Polls the store (Lambda: the worker runs in another function).
+#[derive(Debug, Clone)]
+pub struct PollingWaiter {
+    pub interval: Duration,
+}
+
+impl Default for PollingWaiter {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_millis(100),
+        }
+    }
+}
+
+#[async_trait]
+impl ExecutionWaiter for PollingWaiter {
+    async fn wait_terminal(
+        &self,
+        engine: &Engine,
+        org: &str,
+        execution_id: &str,
+        timeout: Duration,
+    ) -> EngineResult<Option<Execution>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let current = engine.store().get_execution(org, execution_id).await?;
+            match &current {
+                Some(e) if !e.status.is_terminal() && Instant::now() < deadline => {
+                    tokio::time::sleep_until((Instant::now() + self.interval).min(deadline)).await;
+                }
+                _ => return Ok(current),
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! `/workflows`: CRUD.
+
+use super::extract::{ApiBytes, ApiPath, ApiQuery, parse_json};
+use super::{ApiResult, AppState, ListResponse, PageQuery};
+use crate::engine::Principal;
+use crate::model::{Workflow, WorkflowDefinition, WorkflowStatus};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::Value;
+
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<ListResponse<Workflow>>> {
+    let limit = q.limit()?;
+    let page = state
+        .engine
+        .list_workflows(&who, limit, q.cursor.as_deref())
+        .await?;
+    Ok(Json(ListResponse::new(page, limit)))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiBytes(body): ApiBytes,
+) -> ApiResult<(StatusCode, Json<Workflow>)> {
+    let def: WorkflowDefinition = parse_json(&body)?;
+    let wf = state.engine.create_workflow(&who, def).await?;
+    Ok((StatusCode::CREATED, Json(wf)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Workflow>> {
+    Ok(Json(state.engine.get_workflow(&who, &id).await?))
+}
+
+/// Full replace; a body without a `status` field keeps the current status.
+pub async fn update(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiBytes(body): ApiBytes,
+) -> ApiResult<Json<Workflow>> {
+    let def: WorkflowDefinition = parse_json(&body)?;
+    let raw: Value = parse_json(&body)?;
+    let status: Option<WorkflowStatus> = raw.get("status").map(|_| def.status);
+    Ok(Json(
+        state
+            .engine
+            .replace_workflow(&who, &id, def, status)
+            .await?,
+    ))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    state.engine.delete_workflow(&who, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
