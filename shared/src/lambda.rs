@@ -16,11 +16,15 @@ use crate::http::{AppState, Authenticator, AuthorizerClaims, PollingWaiter, Rout
 use crate::ports::SystemClock;
 use crate::secrets::SecretBox;
 use axum::Router;
+use axum::http::HeaderValue;
+use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use axum::response::Response;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use serde_json::{Map, Value};
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
@@ -41,30 +45,43 @@ pub enum LambdaInitError {
 }
 
 /// JSON log lines on stdout (one object per event, span fields included), the format Lambda
-/// stores as is with `LoggingConfig: {LogFormat: JSON}`. The level comes from `RUST_LOG`,
-/// else Lambda's `AWS_LAMBDA_LOG_LEVEL` (set by the function's `ApplicationLogLevel`), else
-/// `info`. A second call does nothing.
+/// stores as is with `LoggingConfig: {LogFormat: JSON}`. The filter comes from `RUST_LOG`
+/// (`level` and `target=level` directives, e.g. `info,weconnect_engine=debug`), else from
+/// Lambda's `AWS_LAMBDA_LOG_LEVEL` (the function's `ApplicationLogLevel`), else `info`.
+/// (A `Targets` filter rather than `EnvFilter`: no regex engine in the binaries.)
+/// A second call does nothing.
 pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-            .ok()
-            .map(|l| match l.trim().to_ascii_lowercase().as_str() {
-                "fatal" => "error".to_string(),
-                other => other.to_string(),
-            })
-            .filter(|l| ["trace", "debug", "info", "warn", "error"].contains(&l.as_str()))
-            .unwrap_or_else(|| "info".to_string());
-        EnvFilter::new(level)
-    });
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|text| text.parse::<Targets>().ok())
+        .unwrap_or_else(|| {
+            let level = match std::env::var("AWS_LAMBDA_LOG_LEVEL")
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "trace" => LevelFilter::TRACE,
+                "debug" => LevelFilter::DEBUG,
+                "warn" => LevelFilter::WARN,
+                "error" | "fatal" => LevelFilter::ERROR,
+                _ => LevelFilter::INFO,
+            };
+            Targets::new().with_default(level)
+        });
+    let json = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(true)
-        .with_ansi(false)
-        .with_env_filter(filter)
+        .with_ansi(false);
+    let _ = tracing_subscriber::registry()
+        .with(json)
+        .with(filter)
         .try_init();
 }
 
@@ -156,8 +173,146 @@ impl HttpFunction {
     pub async fn run(self) -> Result<(), lambda_http::Error> {
         lambda_http::run(lambda_http::service_fn(move |req: Request| {
             let function = self.clone();
-            async move { function.handle(req).await }
+            async move {
+                let response = function.handle(req).await?;
+                Ok::<_, Infallible>(LambdaHttpResponse(lambda_response(response).await))
+            }
         }))
         .await
+    }
+}
+
+/// A response already in Lambda's body encoding, handed to `lambda_http` as it is.
+///
+/// `lambda_http` would otherwise convert the body itself, by content type and charset, with
+/// a full text-encoding library (`encoding_rs`, ~160 KiB of tables) that a UTF-8 JSON API never
+/// needs: [`lambda_response`] does the conversion for what the router answers.
+pub struct LambdaHttpResponse(pub lambda_http::Response<lambda_http::Body>);
+
+impl lambda_http::IntoResponse for LambdaHttpResponse {
+    fn into_response(
+        self,
+    ) -> Pin<Box<dyn Future<Output = lambda_http::Response<lambda_http::Body>> + Send>> {
+        Box::pin(std::future::ready(self.0))
+    }
+}
+
+/// The router's response with its body as Lambda returns it: text for textual content types
+/// in UTF-8 (JSON, `text/*`, XML, YAML) and for responses without a content type, else binary
+/// (base64 on the wire). Compressed bodies (`Content-Encoding`) are binary.
+pub async fn lambda_response(response: Response) -> lambda_http::Response<lambda_http::Body> {
+    let (parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::error!(error = %e, "the response body could not be read");
+            let status = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+            let body = crate::http::error::body(
+                status,
+                "Internal server error",
+                Value::Object(Map::new()),
+            );
+            return lambda_http::Response::builder()
+                .status(status)
+                .header(CONTENT_TYPE, "application/json")
+                .body(lambda_http::Body::Text(body.to_string()))
+                .unwrap_or_default();
+        }
+    };
+    let textual = !parts.headers.contains_key(CONTENT_ENCODING)
+        && is_textual(parts.headers.get(CONTENT_TYPE));
+    let body = if bytes.is_empty() {
+        lambda_http::Body::Empty
+    } else if textual {
+        match String::from_utf8(bytes.to_vec()) {
+            Ok(text) => lambda_http::Body::Text(text),
+            Err(e) => lambda_http::Body::Binary(e.into_bytes()),
+        }
+    } else {
+        lambda_http::Body::Binary(bytes.to_vec())
+    };
+    lambda_http::Response::from_parts(parts, body)
+}
+
+fn is_textual(content_type: Option<&HeaderValue>) -> bool {
+    let Some(value) = content_type else {
+        return true;
+    };
+    let Ok(text) = value.to_str() else {
+        return false;
+    };
+    let mut params = text.split(';');
+    let mime = params
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let utf8 = params.all(|p| match p.trim().split_once('=') {
+        Some((name, charset)) if name.trim().eq_ignore_ascii_case("charset") => {
+            let charset = charset.trim().trim_matches('"');
+            charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("us-ascii")
+        }
+        _ => true,
+    });
+    utf8 && (mime.starts_with("text/")
+        || [
+            "application/json",
+            "application/xml",
+            "application/javascript",
+            "application/yaml",
+        ]
+        .contains(&mime.as_str())
+        || [".json", "+json", "+xml", "+yaml"]
+            .iter()
+            .any(|suffix| mime.ends_with(suffix)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn textual_content_types() {
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert!(is_textual(None));
+        for t in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "text/plain; charset=UTF-8",
+            "application/problem+json",
+            "text/html",
+        ] {
+            assert!(is_textual(Some(&v(t))), "{t}");
+        }
+        for t in [
+            "application/octet-stream",
+            "image/png",
+            "text/plain; charset=iso-8859-1",
+        ] {
+            assert!(!is_textual(Some(&v(t))), "{t}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_become_text_or_binary() {
+        let json =
+            axum::response::IntoResponse::into_response(axum::Json(serde_json::json!({"a": "é"})));
+        let out = lambda_response(json).await;
+        assert_eq!(out.body(), &lambda_http::Body::Text("{\"a\":\"é\"}".into()));
+        let bytes = Response::builder()
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(axum::body::Body::from(vec![0u8, 159, 146, 150]))
+            .unwrap();
+        assert_eq!(
+            lambda_response(bytes).await.body(),
+            &lambda_http::Body::Binary(vec![0u8, 159, 146, 150])
+        );
+        let empty = Response::builder()
+            .status(204)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let out = lambda_response(empty).await;
+        assert_eq!(out.status(), 204);
+        assert_eq!(out.body(), &lambda_http::Body::Empty);
     }
 }
