@@ -180,19 +180,18 @@ impl Engine {
             self.advance(&mut ctx, id, finished, false, &mut step)
                 .await?;
         }
-        self.flush_logs(&mut ctx).await;
-
         let mut jobs = step.enqueue;
         if !copied_ids.contains(&exec.start_node_id) {
             jobs.push(self.job_for(&exec, &exec.start_node_id));
         }
         if jobs.is_empty() {
             // Everything was carried over: nothing left to run.
-            self.try_finalize(&org, &exec.id).await?;
+            self.try_finalize(&mut ctx).await?;
         } else if let Err(e) = self.send_now(&mut jobs).await {
             self.fail_to_queue(&exec, &e.to_string()).await;
             return Err(e.into());
         }
+        self.flush_logs(&mut ctx).await;
         let exec = self
             .store()
             .get_execution(&org, &exec.id)
@@ -223,6 +222,7 @@ impl Engine {
             .finish_execution(
                 &failed,
                 &[ExecutionStatus::Pending, ExecutionStatus::Running],
+                Vec::new(),
             )
             .await
         {
