@@ -119,6 +119,11 @@ async fn health_is_public_everything_else_needs_a_token() {
         .send(a.request(reqwest::Method::PATCH, "/workflows"))
         .await;
     r.error(405);
+    // Nothing a client sends panics the server: bad percent-encoding, deep JSON.
+    a.get("/executions/%FF%FE").await.error(400);
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    a.post_raw("/executions", deep).await.error(400);
+    assert_eq!(anon.get("/health").await.status, 200);
     t.stop().await;
 }
 
