@@ -12,7 +12,7 @@ pub struct Backend {
     pub name: &'static str,
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn JobQueue>,
-    pub events: Arc<BroadcastEvents>,
+    pub events: Arc<dyn EventSink>,
     /// Keeps temp dirs and servers alive for the backend's lifetime.
     pub _guard: Box<dyn Any + Send + Sync>,
 }
@@ -31,6 +31,18 @@ impl Backend {
         }
     }
 
+    /// DynamoDB + SQS + EventBridge on moto, fresh resources for this backend.
+    pub async fn moto() -> Backend {
+        let env = crate::moto::aws_env().await;
+        Backend {
+            name: "dynamo",
+            store: env.adapters.store.clone(),
+            queue: env.adapters.queue.clone(),
+            events: env.adapters.events.clone(),
+            _guard: Box::new(env),
+        }
+    }
+
     /// An engine on this backend. Tests call a loopback sink, so private addresses are allowed.
     pub fn engine(&self, config: EngineConfig) -> Engine {
         self.engine_with_queue(config, self.queue.clone())
@@ -41,7 +53,7 @@ impl Backend {
         let ports = Ports {
             store: self.store.clone(),
             queue,
-            events: self.events.clone() as Arc<dyn EventSink>,
+            events: self.events.clone(),
             schedules: Arc::new(NoScheduleSync),
             clock: Arc::new(SystemClock) as Arc<dyn Clock>,
         };

@@ -1,7 +1,8 @@
 //! Shared support of the test suites: backends, the scenario harness, a local HTTP sink,
-//! and the real local server started in-process.
+//! moto, and the real local server started in-process.
 
 pub mod backend;
 pub mod harness;
+pub mod moto;
 pub mod server;
 pub mod sink;

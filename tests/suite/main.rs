@@ -2,6 +2,8 @@
 //! of the API and the AWS adapters.
 
 mod api;
+mod aws;
 mod scenarios;
 
 backend_scenarios!(sqlite, Backend::sqlite());
+backend_scenarios!(dynamo, Backend::moto());

@@ -64,7 +64,8 @@ pub async fn linear_chain(backend: Backend) {
     for (step, node) in ["start", "s1", "s2", "s3", "s4", "s5", "call"].iter().enumerate() {
         let of_node: Vec<_> = logs.iter().filter(|l| l.node_id.as_deref() == Some(*node)).collect();
         assert!(of_node.len() >= 2, "logs of {node}: {of_node:?}");
-        assert!(of_node.iter().all(|l| l.execution_step == step as u32 + 1 && l.node_name.as_deref() == Some(*node)));
+        let name = wf.node(node).map(|n| n.name.clone());
+        assert!(of_node.iter().all(|l| l.execution_step == step as u32 + 1 && l.node_name == name), "{of_node:?}");
     }
     h.stop_workers().await;
 }
@@ -494,10 +495,11 @@ pub async fn output_over_the_limit_fails_the_node(backend: Backend) {
     let mut h = Harness::new(backend).await;
     h.start_workers(1);
     let wf = h
-        .workflow(json!({"name": "big", "nodes": [trigger(), set("big", json!({"blob": "{{ json.text }}"}))],
+        .workflow(json!({"name": "big", "nodes": [trigger(), set("big", json!({"a": "{{ json.text }}", "b": "{{ json.text }}"}))],
                          "connections": [conn("start", "big")]}))
         .await;
-    let text = "x".repeat(300 * 1024);
+    // The input fits; the node's output (twice the input) does not.
+    let text = "x".repeat(200 * 1024);
     let d = h.wait_terminal(&h.start(&wf, json!({"text": text})).await.id, LONG).await;
     assert_eq!(d.execution.status, ExecutionStatus::Failed);
     assert_eq!(d.execution.error_details.clone().unwrap_or_default()["errorKind"], json!("outputTooLarge"));

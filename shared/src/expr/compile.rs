@@ -11,7 +11,7 @@ use super::sandbox::{self, MAX_CONST};
 use minijinja::machinery::{self, CodeGenerator, Instruction, Instructions, WhitespaceConfig, ast};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Value, ValueKind};
-use minijinja::{AutoEscape, Error};
+use minijinja::{AutoEscape, Error, ErrorKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The variables an expression can see.
@@ -21,10 +21,30 @@ pub const CONTEXT_VARIABLES: &[&str] =
 /// `PushLoop` flag of a `recursive` loop (minijinja's `LOOP_FLAG_RECURSIVE`).
 const LOOP_FLAG_RECURSIVE: u8 = 2;
 
-/// A parsed string: a single typed expression or a text template.
-pub enum Parsed<'s> {
-    Expr(ast::Expr<'s>),
-    Template(ast::Stmt<'s>),
+/// A parsed string (always parsed as a template).
+pub struct Parsed<'s>(ast::Stmt<'s>);
+
+impl<'s> Parsed<'s> {
+    pub fn stmt(&self) -> &ast::Stmt<'s> {
+        &self.0
+    }
+
+    /// The expression when the string is exactly one `{{ expr }}` with nothing but
+    /// whitespace around it (such a string yields the expression's typed value).
+    pub fn single_expr(&self) -> Option<&ast::Expr<'s>> {
+        let ast::Stmt::Template(t) = &self.0 else {
+            return None;
+        };
+        let mut found = None;
+        for child in &t.children {
+            match child {
+                ast::Stmt::EmitExpr(e) if found.is_none() => found = Some(&e.expr),
+                ast::Stmt::EmitRaw(r) if r.raw.trim().is_empty() => {}
+                _ => return None,
+            }
+        }
+        found
+    }
 }
 
 /// Why a string was refused before running.
@@ -51,27 +71,21 @@ fn syntax_message(e: &Error, source: &str) -> String {
         msg.push_str(": ");
         msg.push_str(detail);
     }
-    if source.contains('\n') {
-        if let Some(line) = e.line() {
-            msg.push_str(&format!(" (line {line})"));
-        }
+    if source.contains('\n')
+        && let Some(line) = e.line()
+    {
+        msg.push_str(&format!(" (line {line})"));
     }
     msg
 }
 
-pub fn parse_expr(source: &str) -> Result<Parsed<'_>, Rejected> {
-    machinery::parse_expr(source)
-        .map(Parsed::Expr)
-        .map_err(|e| Rejected::Syntax(syntax_message(&e, source)))
-}
-
-pub fn parse_template(source: &str) -> Result<Parsed<'_>, Rejected> {
+pub fn parse(source: &str) -> Result<Parsed<'_>, Rejected> {
     let ws = WhitespaceConfig {
         keep_trailing_newline: true,
         ..WhitespaceConfig::default()
     };
-    machinery::parse(source, "<template>", SyntaxConfig::default(), ws)
-        .map(Parsed::Template)
+    machinery::parse(source, "<template>", SyntaxConfig, ws)
+        .map(Parsed)
         .map_err(|e| Rejected::Syntax(syntax_message(&e, source)))
 }
 
@@ -86,11 +100,7 @@ pub fn check<'s>(parsed: &Parsed<'s>) -> Result<Info<'s>, Rejected> {
         vars: Vec::new(),
         calls: Vec::new(),
     };
-    let r = match parsed {
-        Parsed::Expr(e) => w.expr(e).map(|_| ()),
-        Parsed::Template(s) => w.stmt(s),
-    };
-    r.map_err(Rejected::Policy)?;
+    w.stmt(parsed.stmt()).map_err(Rejected::Policy)?;
     w.info.bound.insert("loop");
     for name in &w.vars {
         if let Some(root) = CONTEXT_VARIABLES.iter().find(|v| **v == *name) {
@@ -321,6 +331,20 @@ impl<'s> Walker<'s> {
 
     fn call(&mut self, c: &ast::Call<'s>) -> Result<Option<Const>, String> {
         match &c.expr {
+            ast::Expr::GetAttr(m) => {
+                // The only methods values have here are the loop's; `loop.changed(x)` would
+                // compare whole values on every iteration without being charged.
+                if m.name != "cycle" {
+                    return Err(format!(
+                        "method calls are not supported (`.{}(…)`); only `loop.cycle(…)` is",
+                        m.name
+                    ));
+                }
+                if c.args.is_empty() {
+                    return Err("`loop.cycle()` needs at least one value".into());
+                }
+                self.expr(&m.expr)?;
+            }
             ast::Expr::Var(v) => {
                 self.name(v.id)?;
                 if v.id == "loop" {
@@ -466,13 +490,13 @@ impl<'s> Walker<'s> {
                 })
             }
         };
-        if let Some(c) = folded {
-            if c.size > MAX_CONST {
-                return Err(format!(
-                    "constant expression too large (about {} bytes, limit {MAX_CONST})",
-                    c.size
-                ));
-            }
+        if let Some(c) = folded
+            && c.size > MAX_CONST
+        {
+            return Err(format!(
+                "constant expression too large (about {} bytes, limit {MAX_CONST})",
+                c.size
+            ));
         }
         Ok(folded)
     }
@@ -483,15 +507,15 @@ impl<'s> Walker<'s> {
 
 /// Compiles a checked string into guarded bytecode.
 pub fn compile<'s>(parsed: &Parsed<'s>, source: &'s str) -> Result<Instructions<'s>, Rejected> {
-    let (name, instructions) = match parsed {
-        Parsed::Expr(e) => {
+    let (name, instructions) = match parsed.single_expr() {
+        Some(e) => {
             let mut g = CodeGenerator::new("<expression>", source);
             g.compile_expr(e);
             ("<expression>", g.finish().0)
         }
-        Parsed::Template(s) => {
+        None => {
             let mut g = CodeGenerator::new("<template>", source);
-            g.compile_stmt(s);
+            g.compile_stmt(parsed.stmt());
             ("<template>", g.finish().0)
         }
     };
@@ -517,11 +541,10 @@ fn plan(instr: &Instruction<'_>) -> Result<Plan, String> {
         I::Lookup(_)
         | I::GetAttr(_)
         | I::SetAttr(_)
-        | I::GetItem
         | I::LoadConst(_)
         | I::BuildKwargs(_)
+        | I::BuildList(_)
         | I::MergeKwargs(_)
-        | I::UnpackList(_)
         | I::Sub
         | I::Div
         | I::IntDiv
@@ -555,7 +578,9 @@ fn plan(instr: &Instruction<'_>) -> Result<Plan, String> {
             Plan::Before(sandbox::G_CMP, 2)
         }
         I::Slice => Plan::Before(sandbox::G_SLICE, 4),
-        I::BuildList(_) | I::BuildMap(_) => Plan::Keep,
+        I::GetItem => Plan::Before(sandbox::G_ITEM, 2),
+        I::BuildMap(n) => Plan::Before(sandbox::G_MAP, n * 2),
+        I::UnpackList(_) => Plan::Before(sandbox::G_UNPACK, 1),
         I::Emit => Plan::Emit,
         I::EmitRaw(_) => Plan::EmitRaw,
         _ => return Err("this construct is not supported in expressions".into()),
@@ -654,34 +679,40 @@ fn rewrite<'s>(
 // ---------------------------------------------------------------------------------------------
 // Running
 
-/// Runs a compiled template; returns the rendered text.
-pub fn run_template(instructions: &Instructions<'_>, root: Value) -> Result<String, Error> {
-    let env = sandbox::env();
-    let mut text = String::new();
-    {
-        let mut out = machinery::make_string_output(&mut text);
-        machinery::Vm::new(env).eval(
-            instructions,
-            root,
-            &BTreeMap::new(),
-            &mut out,
-            AutoEscape::None,
-        )?;
-    }
-    Ok(text)
+/// What running guarded bytecode produced.
+pub struct Ran {
+    pub value: Option<Value>,
+    pub text: String,
+    /// VM instructions executed.
+    pub fuel: u64,
 }
 
-/// Runs a compiled expression; returns its value.
-pub fn run_expr(instructions: &Instructions<'_>, root: Value) -> Result<Value, Error> {
+/// Runs guarded bytecode.
+///
+/// minijinja is not supposed to panic, but 2.24 does on a few inputs (the known ones are
+/// guarded in `sandbox.rs`); a panic becomes an error here rather than taking the worker down.
+pub fn run(instructions: &Instructions<'_>, root: Value) -> Result<Ran, Error> {
     let env = sandbox::env();
-    let mut sink = String::new();
-    let mut out = machinery::make_string_output(&mut sink);
-    let (value, _state) = machinery::Vm::new(env).eval(
-        instructions,
-        root,
-        &BTreeMap::new(),
-        &mut out,
-        AutoEscape::None,
-    )?;
-    Ok(value.unwrap_or(Value::UNDEFINED))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut text = String::new();
+        let blocks = BTreeMap::new();
+        let (value, fuel) = {
+            let mut out = machinery::make_string_output(&mut text);
+            let (value, state) = machinery::Vm::new(env).eval(
+                instructions,
+                root,
+                &blocks,
+                &mut out,
+                AutoEscape::None,
+            )?;
+            (value, state.fuel_levels().map_or(0, |(used, _)| used))
+        };
+        Ok(Ran { value, text, fuel })
+    }))
+    .unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "internal error in the expression engine",
+        ))
+    })
 }

@@ -1,9 +1,11 @@
 //! Expressions: `{{ … }}` in string parameters, evaluated by minijinja in a sandbox
 //! (spec §2, "Expressions").
 //!
-//! - A string without `{{` or `{%` is returned unchanged without touching minijinja.
+//! - A string without `{{` or `{%` is returned unchanged without touching minijinja (this runs
+//!   for every parameter of every node run).
 //! - A string that is exactly one `{{ expr }}` (surrounding whitespace allowed) yields the
-//!   expression's typed value (number, bool, object, array, null).
+//!   expression's typed value (number, bool, object, array, null); an infinite or NaN number is
+//!   an error.
 //! - Any other string is rendered as a text template.
 //! - Context: `json`, `nodes` (`nodes.<id>.output`), `trigger`, `execution`, `workflow`, `now`.
 //! - Undefined values are errors that name the missing path as written.
@@ -20,7 +22,7 @@ mod tests;
 pub use compile::CONTEXT_VARIABLES;
 pub use sandbox::{FUEL, MAX_OUTPUT, MAX_STRING, MAX_VALUE, WORK_BUDGET};
 
-use compile::{Info, Parsed, Rejected};
+use compile::{Info, Rejected};
 use convert::ConvertError;
 use serde_json::Value;
 
@@ -52,20 +54,6 @@ pub fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
 }
 
-/// The inner expression when `text` is exactly one `{{ expr }}` (surrounding whitespace
-/// allowed, whitespace-control dashes accepted).
-fn single_expression(text: &str) -> Option<&str> {
-    let t = text.trim();
-    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
-    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#")
-    {
-        return None;
-    }
-    let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
-    let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner);
-    Some(inner)
-}
-
 /// The string as shown in messages (shortened).
 fn shown(text: &str) -> String {
     const MAX: usize = 120;
@@ -75,13 +63,6 @@ fn shown(text: &str) -> String {
         let mut s: String = text.chars().take(MAX - 1).collect();
         s.push('…');
         s
-    }
-}
-
-fn parse(text: &str) -> Result<(Parsed<'_>, &str), Rejected> {
-    match single_expression(text) {
-        Some(inner) => Ok((compile::parse_expr(inner)?, inner)),
-        None => Ok((compile::parse_template(text)?, text)),
     }
 }
 
@@ -104,7 +85,7 @@ pub fn check_template(text: &str) -> Result<(), ExprError> {
     if !is_template(text) {
         return Ok(());
     }
-    let (parsed, _) = parse(text).map_err(|r| rejected(text, r))?;
+    let parsed = compile::parse(text).map_err(|r| rejected(text, r))?;
     compile::check(&parsed).map_err(|r| rejected(text, r))?;
     Ok(())
 }
@@ -186,6 +167,8 @@ fn resolve_in<'a>(
 struct Roots<'c> {
     ctx: &'c ExprContext,
     cache: [Option<minijinja::Value>; 6],
+    /// Work and fuel shared by every string of one `resolve` call.
+    budget: std::sync::Arc<sandbox::Budget>,
 }
 
 impl<'c> Roots<'c> {
@@ -193,6 +176,7 @@ impl<'c> Roots<'c> {
         Roots {
             ctx,
             cache: Default::default(),
+            budget: sandbox::Budget::new(),
         }
     }
 
@@ -213,7 +197,11 @@ impl<'c> Roots<'c> {
     }
 
     fn root(&mut self, info: &Info<'_>) -> minijinja::Value {
-        let mut vars = Vec::with_capacity(info.roots.len());
+        let mut vars = Vec::with_capacity(info.roots.len() + 1);
+        vars.push((
+            sandbox::BUDGET_VAR,
+            minijinja::Value::from_dyn_object(self.budget.clone()),
+        ));
         for (i, name) in CONTEXT_VARIABLES.iter().enumerate() {
             if info.roots.contains(name) {
                 vars.push((*name, self.get(i)));
@@ -224,20 +212,22 @@ impl<'c> Roots<'c> {
 }
 
 fn eval_string(text: &str, roots: &mut Roots<'_>) -> Result<Value, ExprError> {
-    let (parsed, source) = parse(text).map_err(|r| rejected(text, r))?;
+    let parsed = compile::parse(text).map_err(|r| rejected(text, r))?;
     let info = compile::check(&parsed).map_err(|r| rejected(text, r))?;
-    let program = compile::compile(&parsed, source).map_err(|r| rejected(text, r))?;
+    let program = compile::compile(&parsed, text).map_err(|r| rejected(text, r))?;
     let root = roots.root(&info);
     let failed =
         |reason: String| ExprError(format!("expression \"{}\" failed: {reason}", shown(text)));
     let missing = |near: Option<std::ops::Range<usize>>| {
-        paths::missing_path(&parsed, source, &root, &info.bound, near)
+        paths::missing_path(&parsed, text, &root, &info.bound, near)
             .map(|p| format!("{p} is undefined"))
     };
-    match &parsed {
-        Parsed::Expr(_) => {
-            let v = compile::run_expr(&program, root.clone())
-                .map_err(|e| failed(describe(&e, || missing(e.range()))))?;
+    let ran = compile::run(&program, root.clone())
+        .map_err(|e| failed(describe(&e, text, || missing(e.range()))))?;
+    roots.budget.spend_fuel(ran.fuel).map_err(failed)?;
+    match parsed.single_expr() {
+        Some(_) => {
+            let v = ran.value.unwrap_or(minijinja::Value::UNDEFINED);
             convert::to_json(&v).map_err(|e| {
                 failed(match e {
                     ConvertError::Undefined => {
@@ -254,14 +244,12 @@ fn eval_string(text: &str, roots: &mut Roots<'_>) -> Result<Value, ExprError> {
                 })
             })
         }
-        Parsed::Template(_) => compile::run_template(&program, root.clone())
-            .map(Value::String)
-            .map_err(|e| failed(describe(&e, || missing(e.range())))),
+        None => Ok(Value::String(ran.text)),
     }
 }
 
 /// The reason an evaluation failed, for people.
-fn describe(e: &minijinja::Error, missing: impl FnOnce() -> Option<String>) -> String {
+fn describe(e: &minijinja::Error, text: &str, missing: impl FnOnce() -> Option<String>) -> String {
     use minijinja::ErrorKind as K;
     let detail = e.detail().unwrap_or_default();
     match e.kind() {
@@ -277,16 +265,21 @@ fn describe(e: &minijinja::Error, missing: impl FnOnce() -> Option<String>) -> S
         {
             detail.to_string()
         }
-        _ if detail.contains("undefined") => missing().unwrap_or_else(|| plain(e)),
-        _ => plain(e),
+        _ if detail.contains("undefined") => missing().unwrap_or_else(|| plain(e, text)),
+        _ => plain(e, text),
     }
 }
 
-fn plain(e: &minijinja::Error) -> String {
+fn plain(e: &minijinja::Error, text: &str) -> String {
     let mut s = e.kind().to_string();
     if let Some(d) = e.detail() {
         s.push_str(": ");
         s.push_str(d);
+    }
+    if text.contains('\n')
+        && let Some(line) = e.line()
+    {
+        s.push_str(&format!(" (line {line})"));
     }
     s
 }

@@ -186,10 +186,7 @@ pub fn missing_path(
     near: Option<Range<usize>>,
 ) -> Option<String> {
     let mut c = Collector::default();
-    match parsed {
-        Parsed::Expr(e) => c.expr(e),
-        Parsed::Template(s) => c.stmt(s),
-    }
+    c.stmt(parsed.stmt());
     let mut paths: Vec<&Path<'_>> = c.paths.iter().filter(|p| !bound.contains(p.root)).collect();
     if let Some(near) = &near {
         // Stable: the ones near the error first, otherwise in source order.

@@ -7,7 +7,8 @@
 //! comparing two large values inside a long loop). So:
 //! - the compiled bytecode is rewritten (see `compile.rs`) so that every string/sequence
 //!   operation, comparison, slice and every emitted chunk first calls a guard function defined
-//!   here; the guard charges a per-evaluation **work budget** ([`WORK_BUDGET`]) and refuses
+//!   here; the guard charges a **work budget** ([`WORK_BUDGET`], shared with the fuel total
+//!   [`FUEL_PER_RESOLVE`] by all strings of one `resolve` call, i.e. one node) and refuses
 //!   strings above [`MAX_STRING`] bytes, lists above [`MAX_ITEMS`] items and output above
 //!   [`MAX_OUTPUT`] bytes;
 //! - every filter and test goes through a wrapper that charges for its arguments (by the
@@ -30,11 +31,14 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// VM instructions one evaluation may execute.
+/// VM instructions one string's evaluation may execute.
 pub const FUEL: u64 = 500_000;
+/// VM instructions all the strings resolved together (one node's parameters) may execute.
+pub const FUEL_PER_RESOLVE: u64 = 4 * FUEL;
 /// Nesting of loops/blocks at run time.
 pub const RECURSION_LIMIT: usize = 50;
-/// Work units (≈ bytes or items touched by guarded operations) one evaluation may spend.
+/// Work units (≈ bytes or items touched by guarded operations) all the strings resolved
+/// together (one node's parameters) may spend.
 pub const WORK_BUDGET: u64 = 50_000_000;
 /// Rendered text of one template (bytes).
 pub const MAX_OUTPUT: u64 = 1 << 20;
@@ -63,6 +67,9 @@ pub const G_MUL: &str = "__wc_mul";
 pub const G_CONCAT: &str = "__wc_concat";
 pub const G_CMP: &str = "__wc_cmp";
 pub const G_SLICE: &str = "__wc_slice";
+pub const G_ITEM: &str = "__wc_item";
+pub const G_MAP: &str = "__wc_map";
+pub const G_UNPACK: &str = "__wc_unpack";
 
 /// Functions a template may call.
 pub const FUNCTIONS: &[&str] = &["range", "dict"];
@@ -237,6 +244,9 @@ fn build_env() -> Environment<'static> {
     env.add_function(G_CONCAT, g_concat);
     env.add_function(G_CMP, g_cmp);
     env.add_function(G_SLICE, g_slice);
+    env.add_function(G_ITEM, g_item);
+    env.add_function(G_MAP, g_map);
+    env.add_function(G_UNPACK, g_unpack);
     env
 }
 
@@ -276,6 +286,8 @@ fn build_inner() -> Environment<'static> {
         format.call(state, &args)
     });
     env.add_filter("tojson", capped_tojson);
+    // minijinja's divides by the argument without checking it.
+    env.add_test("divisibleby", divisible_by);
     env.add_filter("pprint", capped_pprint);
     env
 }
@@ -318,29 +330,72 @@ fn output_too_large() -> Error {
 // ---------------------------------------------------------------------------------------------
 // Per-evaluation budget, kept in the evaluation's `State` temps (invisible to templates).
 
+/// The work budget shared by the strings resolved together; it travels in the root context
+/// under [`BUDGET_VAR`] (a reserved name templates cannot use).
 #[derive(Debug)]
-struct Budget {
+pub struct Budget {
     work_left: AtomicU64,
-    output_left: AtomicU64,
+    fuel_left: AtomicU64,
 }
 
 impl Object for Budget {}
 
-const BUDGET_TEMP: &str = "wc.budget";
+pub const BUDGET_VAR: &str = "__wc_budget";
+
+impl Budget {
+    pub fn new() -> Arc<Budget> {
+        Arc::new(Budget {
+            work_left: AtomicU64::new(WORK_BUDGET),
+            fuel_left: AtomicU64::new(FUEL_PER_RESOLVE),
+        })
+    }
+
+    /// Accounts for the VM instructions one evaluation executed.
+    pub fn spend_fuel(&self, used: u64) -> Result<(), String> {
+        let left = self.fuel_left.load(Ordering::Relaxed);
+        if used > left {
+            self.fuel_left.store(0, Ordering::Relaxed);
+            return Err(format!(
+                "too much work: the expressions of these parameters ran more than \
+                 {FUEL_PER_RESOLVE} steps in total"
+            ));
+        }
+        self.fuel_left.store(left - used, Ordering::Relaxed);
+        Ok(())
+    }
+}
 
 fn budget(state: &State) -> Arc<Budget> {
+    const TEMP: &str = "wc.budget";
     if let Some(b) = state
-        .get_temp(BUDGET_TEMP)
+        .lookup(BUDGET_VAR)
+        .or_else(|| state.get_temp(TEMP))
         .and_then(|v| v.downcast_object::<Budget>())
     {
         return b;
     }
-    let b = Arc::new(Budget {
-        work_left: AtomicU64::new(WORK_BUDGET),
-        output_left: AtomicU64::new(MAX_OUTPUT),
-    });
-    state.set_temp(BUDGET_TEMP, Value::from_dyn_object(b.clone()));
+    let b = Budget::new();
+    state.set_temp(TEMP, Value::from_dyn_object(b.clone()));
     b
+}
+
+/// Output left for the template being rendered (per string).
+#[derive(Debug)]
+struct OutputLeft(AtomicU64);
+
+impl Object for OutputLeft {}
+
+fn output_left(state: &State) -> Arc<OutputLeft> {
+    const TEMP: &str = "wc.output";
+    if let Some(o) = state
+        .get_temp(TEMP)
+        .and_then(|v| v.downcast_object::<OutputLeft>())
+    {
+        return o;
+    }
+    let o = Arc::new(OutputLeft(AtomicU64::new(MAX_OUTPUT)));
+    state.set_temp(TEMP, Value::from_dyn_object(o.clone()));
+    o
 }
 
 impl Budget {
@@ -440,10 +495,10 @@ fn shallow(v: &Value) -> u64 {
 
 /// Number of items of a sequence or iterable, counting at most `cap + 1` of them.
 fn count_items(v: &Value, cap: u64) -> u64 {
-    if matches!(v.kind(), ValueKind::Seq) {
-        if let Some(n) = v.as_object().and_then(|o| o.enumerator_len()) {
-            return n as u64;
-        }
+    if matches!(v.kind(), ValueKind::Seq)
+        && let Some(n) = v.as_object().and_then(|o| o.enumerator_len())
+    {
+        return n as u64;
     }
     match v.try_iter() {
         Ok(iter) => iter.take(cap.saturating_add(1) as usize).count() as u64,
@@ -522,22 +577,22 @@ fn reversed<const N: usize>(mut ops: [Value; N]) -> Value {
 }
 
 fn g_emit(state: &State, v: Value) -> Result<Value, Error> {
-    let b = budget(state);
-    let left = b.output_left.load(Ordering::Relaxed);
+    let out = output_left(state);
+    let left = out.0.load(Ordering::Relaxed);
     let n = display_len(&v, left).ok_or_else(output_too_large)?;
-    b.output_left.store(left - n, Ordering::Relaxed);
-    b.charge(n)?;
+    out.0.store(left - n, Ordering::Relaxed);
+    budget(state).charge(n)?;
     Ok(v)
 }
 
 fn g_raw(state: &State, n: u64) -> Result<(), Error> {
-    let b = budget(state);
-    let left = b.output_left.load(Ordering::Relaxed);
+    let out = output_left(state);
+    let left = out.0.load(Ordering::Relaxed);
     if n > left {
         return Err(output_too_large());
     }
-    b.output_left.store(left - n, Ordering::Relaxed);
-    b.charge(n)
+    out.0.store(left - n, Ordering::Relaxed);
+    budget(state).charge(n)
 }
 
 fn g_add(state: &State, list: Value) -> Result<Value, Error> {
@@ -615,6 +670,42 @@ fn g_cmp(state: &State, list: Value) -> Result<Value, Error> {
     Ok(reversed([a, c]))
 }
 
+/// `x[i]`: indexing a string walks its characters, indexing a lazy iterable walks its items.
+fn g_item(state: &State, list: Value) -> Result<Value, Error> {
+    let [v, key] = operands::<2>(&list)?;
+    let cost = match v.kind() {
+        ValueKind::String => shallow(&v),
+        ValueKind::Iterable => count_items(&v, MAX_ITEMS).saturating_mul(ITEM),
+        _ => ITEM,
+    };
+    budget(state).charge(cost)?;
+    Ok(reversed([v, key]))
+}
+
+/// `{k: v, …}`: keys are hashed (strings by their bytes).
+fn g_map(state: &State, list: Value) -> Result<Value, Error> {
+    let mut items: Vec<Value> = list.try_iter()?.collect();
+    let b = budget(state);
+    for key in items.iter().step_by(2) {
+        b.charge(shallow(key))?;
+    }
+    items.reverse();
+    Ok(Value::from(items))
+}
+
+/// `for a, b in …`: unpacking walks the item.
+fn g_unpack(state: &State, list: Value) -> Result<Value, Error> {
+    let [v] = operands::<1>(&list)?;
+    let cost = match v.kind() {
+        ValueKind::Seq | ValueKind::Iterable | ValueKind::Map => {
+            count_items(&v, MAX_ITEMS).saturating_mul(ITEM)
+        }
+        _ => ITEM,
+    };
+    budget(state).charge(cost)?;
+    Ok(reversed([v]))
+}
+
 fn g_slice(state: &State, list: Value) -> Result<Value, Error> {
     let [v, start, stop, step] = operands::<4>(&list)?;
     let b = budget(state);
@@ -623,7 +714,58 @@ fn g_slice(state: &State, list: Value) -> Result<Value, Error> {
         None => count_items(&v, MAX_ITEMS).saturating_mul(ITEM),
     };
     b.charge(n.max(1))?;
-    Ok(reversed([v, start, stop, step]))
+    Ok(reversed(safe_backward_slice([v, start, stop, step])))
+}
+
+/// minijinja 2.24 panics on some backward slices (`x[1:5:-1]`, `''[::-1]`, a step of
+/// `i64::MIN`); those select nothing (or the same as a step of `-i64::MAX`), so the operands
+/// are rewritten to an equivalent safe form.
+fn safe_backward_slice(ops: [Value; 4]) -> [Value; 4] {
+    let [v, start, stop, step] = ops;
+    let opt = |x: &Value| -> Option<Option<i64>> {
+        if x.is_none() {
+            Some(None)
+        } else {
+            i64::try_from(x.clone()).ok().map(Some)
+        }
+    };
+    let (Some(Some(step_n)), Some(start_n), Some(stop_n)) = (opt(&step), opt(&start), opt(&stop))
+    else {
+        return [v, start, stop, step]; // not a backward slice, or minijinja reports the error
+    };
+    if step_n >= 0 {
+        return [v, start, stop, step];
+    }
+    let end = match v.as_str() {
+        Some(s) => s.chars().count() as i64,
+        None => match v.kind() {
+            ValueKind::Bytes => v.as_bytes().map_or(0, |b| b.len()) as i64,
+            ValueKind::Seq | ValueKind::Iterable => count_items(&v, u64::MAX) as i64,
+            _ => return [v, start, stop, step],
+        },
+    };
+    // minijinja's normalisation (range_step_backwards).
+    let first = match start_n {
+        None => (end - 1).max(0),
+        Some(s) if s >= end => (end - 1).max(0),
+        Some(s) if s >= 0 => s,
+        Some(s) => (end + s).max(0),
+    };
+    let last = match stop_n {
+        None => 0,
+        Some(s) if s < 0 => (end + s).max(0),
+        Some(s) => s,
+    };
+    if end == 0 || (last != 0 && last > first) {
+        let zero = Value::from(0);
+        return [v, zero.clone(), zero, Value::from(1)];
+    }
+    let step = if step_n == i64::MIN {
+        Value::from(-i64::MAX)
+    } else {
+        step
+    };
+    [v, start, stop, step]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -844,12 +986,12 @@ fn precheck_join(args: &[Value]) -> Result<(), Error> {
 
 fn precheck_count(args: &[Value], name: &str) -> Result<(), Error> {
     let (pos, _) = split_kwargs(args);
-    if let Some(n) = pos.get(1).and_then(|c| c.as_i64()) {
-        if n as u64 > MAX_RANGE {
-            return Err(too_large(format!(
-                "{name} count {n} is above the limit of {MAX_RANGE}"
-            )));
-        }
+    if let Some(n) = pos.get(1).and_then(|c| c.as_i64())
+        && n > MAX_RANGE as i64
+    {
+        return Err(too_large(format!(
+            "{name} count {n} is above the limit of {MAX_RANGE}"
+        )));
     }
     Ok(())
 }
@@ -964,6 +1106,25 @@ impl io::Write for CappedIo {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+fn divisible_by(v: &Value, other: &Value) -> Result<bool, Error> {
+    let zero = || Error::new(ErrorKind::InvalidOperation, "divisibleby: division by zero");
+    if v.is_integer() && other.is_integer() {
+        let (Ok(a), Ok(b)) = (i128::try_from(v.clone()), i128::try_from(other.clone())) else {
+            return Ok(false);
+        };
+        return match a.checked_rem(b) {
+            Some(r) => Ok(r == 0),
+            None if b == 0 => Err(zero()),
+            None => Ok(true), // i128::MIN % -1
+        };
+    }
+    match (f64::try_from(v.clone()), f64::try_from(other.clone())) {
+        (Ok(_), Ok(0.0)) => Err(zero()),
+        (Ok(a), Ok(b)) => Ok(a % b == 0.0),
+        _ => Ok(false),
     }
 }
 

@@ -53,6 +53,13 @@ fn single_expression_yields_typed_values() {
         json!({"total": 150, "ok": true, "list": [1, "x"]})
     );
     assert_eq!(eval("{{ 'x' ~ json.name }}").unwrap(), json!("xAda"));
+    // Nested literals close with `}}` inside the expression.
+    assert_eq!(
+        eval("{{ {'a': {'b': json.items[0]}} }}").unwrap(),
+        json!({"a": {"b": 1}})
+    );
+    assert_eq!(eval("{{ '}}' }}").unwrap(), json!("}}"));
+    assert_eq!(eval("{{ json.name }}{# note #}").unwrap(), json!("Ada"));
 }
 
 #[test]
@@ -136,6 +143,15 @@ fn statements_render() {
     assert_eq!(
         eval("{% for i in json.items if i > 1 %}{{ i }}{% endfor %}").unwrap(),
         json!("23")
+    );
+    assert_eq!(
+        eval("{% for k, v in {'a': 1, 'b': json.name} | dictsort %}{{ k }}={{ v }};{% endfor %}")
+            .unwrap(),
+        json!("a=1;b=Ada;")
+    );
+    assert_eq!(
+        eval("{% for x in json.items %}{{ loop.cycle('odd', 'even') }} {% endfor %}").unwrap(),
+        json!("odd even odd ")
     );
 }
 
@@ -266,6 +282,11 @@ fn check_rejects_what_the_sandbox_does_not_support() {
         ("{{ debug() }}", "unknown function `debug`"),
         ("{{ __wc_emit(1) }}", "reserved"),
         ("{{ range(*json.items) }}", "splats"),
+        ("{{ json.name.upper() }}", "method calls are not supported"),
+        (
+            "{% for x in json.items %}{{ loop.changed(x) }}{% endfor %}",
+            "method calls",
+        ),
         ("{{ 'a' * 100000000 }}", "constant expression too large"),
     ] {
         let e = check_template(src).expect_err(src).0;
@@ -303,6 +324,13 @@ fn runaway_loop_fails_with_too_much_work() {
     );
     assert!(e.contains("too much work"), "{e}");
     let e = err("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}");
+    assert!(e.contains("too much work"), "{e}");
+    // The budget is shared by all the strings of one `resolve` call: many strings that each
+    // stay under the per-string limit still stop.
+    let busy = "{% for i in range(60000) %}{% endfor %}";
+    assert!(eval(busy).is_ok());
+    let params = json!(vec![busy; 50]);
+    let e = resolve(&params, &ctx()).unwrap_err().0;
     assert!(e.contains("too much work"), "{e}");
 }
 
@@ -400,6 +428,37 @@ fn comparisons_of_large_values_in_loops_are_bounded() {
     .unwrap_err()
     .0;
     assert!(e.contains("too much work"), "{e}");
+    // Indexing into a long string walks it: charged by its length.
+    let c = ExprContext {
+        json: json!({"s": "x".repeat(1_000_000)}),
+        ..ctx()
+    };
+    let e = resolve(
+        &json!("{% for i in range(2000) %}{{ json.s[999999] }}{% endfor %}"),
+        &c,
+    )
+    .unwrap_err()
+    .0;
+    assert!(e.contains("too much work"), "{e}");
+    // Hashing long map keys is charged too.
+    let e = resolve(
+        &json!("{% for i in range(100000) %}{% set m = {json.s: 1} %}{% endfor %}"),
+        &c,
+    )
+    .unwrap_err()
+    .0;
+    assert!(e.contains("too much work"), "{e}");
+}
+
+#[test]
+fn functions() {
+    assert_eq!(
+        eval("{{ dict(a=1, b=json.name) }}").unwrap(),
+        json!({"a": 1, "b": "Ada"})
+    );
+    assert_eq!(eval("{{ range(2, 5) }}").unwrap(), json!([2, 3, 4]));
+    let e = err("{{ range(0) | batch(0) }}");
+    assert!(e.contains("count cannot be 0"), "{e}");
 }
 
 #[test]
@@ -412,4 +471,290 @@ fn no_environment_or_file_access() {
     ] {
         assert!(eval(src).is_err(), "{src}");
     }
+}
+
+#[test]
+fn odd_inputs_never_panic() {
+    let cases = [
+        "{{ }}",
+        "{{ x",
+        "{% for %}",
+        "{{ 1 if }}",
+        "{{ [1,2,3][10] }}",
+        "{{ json.items[-100] }}",
+        "{{ 'a' * -1 }}",
+        "{{ range(-5) }}",
+        "{{ range(1, 10, 0) }}",
+        "{{ json.items | batch(-1) }}",
+        "{{ json.items | slice(0) }}",
+        "{{ 2 ** 200 }}",
+        "{{ 2 ** -1 }}",
+        "{{ 10 // 0 }}",
+        "{{ 10 % 0 }}",
+        "{{ -9223372036854775808 // -1 }}",
+        "{{ json.name | int }}",
+        "{{ '%s %s' | format(1) }}",
+        "{{ '%*s' | format(5, 'a') }}",
+        "{{ json | tojson(indent=true) }}",
+        "{{ json | tojson(indent=-1) }}",
+        "{{ none.x }}",
+        "{{ json.items.x }}",
+        "{{ range }}",
+        "{{ dict }}",
+        "{{ loop }}",
+        "{% set x = 1 %}{{ x() }}",
+        "{{ (1)(2) }}",
+        "{{ json[json] }}",
+        "{{ {[1]: 2} }}",
+        "{{ {json: 1} }}",
+        "{{ 'ß' * 1000 | upper | length }}",
+        "{{ json.items | join(json) }}",
+        "{{ json.items | map(attribute='x') | list }}",
+        "{{ json.items | selectattr('x', 'gt', 1) | list }}",
+        "{{ json.items | sort(attribute='x') }}",
+        "{{ json | items }}",
+        "{{ json | dictsort(by='value') }}",
+        "{{ json.items | groupby('x') }}",
+        "{{ 'abc' | replace('', '-') }}",
+        "{{ 'a\nb' | indent(first=true, blank=true) }}",
+        "{{ json.items | zip(json.tags) | list }}",
+        "{{ json.items | chain(json.tags) | list }}",
+        "{{ json.items | unique }}",
+        "{{ 1.5 | round(1000000) }}",
+        "{{ 1e308 * 10 }}",
+        "{{ json.items | sum(start=5) }}",
+        "{% with %}{% endwith %}",
+        "{% do range(3) %}",
+        "{% for i in range(3) %}{% break %}{% endfor %}",
+        "{{ json.items[1:2:0] }}",
+        "{{ 'abc'[::-1] }}",
+        "{{ json.items[::-2] }}",
+        "{{ 99999999999999999999999999999999999999999 }}",
+        "{{ json | pprint }}",
+        "{{ json | string | length }}",
+        "{{ json.name is startingwith(none) }}",
+        "{{ json.items is divisibleby(0) }}",
+        "{{ 3 is divisibleby(0) }}",
+        "{{ json.items | first(5) }}",
+        "{{ range(3) | reverse | list }}",
+        "{{ json.items | max(attribute='x') }}",
+        "{{ range(5)[json] }}",
+        "{{ true + 1 }}",
+        "{{ [1] * true }}",
+        "{{ 'a' * 1.5 }}",
+        "{{ json.items * -1 }}",
+        "{{ json.items * 9223372036854775807 }}",
+        "{{ json.items + none }}",
+        "{{ none ~ none }}",
+        "{{ json.nope ~ 'x' }}",
+        "{{ json.items[json.nope] }}",
+        "{{ json.nope[0] }}",
+        "{{ json.nope is defined }}",
+        "{% for a, b in json.items %}{% endfor %}",
+        "{% for a, b in [[1, 2], [3]] %}{% endfor %}",
+        "{% set a, b = [1, 2] %}{{ a + b }}",
+        "{{ loop.cycle(1) }}",
+        "{% for x in json.items %}{{ loop.cycle() }}{% endfor %}",
+        "{{ range(3) | map('upper') | list }}",
+        "{{ json.items | map('nosuch') | list }}",
+        "{{ json.items | select('nosuch') | list }}",
+        "{{ dict(json) }}",
+        "{{ dict(1) }}",
+        "{{ dict(a=1, **json) }}",
+        "{{ json.items | batch(3, fill_with=0) }}",
+        "{{ json.items | slice(2, 'x') }}",
+        "{{ '%(a)s' | format(a=1) }}",
+        "{{ '%c' | format(1114112) }}",
+        "{{ '%.3f' | format(json.name) }}",
+        "{{ 'x' | indent(-5) }}",
+        "{{- -}}",
+        "{%- if true -%} y {%- endif -%}",
+        "{# only a comment #}{{ 1 }}",
+        "{% raw %}{{ x }}{% endraw %}",
+        "{{ \"\\u{1F600}\" }}",
+        "{{ '\\x00' }}",
+        "{{ json.tags | join('\\n') }}",
+        "{{ 1 < 2 < 'a' }}",
+        "{{ json.name[0:1000000000] }}",
+        "{{ json.name[-1000000000:] }}",
+        "{{ range(100000)[::-1][0] }}",
+    ];
+    for src in cases {
+        let _ = eval(src);
+        let _ = check_template(src);
+    }
+}
+
+#[test]
+fn random_expressions_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let atoms = [
+        "0",
+        "-1",
+        "2",
+        "1.5",
+        "'ab'",
+        "''",
+        "none",
+        "true",
+        "json",
+        "json.items",
+        "json.name",
+        "json.tags",
+        "range(3)",
+        "[1, 'a']",
+        "{'k': 1}",
+        "json.nope",
+        "loop",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "0.0",
+    ];
+    let binops = [
+        "+", "-", "*", "/", "//", "%", "**", "~", "==", "<", ">=", "in", "and", "or", "not in",
+    ];
+    let filters = [
+        "abs",
+        "attr('k')",
+        "batch(2)",
+        "batch(0)",
+        "bool",
+        "capitalize",
+        "count",
+        "default(1)",
+        "dictsort",
+        "escape",
+        "first",
+        "float",
+        "format(1)",
+        "groupby('k')",
+        "indent(2)",
+        "int",
+        "items",
+        "join('-')",
+        "last",
+        "length",
+        "lines",
+        "list",
+        "lower",
+        "map('upper')",
+        "max",
+        "min",
+        "pprint",
+        "reject",
+        "rejectattr('k')",
+        "replace('a','b')",
+        "reverse",
+        "round(2)",
+        "safe",
+        "select",
+        "selectattr('k')",
+        "slice(2)",
+        "slice(0)",
+        "sort",
+        "split",
+        "string",
+        "sum",
+        "title",
+        "tojson",
+        "trim",
+        "unique",
+        "upper",
+        "zip([1])",
+        "chain([1])",
+        "int(base=0)",
+        "round(-400)",
+        "split('')",
+        "batch(1, 'x')",
+        "first(-1)",
+        "tojson(2)",
+    ];
+    let tests = [
+        "defined",
+        "none",
+        "odd",
+        "even",
+        "divisibleby(0)",
+        "divisibleby(-1)",
+        "number",
+        "string",
+        "sequence",
+        "mapping",
+        "startingwith('a')",
+        "in([1])",
+        "eq(1)",
+        "lt('a')",
+        "filter",
+        "test",
+        "sameas(1)",
+    ];
+    fn generate(
+        rng: &mut rand::rngs::StdRng,
+        depth: u32,
+        atoms: &[&str],
+        binops: &[&str],
+        filters: &[&str],
+        tests: &[&str],
+    ) -> String {
+        if depth == 0 {
+            return atoms[rng.random_range(0..atoms.len())].to_string();
+        }
+        match rng.random_range(0..7) {
+            0 => format!(
+                "({} {} {})",
+                generate(rng, depth - 1, atoms, binops, filters, tests),
+                binops[rng.random_range(0..binops.len())],
+                generate(rng, depth - 1, atoms, binops, filters, tests)
+            ),
+            1 => format!(
+                "({} | {})",
+                generate(rng, depth - 1, atoms, binops, filters, tests),
+                filters[rng.random_range(0..filters.len())]
+            ),
+            2 => format!(
+                "({} is {})",
+                generate(rng, depth - 1, atoms, binops, filters, tests),
+                tests[rng.random_range(0..tests.len())]
+            ),
+            3 => format!(
+                "{}[{}]",
+                generate(rng, depth - 1, atoms, binops, filters, tests),
+                generate(rng, depth - 1, atoms, binops, filters, tests)
+            ),
+            4 => format!(
+                "{}[{}:{}:{}]",
+                generate(rng, depth - 1, atoms, binops, filters, tests),
+                atoms[rng.random_range(0..4)],
+                atoms[rng.random_range(0..4)],
+                atoms[rng.random_range(0..4)]
+            ),
+            5 => format!(
+                "(not {})",
+                generate(rng, depth - 1, atoms, binops, filters, tests)
+            ),
+            _ => format!(
+                "[{}, {}]",
+                generate(rng, depth - 1, atoms, binops, filters, tests),
+                generate(rng, depth - 1, atoms, binops, filters, tests)
+            ),
+        }
+    }
+    let mut ok = 0;
+    for i in 0..3000 {
+        let depth = rng.random_range(1..4);
+        let e = generate(&mut rng, depth, &atoms, &binops, &filters, &tests);
+        let src = if i % 2 == 0 {
+            format!("{{{{ {e} }}}}")
+        } else {
+            format!("{{% for x in [1, 2] %}}{{{{ {e} }}}}{{% endfor %}}")
+        };
+        let r = std::panic::catch_unwind(|| eval(&src));
+        assert!(r.is_ok(), "panicked: {src}");
+        if matches!(r, Ok(Ok(_))) {
+            ok += 1;
+        }
+    }
+    // The generator is not degenerate: many of the expressions evaluate.
+    assert!(ok > 500, "{ok}");
 }

@@ -144,17 +144,17 @@ fn check_node(node: &Node) -> Result<(), ValidationError> {
             json!({"nodeId": node.id, "type": node.node_type}),
         ));
     }
-    if let Some(attempts) = node.retry.as_ref().and_then(|r| r.max_attempts) {
-        if !MAX_ATTEMPTS.contains(&attempts) {
-            return Err(ValidationError::new(
-                format!(
-                    "{label}: retry.maxAttempts must be between {} and {} (got {attempts})",
-                    MAX_ATTEMPTS.start(),
-                    MAX_ATTEMPTS.end()
-                ),
-                json!({"nodeId": node.id, "field": "retry.maxAttempts"}),
-            ));
-        }
+    if let Some(attempts) = node.retry.as_ref().and_then(|r| r.max_attempts)
+        && !MAX_ATTEMPTS.contains(&attempts)
+    {
+        return Err(ValidationError::new(
+            format!(
+                "{label}: retry.maxAttempts must be between {} and {} (got {attempts})",
+                MAX_ATTEMPTS.start(),
+                MAX_ATTEMPTS.end()
+            ),
+            json!({"nodeId": node.id, "field": "retry.maxAttempts"}),
+        ));
     }
     if node.timeout_ms == Some(0) {
         return Err(ValidationError::new(
@@ -296,10 +296,10 @@ fn find_cycle(def: &WorkflowDefinition) -> Option<Vec<String>> {
         .collect();
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); def.nodes.len()];
     for c in &def.connections {
-        if let (Some(&s), Some(&t)) = (index.get(c.source.as_str()), index.get(c.target.as_str())) {
-            if !edges[s].contains(&t) {
-                edges[s].push(t);
-            }
+        if let (Some(&s), Some(&t)) = (index.get(c.source.as_str()), index.get(c.target.as_str()))
+            && !edges[s].contains(&t)
+        {
+            edges[s].push(t);
         }
     }
     #[derive(Clone, Copy, PartialEq)]
@@ -406,6 +406,12 @@ mod tests {
     fn with(mut base: Value, f: impl FnOnce(&mut Value)) -> WorkflowDefinition {
         f(&mut base);
         def(base)
+    }
+
+    fn push_connection(v: &mut Value, c: Value) {
+        if let Some(list) = v["connections"].as_array_mut() {
+            list.push(c);
+        }
     }
 
     fn rejected(d: &WorkflowDefinition) -> ValidationError {
@@ -607,9 +613,7 @@ mod tests {
     #[test]
     fn self_connections_are_rejected() {
         let e = rejected(&with(example(), |v| {
-            v["connections"]
-                .as_array_mut()
-                .map(|c| c.push(json!({"source": "notify", "target": "notify"})));
+            push_connection(v, json!({"source": "notify", "target": "notify"}));
         }));
         assert_eq!(
             e.message,
@@ -621,9 +625,10 @@ mod tests {
     #[test]
     fn true_false_connections_need_a_condition() {
         let e = rejected(&with(example(), |v| {
-            v["connections"]
-                .as_array_mut()
-                .map(|c| c.push(json!({"source": "notify", "target": "ignore", "type": "false"})));
+            push_connection(
+                v,
+                json!({"source": "notify", "target": "ignore", "type": "false"}),
+            );
         }));
         assert_eq!(
             e.message,
@@ -635,9 +640,10 @@ mod tests {
         );
         // `error` and `main` connections from any node are fine.
         let d = with(example(), |v| {
-            v["connections"]
-                .as_array_mut()
-                .map(|c| c.push(json!({"source": "notify", "target": "ignore", "type": "error"})));
+            push_connection(
+                v,
+                json!({"source": "notify", "target": "ignore", "type": "error"}),
+            );
         });
         assert_eq!(validate(&d), Ok(()));
     }
@@ -663,9 +669,7 @@ mod tests {
     #[test]
     fn triggers_cannot_have_incoming_connections() {
         let e = rejected(&with(example(), |v| {
-            v["connections"]
-                .as_array_mut()
-                .map(|c| c.push(json!({"source": "ignore", "target": "hook"})));
+            push_connection(v, json!({"source": "ignore", "target": "hook"}));
         }));
         assert_eq!(
             e.message,

@@ -1,0 +1,525 @@
+//! Executions: creation with idempotency keys, state reads, transitions, listings, statistics.
+
+use super::expr::{Expr, is_condition_failure};
+use super::items::{
+    ExecutionItem, IdempotencyItem, Item, attr, from_item, key, run_from_item, s, string_of,
+    to_item,
+};
+use super::{DynamoStore, QuerySpec, backend, keys, stats};
+use crate::model::*;
+use crate::ports::*;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+
+fn build_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl DynamoStore {
+    fn execution_item(&self, exec: &Execution) -> StoreResult<Item> {
+        let done_at = exec.completed_at.unwrap_or(exec.created_at);
+        to_item(&ExecutionItem::new(exec, self.expiry(done_at)), "execution")
+    }
+
+    /// The `ADD` of the statistics counters of `exec`'s day, as a transaction item.
+    fn stats_update(
+        &self,
+        exec: &Execution,
+        old: Option<ExecutionStatus>,
+    ) -> StoreResult<Option<TransactWriteItem>> {
+        let mut e = Expr::new();
+        let Some(update_expr) = stats::delta(&mut e, exec, old) else {
+            return Ok(None);
+        };
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                keys::stats_pk(&exec.organization_id),
+                keys::stats_sk(&stats::day(exec.created_at), keys::stats_shard(&exec.id)),
+            )))
+            .update_expression(update_expr)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .build()
+            .map_err(build_err)?;
+        Ok(Some(TransactWriteItem::builder().update(update).build()))
+    }
+
+    /// The workflow's `executionCount` and `lastExecutedAt`, after the execution was created.
+    /// Outside the creation transaction on purpose: a busy workflow's item would make
+    /// concurrent creations conflict (`TransactionConflict`). An atomic `ADD` needs no
+    /// transaction; a workflow deleted meanwhile is left alone; a failure is logged only
+    /// (the count is informational).
+    async fn bump_workflow(&self, exec: &Execution) {
+        let mut e = Expr::new();
+        let update_expr = format!(
+            "ADD {} {} SET {} = {}",
+            e.n(attr::EXECUTION_COUNT),
+            e.v(AttributeValue::N("1".into())),
+            e.n(attr::LAST_EXECUTED_AT),
+            e.v(s(exec.created_at.to_string()))
+        );
+        let cond = format!("attribute_exists({})", e.n(attr::PK));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                keys::workflow_pk(&exec.organization_id, &exec.workflow_id),
+                keys::WORKFLOW_SK,
+            )))
+            .update_expression(update_expr)
+            .condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .set_return_consumed_capacity(self.capacity.clone())
+            .send()
+            .await;
+        if let Err(err) = result
+            && !err
+                .as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception())
+        {
+            tracing::warn!(
+                workflow_id = %exec.workflow_id,
+                error = %backend(err),
+                "could not bump the workflow's executionCount"
+            );
+        }
+    }
+
+    pub(super) async fn create_execution_(
+        &self,
+        exec: &Execution,
+        idempotency_key: Option<&str>,
+        key_valid_after: Timestamp,
+    ) -> StoreResult<Created> {
+        let org = &exec.organization_id;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut ops = Vec::new();
+            // 0: the execution itself.
+            let mut e = Expr::new();
+            let cond = format!("attribute_not_exists({})", e.n(attr::PK));
+            ops.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(self.execution_item(exec)?))
+                            .condition_expression(cond)
+                            .set_expression_attribute_names(e.names())
+                            .build()
+                            .map_err(build_err)?,
+                    )
+                    .build(),
+            );
+            // 1: the idempotency key, if any: free, or last used before the window.
+            let key_index = ops.len();
+            if let Some(k) = idempotency_key {
+                let item = IdempotencyItem {
+                    pk: keys::idempotency_pk(org, k),
+                    sk: keys::IDEMPOTENCY_SK.into(),
+                    execution_id: exec.id.clone(),
+                    used_at: exec.created_at,
+                    expires_at: self.expiry(exec.created_at),
+                };
+                let mut e = Expr::new();
+                let cond = format!(
+                    "attribute_not_exists({}) OR {} < {}",
+                    e.n(attr::PK),
+                    e.n(attr::USED_AT),
+                    e.v(s(key_valid_after.to_string()))
+                );
+                ops.push(
+                    TransactWriteItem::builder()
+                        .put(
+                            Put::builder()
+                                .table_name(&self.table)
+                                .set_item(Some(to_item(&item, "idempotency key")?))
+                                .condition_expression(cond)
+                                .set_expression_attribute_names(e.names())
+                                .set_expression_attribute_values(e.values())
+                                .return_values_on_condition_check_failure(
+                                    ReturnValuesOnConditionCheckFailure::AllOld,
+                                )
+                                .build()
+                                .map_err(build_err)?,
+                        )
+                        .build(),
+                );
+            }
+            if let Some(op) = self.stats_update(exec, None)? {
+                ops.push(op);
+            }
+            let reasons = match self.transact(ops).await? {
+                Ok(()) => {
+                    self.bump_workflow(exec).await;
+                    return Ok(Created::Created(exec.clone()));
+                }
+                Err(reasons) => reasons,
+            };
+            let failed = |i: usize| reasons.get(i).is_some_and(|(c, _)| is_condition_failure(c));
+            if idempotency_key.is_some() && failed(key_index) {
+                let holder = reasons
+                    .get(key_index)
+                    .and_then(|(_, item)| item.as_ref())
+                    .and_then(|i| string_of(i, attr::EXECUTION_ID));
+                let existing = match holder {
+                    Some(id) => self.get_execution_(org, &id).await?,
+                    None => None,
+                };
+                match existing {
+                    Some(found) => return Ok(Created::Existing(found)),
+                    // The key's execution expired or the key changed meanwhile: try again.
+                    None if attempts < 3 => continue,
+                    None => {
+                        return Err(StoreError::Backend(
+                            "idempotency key refers to a missing execution".into(),
+                        ));
+                    }
+                }
+            }
+            if failed(0) {
+                return Err(StoreError::Conflict(format!(
+                    "Execution {} already exists",
+                    exec.id
+                )));
+            }
+            return Err(StoreError::Backend(format!(
+                "create_execution cancelled: {:?}",
+                reasons.iter().map(|(c, _)| c).collect::<Vec<_>>()
+            )));
+        }
+    }
+
+    pub(super) async fn get_execution_(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> StoreResult<Option<Execution>> {
+        let item = self
+            .get(key(keys::execution_pk(org, id), keys::EXECUTION_SK), true)
+            .await?;
+        item.map(|i| from_item::<ExecutionItem>(i, "execution").map(ExecutionItem::into_execution))
+            .transpose()
+    }
+
+    /// One strongly consistent Query: the execution item (`E`) and its runs (`E#N#…`).
+    pub(super) async fn get_execution_state_(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> StoreResult<Option<ExecutionState>> {
+        let mut e = Expr::new();
+        let key_condition = format!(
+            "{} = {} AND begins_with({}, {})",
+            e.n(attr::PK),
+            e.v(s(keys::execution_pk(org, id))),
+            e.n(attr::SK),
+            e.v(s(keys::EXECUTION_SK))
+        );
+        let q = QuerySpec {
+            index: None,
+            key_condition,
+            filter: None,
+            expr: e,
+            forward: true,
+            consistent: true,
+            projection: None,
+        };
+        let mut execution = None;
+        let mut node_runs = Vec::new();
+        for item in self.query_all(&q).await? {
+            let sk = string_of(&item, attr::SK).unwrap_or_default();
+            if sk == keys::EXECUTION_SK {
+                execution = Some(from_item::<ExecutionItem>(item, "execution")?.into_execution());
+            } else if sk.starts_with(keys::RUN_PREFIX) {
+                node_runs.push(run_from_item(item)?);
+            }
+        }
+        Ok(execution.map(|execution| ExecutionState {
+            execution,
+            node_runs,
+        }))
+    }
+
+    /// One transaction: the execution's put conditional on `status = old`, and the counters.
+    async fn transition_from(&self, exec: &Execution, old: ExecutionStatus) -> StoreResult<bool> {
+        let item = self.execution_item(exec)?;
+        let mut e = Expr::new();
+        let cond = format!("{} = {}", e.n(attr::STATUS), e.v(s(old.as_str())));
+        let Some(counters) = self.stats_update(exec, Some(old))? else {
+            // Same status: no counter moves, a plain conditional put.
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(cond)
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values())
+                .set_return_consumed_capacity(self.capacity.clone())
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(true),
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(false)
+                }
+                Err(err) => Err(backend(err)),
+            };
+        };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .build()
+            .map_err(build_err)?;
+        let ops = vec![TransactWriteItem::builder().put(put).build(), counters];
+        match self.transact(ops).await? {
+            Ok(()) => Ok(true),
+            Err(reasons)
+                if reasons
+                    .first()
+                    .is_some_and(|(c, _)| is_condition_failure(c)) =>
+            {
+                Ok(false)
+            }
+            Err(reasons) => Err(StoreError::Backend(format!(
+                "transition cancelled: {:?}",
+                reasons.iter().map(|(c, _)| c).collect::<Vec<_>>()
+            ))),
+        }
+    }
+
+    pub(super) async fn transition_execution_(
+        &self,
+        exec: &Execution,
+        from: &[ExecutionStatus],
+    ) -> StoreResult<bool> {
+        if let [only] = from {
+            return self.transition_from(exec, *only).await;
+        }
+        // Several possible origins: read which one it is, then move from exactly that one
+        // (so the counters move from the right status); retry if it changed in between.
+        for _ in 0..5 {
+            let Some(stored) = self.get_execution_(&exec.organization_id, &exec.id).await? else {
+                return Ok(false);
+            };
+            if !from.contains(&stored.status) {
+                return Ok(false);
+            }
+            if self.transition_from(exec, stored.status).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    pub(super) async fn list_executions_(
+        &self,
+        org: &str,
+        filter: &ExecutionFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Execution>> {
+        let (index, pk_attr, sk_attr, partition, query) = match &filter.workflow_id {
+            Some(wf) => (
+                keys::GSI_BY_PARENT,
+                attr::GSI2PK,
+                attr::GSI2SK,
+                keys::executions_of_workflow(org, wf),
+                format!("executions:{wf}"),
+            ),
+            None => (
+                keys::GSI_BY_ORG,
+                attr::GSI1PK,
+                attr::GSI1SK,
+                keys::executions_of(org),
+                "executions".to_string(),
+            ),
+        };
+        let start = self.open_cursor(cursor, org, &query, pk_attr, &partition)?;
+        let mut e = Expr::new();
+        let mut key_condition = format!("{} = {}", e.n(pk_attr), e.v(s(&partition)));
+        // createdAt bounds on the sort key `{createdAt}#{id}`: '$' sorts right after '#'.
+        match (filter.start_date, filter.end_date) {
+            (Some(a), Some(b)) => {
+                key_condition.push_str(&format!(
+                    " AND {} BETWEEN {} AND {}",
+                    e.n(sk_attr),
+                    e.v(s(a.to_string())),
+                    e.v(s(format!("{b}$")))
+                ));
+            }
+            (Some(a), None) => {
+                key_condition.push_str(&format!(
+                    " AND {} >= {}",
+                    e.n(sk_attr),
+                    e.v(s(a.to_string()))
+                ));
+            }
+            (None, Some(b)) => {
+                key_condition.push_str(&format!(
+                    " AND {} <= {}",
+                    e.n(sk_attr),
+                    e.v(s(format!("{b}$")))
+                ));
+            }
+            (None, None) => {}
+        }
+        let mut filters = Vec::new();
+        if let Some(status) = filter.status {
+            filters.push(format!(
+                "{} = {}",
+                e.n(attr::STATUS),
+                e.v(s(status.as_str()))
+            ));
+        }
+        if let Some(mode) = filter.mode {
+            filters.push(format!("{} = {}", e.n(attr::MODE), e.v(s(mode.as_str()))));
+        }
+        let q = QuerySpec {
+            index: Some(index),
+            key_condition,
+            filter: (!filters.is_empty()).then(|| filters.join(" AND ")),
+            expr: e,
+            forward: false,
+            consistent: false,
+            projection: None,
+        };
+        if matches!((filter.start_date, filter.end_date), (Some(a), Some(b)) if a > b) {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let (found, next) = self
+            .query_limited(&q, limit, start, &[attr::PK, attr::SK, pk_attr, sk_attr])
+            .await?;
+        let items = found
+            .into_iter()
+            .map(|i| from_item::<ExecutionItem>(i, "execution").map(ExecutionItem::into_execution))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page {
+            items,
+            next_cursor: self.seal_cursor(org, &query, next),
+        })
+    }
+
+    pub(super) async fn execution_statistics_(
+        &self,
+        org: &str,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> StoreResult<ExecutionStatistics> {
+        let mut e = Expr::new();
+        let pk = format!("{} = {}", e.n(attr::PK), e.v(s(keys::stats_pk(org))));
+        let (lo, hi) = keys::stats_range(
+            &start.map(stats::day).unwrap_or_default(),
+            &end.map(stats::day).unwrap_or_else(|| "9999-99-99".into()),
+        );
+        if lo > hi {
+            return Ok(stats::summarize(&[]));
+        }
+        let key_condition = format!(
+            "{pk} AND {} BETWEEN {} AND {}",
+            e.n(attr::SK),
+            e.v(s(lo)),
+            e.v(s(hi))
+        );
+        let q = QuerySpec {
+            index: None,
+            key_condition,
+            filter: None,
+            expr: e,
+            forward: true,
+            consistent: true,
+            projection: None,
+        };
+        Ok(stats::summarize(&self.query_all(&q).await?))
+    }
+
+    pub(super) async fn list_unfinished_executions_(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Execution>> {
+        let start =
+            self.open_cursor(cursor, "", "unfinished", attr::GSI3PK, keys::UNFINISHED_PK)?;
+        let mut e = Expr::new();
+        let key_condition = format!("{} = {}", e.n(attr::GSI3PK), e.v(s(keys::UNFINISHED_PK)));
+        let q = QuerySpec {
+            index: Some(keys::GSI_UNFINISHED),
+            key_condition,
+            filter: None,
+            expr: e,
+            forward: true,
+            consistent: false,
+            projection: None,
+        };
+        let (found, next) = self
+            .query_limited(
+                &q,
+                limit,
+                start,
+                &[attr::PK, attr::SK, attr::GSI3PK, attr::GSI3SK],
+            )
+            .await?;
+        let items = found
+            .into_iter()
+            .map(|i| from_item::<ExecutionItem>(i, "execution").map(ExecutionItem::into_execution))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page {
+            items,
+            next_cursor: self.seal_cursor("", "unfinished", next),
+        })
+    }
+
+    pub(super) async fn count_unfinished_executions_(
+        &self,
+        stale_before: Timestamp,
+    ) -> StoreResult<UnfinishedCounts> {
+        let mut e = Expr::new();
+        let key_condition = format!("{} = {}", e.n(attr::GSI3PK), e.v(s(keys::UNFINISHED_PK)));
+        let projection = format!("{}, {}", e.n(attr::STATUS), e.n(attr::CREATED_AT));
+        let q = QuerySpec {
+            index: Some(keys::GSI_UNFINISHED),
+            key_condition,
+            filter: None,
+            expr: e,
+            forward: true,
+            consistent: false,
+            projection: Some(projection),
+        };
+        let stale_before = stale_before.to_string();
+        let mut counts = UnfinishedCounts::default();
+        for item in self.query_all(&q).await? {
+            let status = string_of(&item, attr::STATUS).and_then(|t| ExecutionStatus::parse(&t));
+            let created = string_of(&item, attr::CREATED_AT).unwrap_or_default();
+            match status {
+                Some(ExecutionStatus::Running) => counts.running += 1,
+                Some(ExecutionStatus::Pending) => counts.pending += 1,
+                Some(ExecutionStatus::Paused) => counts.paused += 1,
+                _ => continue,
+            }
+            if matches!(
+                status,
+                Some(ExecutionStatus::Running | ExecutionStatus::Pending)
+            ) && created < stale_before
+            {
+                counts.stale += 1;
+            }
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,128 @@
+//! Key layout of the single table (see the module documentation of [`super`]).
+
+/// Escapes the key separator in a key component, so no component can forge another item's key.
+pub fn esc(part: &str) -> String {
+    if part.contains(['#', '%']) {
+        part.replace('%', "%25").replace('#', "%23")
+    } else {
+        part.to_string()
+    }
+}
+
+pub const GSI_BY_ORG: &str = "ByOrg";
+pub const GSI_BY_PARENT: &str = "ByParent";
+pub const GSI_UNFINISHED: &str = "Unfinished";
+
+pub const WORKFLOW_SK: &str = "W";
+pub const HOOK_SK: &str = "H";
+pub const EXECUTION_SK: &str = "E";
+pub const IDEMPOTENCY_SK: &str = "I";
+pub const CIRCUIT_SK: &str = "C";
+/// Partition key of the sparse "scheduled workflows" view (index `ByParent`).
+pub const SCHEDULED_PK: &str = "SCHEDULED";
+/// Partition key of the sparse "unfinished executions" index.
+pub const UNFINISHED_PK: &str = "UNFINISHED";
+/// Node runs: `E#N#{nodeId}`; the execution item (`E`) and its runs share the prefix `E`, so
+/// one `begins_with(sk, "E")` Query reads the state without the logs (`L#…`).
+pub const RUN_PREFIX: &str = "E#N#";
+pub const LOG_PREFIX: &str = "L#";
+
+pub fn workflow_pk(org: &str, id: &str) -> String {
+    format!("O#{}#W#{}", esc(org), esc(id))
+}
+pub fn workflow_version_sk(version: u32) -> String {
+    format!("V#{version:010}")
+}
+/// `ByOrg` partition of an organization's workflows.
+pub fn workflows_of(org: &str) -> String {
+    format!("O#{}#WF", esc(org))
+}
+pub fn scheduled_sk(org: &str, id: &str) -> String {
+    format!("{}#{}", esc(org), esc(id))
+}
+pub fn hook_pk(webhook_id: &str) -> String {
+    format!("H#{}", esc(webhook_id))
+}
+pub fn execution_pk(org: &str, id: &str) -> String {
+    format!("O#{}#E#{}", esc(org), esc(id))
+}
+pub fn run_sk(node_id: &str) -> String {
+    format!("{RUN_PREFIX}{}", esc(node_id))
+}
+pub fn log_sk(log_id: &str) -> String {
+    format!("{LOG_PREFIX}{}", esc(log_id))
+}
+/// `ByOrg` partition of an organization's executions.
+pub fn executions_of(org: &str) -> String {
+    format!("O#{}#EX", esc(org))
+}
+/// `ByParent` partition of one workflow's executions.
+pub fn executions_of_workflow(org: &str, workflow_id: &str) -> String {
+    format!("O#{}#WE#{}", esc(org), esc(workflow_id))
+}
+/// Sort key of time-ordered listings: fixed-width RFC 3339 text, then the id.
+pub fn time_sk(at: &str, id: &str) -> String {
+    format!("{at}#{}", esc(id))
+}
+pub fn idempotency_pk(org: &str, key: &str) -> String {
+    format!("O#{}#I#{}", esc(org), esc(key))
+}
+pub fn credentials_pk(org: &str) -> String {
+    format!("O#{}#CR", esc(org))
+}
+pub fn credential_id_sk(id: &str) -> String {
+    format!("I#{}", esc(id))
+}
+pub fn credential_name_sk(name: &str) -> String {
+    format!("N#{}", esc(name))
+}
+pub fn circuit_pk(key: &str) -> String {
+    format!("C#{}", esc(key))
+}
+pub fn stats_pk(org: &str) -> String {
+    format!("O#{}#S", esc(org))
+}
+/// Counters of one day are spread over [`STATS_SHARDS`] items (by execution id), so
+/// concurrent transactions of one organization rarely touch the same item.
+pub const STATS_SHARDS: u32 = 16;
+
+pub fn stats_sk(day: &str, shard: u32) -> String {
+    format!("D#{day}#{shard:02}")
+}
+
+/// Bounds of a Query over the counters of days `from..=to` (`YYYY-MM-DD`), every shard.
+pub fn stats_range(from: &str, to: &str) -> (String, String) {
+    (format!("D#{from}"), format!("D#{to}#~"))
+}
+
+/// A stable shard for an execution id (FNV-1a).
+pub fn stats_shard(execution_id: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in execution_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % STATS_SHARDS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_cannot_collide() {
+        assert_eq!(esc("a#b%c"), "a%23b%25c");
+        assert_ne!(execution_pk("a#E#b", "c"), execution_pk("a", "b#E#c"));
+        assert!(run_sk("x").starts_with('E') && !log_sk("x").starts_with('E'));
+        assert!(EXECUTION_SK < RUN_PREFIX);
+        let (lo, hi) = stats_range("2026-01-01", "2026-01-02");
+        for day in ["2026-01-01", "2026-01-02"] {
+            for shard in 0..STATS_SHARDS {
+                let sk = stats_sk(day, shard);
+                assert!(lo <= sk && sk <= hi, "{sk}");
+            }
+        }
+        assert!(stats_sk("2026-01-03", 0) > hi && stats_sk("2025-12-31", 15) < lo);
+        assert!(stats_shard("abc") < STATS_SHARDS);
+    }
+}

@@ -1,0 +1,432 @@
+//! The store on one DynamoDB table (on demand, TTL attribute `expiresAt`).
+//!
+//! ## Keys
+//!
+//! | item | pk | sk | indexes |
+//! |---|---|---|---|
+//! | workflow, current | `O#{org}#W#{id}` | `W` | ByOrg `O#{org}#WF` / `{createdAt}#{id}`; ByParent `SCHEDULED` / `{org}#{id}` only while active with a `trigger.schedule` node |
+//! | workflow version n | `O#{org}#W#{id}` | `V#{n:010}` | – |
+//! | webhook route | `H#{webhookId}` | `H` | – |
+//! | execution | `O#{org}#E#{id}` | `E` | ByOrg `O#{org}#EX` / `{createdAt}#{id}`; ByParent `O#{org}#WE#{workflowId}` / `{createdAt}#{id}`; Unfinished `UNFINISHED` / `{deadline}#{org}#{id}` only while not terminal |
+//! | node run | `O#{org}#E#{id}` | `E#N#{nodeId}` | – |
+//! | log | `O#{org}#E#{id}` | `L#{logId}` | – |
+//! | idempotency key | `O#{org}#I#{key}` | `I` | – |
+//! | credential | `O#{org}#CR` | `I#{id}` and `N#{name}` (two copies) | – |
+//! | circuit | `C#{key}` | `C` | – |
+//! | statistics of a day | `O#{org}#S` | `D#{yyyy-mm-dd}#{shard:02}` (16 shards by execution id) | – |
+//!
+//! Key components are escaped (`#` → `%23`), so no id can reach another item's key.
+//! The three GSIs (`ByOrg`: gsi1pk/gsi1sk, `ByParent`: gsi2pk/gsi2sk, `Unfinished`:
+//! gsi3pk/gsi3sk) project all attributes; an item without an index's key attributes is not in
+//! it (sparse indexes).
+//!
+//! ## Guarantees (spec §5), each one conditional write
+//!
+//! - claim: `UpdateItem` conditional on (`pending` and ready and past `notBefore`) or (`running`
+//!   with an expired lease); a failed condition returns the stored run
+//!   (`ReturnValuesOnConditionCheckFailure`) to tell finished / leased / not yet / not ready.
+//! - record: `PutItem` conditional on `leaseToken = :token`.
+//! - joins: `ADD arrived :parent` (and `takenFrom`) returning the new run; the arrival that
+//!   completes the set makes one conditional flip (`ready = false AND status = pending`) to
+//!   ready (claimed in the same write when asked) or skipped. A single-parent child is
+//!   arrived, decided (and claimed) in one conditional write.
+//! - one terminal status: `transition_execution` is a transaction of the execution's `PutItem`
+//!   conditional on the stored status, and the statistics counters' `ADD`.
+//! - idempotency keys, webhook ids and credential names: conditional puts of key items in the
+//!   same transaction as what they guard.
+//!
+//! The workflow's `executionCount`/`lastExecutedAt` are bumped with an atomic `ADD` right
+//! after the creation transaction, not inside it: every execution of a busy workflow would
+//! otherwise contend for the workflow item (`TransactionConflict`).
+//!
+//! ## Statistics
+//!
+//! Per organization and day of `createdAt`, 16 items of counters (an execution's shard is a
+//! hash of its id, so concurrent transactions seldom meet on one item) updated with `ADD`
+//! in the same transaction as the execution's writes; a read sums the shards of the days: `total`, `s_{status}` (current status: a
+//! transition moves one count), `m_{mode}`, and for terminal executions `dsum`/`dcnt` (sum and
+//! number of durations) and a histogram `h{nn}` of durations over fixed buckets
+//! ([`stats::BUCKET_BOUNDS_MS`]). `averageDuration` = dsum/dcnt is exact. `p95Duration` is
+//! approximate: the 95th percentile is located in its bucket and interpolated linearly inside
+//! it, so its error is below that bucket's width (buckets grow by 1.5–2× per step). Date
+//! filters apply to whole days (UTC) of `createdAt`.
+//!
+//! ## Cursors, TTL, size
+//!
+//! Cursors are signed (see [`super::CursorCodec`]). Logs, terminal executions and node runs
+//! carry `expiresAt` (retention from `RETENTION_DAYS`). Items over 400 KB are refused with
+//! `StoreError::TooLarge` before any request.
+
+mod executions;
+mod expr;
+pub mod items;
+pub mod keys;
+mod other;
+mod runs;
+pub mod stats;
+mod workflows;
+
+use super::{AwsConfig, CursorCodec, CursorKey};
+use crate::model::*;
+use crate::ports::*;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use expr::Expr;
+use items::Item;
+use std::time::Duration;
+
+/// The DynamoDB implementation of [`Store`].
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    retention: Duration,
+    cursors: CursorCodec,
+    capacity: Option<ReturnConsumedCapacity>,
+}
+
+impl std::fmt::Debug for DynamoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoStore")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend<E: std::error::Error + 'static>(e: SdkError<E>) -> StoreError {
+    StoreError::Backend(DisplayErrorContext(e).to_string())
+}
+
+/// One Query, described once and run page by page.
+struct QuerySpec {
+    index: Option<&'static str>,
+    key_condition: String,
+    filter: Option<String>,
+    expr: Expr,
+    forward: bool,
+    consistent: bool,
+    projection: Option<String>,
+}
+
+impl DynamoStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, config: &AwsConfig) -> Self {
+        Self {
+            client,
+            table: config.table_name.clone(),
+            retention: config.retention(),
+            cursors: CursorCodec::new(config.cursor_key()),
+            capacity: config
+                .consumed_capacity
+                .then_some(ReturnConsumedCapacity::Total),
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// TTL (epoch seconds) of something that happened at `at`.
+    fn expiry(&self, at: Timestamp) -> i64 {
+        at.millis() / 1000 + self.retention.as_secs() as i64
+    }
+
+    /// TTL from now (for items whose own time says nothing about when they are done).
+    fn expiry_from_now(&self, extra: Duration) -> i64 {
+        let now = Timestamp::from(chrono::Utc::now());
+        self.expiry(now.plus(extra))
+    }
+
+    async fn get(&self, key: Item, consistent: bool) -> StoreResult<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(consistent)
+            .set_return_consumed_capacity(self.capacity.clone())
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(out.item)
+    }
+
+    /// One page of a query.
+    async fn query_page(
+        &self,
+        q: &QuerySpec,
+        start: Option<Item>,
+        limit: Option<usize>,
+    ) -> StoreResult<(Vec<Item>, Option<Item>)> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(q.index.map(str::to_string))
+            .key_condition_expression(&q.key_condition)
+            .set_filter_expression(q.filter.clone())
+            .set_projection_expression(q.projection.clone())
+            .set_expression_attribute_names(q.expr.names())
+            .set_expression_attribute_values(q.expr.values())
+            .scan_index_forward(q.forward)
+            .consistent_read(q.consistent)
+            .set_exclusive_start_key(start)
+            .set_limit(limit.map(|l| l.clamp(1, 1000) as i32))
+            .set_return_consumed_capacity(self.capacity.clone())
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
+
+    /// Every item a query matches.
+    async fn query_all(&self, q: &QuerySpec) -> StoreResult<Vec<Item>> {
+        let mut all = Vec::new();
+        let mut start = None;
+        loop {
+            let (items, next) = self.query_page(q, start, None).await?;
+            all.extend(items);
+            match next {
+                Some(next) => start = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Up to `limit` items from `start`, and the key of the last one when more may follow.
+    /// `key_attrs` are the attributes that position the query (table and index keys).
+    async fn query_limited(
+        &self,
+        q: &QuerySpec,
+        limit: usize,
+        start: Option<Item>,
+        key_attrs: &[&str],
+    ) -> StoreResult<(Vec<Item>, Option<CursorKey>)> {
+        let limit = limit.max(1);
+        let mut collected: Vec<Item> = Vec::new();
+        let mut start = start;
+        for _page in 0..10 {
+            let want = limit + 1 - collected.len();
+            // With a filter, read a little more per page: the filter drops some.
+            let page = if q.filter.is_some() {
+                want.max(50)
+            } else {
+                want
+            };
+            let (items, next) = self.query_page(q, start, Some(page)).await?;
+            collected.extend(items);
+            if collected.len() > limit {
+                collected.truncate(limit);
+                let last = collected.last().map(|i| cursor_key(i, key_attrs));
+                return Ok((collected, last));
+            }
+            match next {
+                None => return Ok((collected, None)),
+                Some(next) => start = Some(next),
+            }
+        }
+        // A very selective filter: hand back what was found and where to go on.
+        Ok((collected, start.map(|s| cursor_key(&s, key_attrs))))
+    }
+
+    /// The start key of a signed cursor, checked to lie in `partition` of `partition_attr`.
+    fn open_cursor(
+        &self,
+        cursor: Option<&str>,
+        org: &str,
+        query: &str,
+        partition_attr: &str,
+        partition: &str,
+    ) -> StoreResult<Option<Item>> {
+        let Some(token) = cursor else { return Ok(None) };
+        let key = self.cursors.decode(token, org, query)?;
+        if key.get(partition_attr).map(String::as_str) != Some(partition) {
+            return Err(StoreError::InvalidCursor);
+        }
+        Ok(Some(
+            key.into_iter()
+                .map(|(k, v)| (k, AttributeValue::S(v)))
+                .collect(),
+        ))
+    }
+
+    fn seal_cursor(&self, org: &str, query: &str, key: Option<CursorKey>) -> Option<String> {
+        key.map(|k| self.cursors.encode(org, query, &k))
+    }
+}
+
+fn cursor_key(item: &Item, attrs: &[&str]) -> CursorKey {
+    attrs
+        .iter()
+        .filter_map(|a| items::string_of(item, a).map(|v| (a.to_string(), v)))
+        .collect()
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn create_workflow(&self, wf: &Workflow, webhooks: &[WebhookRoute]) -> StoreResult<()> {
+        self.create_workflow_(wf, webhooks).await
+    }
+    async fn update_workflow(&self, wf: &Workflow, webhooks: &[WebhookRoute]) -> StoreResult<bool> {
+        self.update_workflow_(wf, webhooks).await
+    }
+    async fn get_workflow(&self, org: &str, id: &str) -> StoreResult<Option<Workflow>> {
+        self.get_workflow_(org, id).await
+    }
+    async fn get_workflow_version(
+        &self,
+        org: &str,
+        id: &str,
+        version: u32,
+    ) -> StoreResult<Option<Workflow>> {
+        self.get_workflow_version_(org, id, version).await
+    }
+    async fn list_workflows(
+        &self,
+        org: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Workflow>> {
+        self.list_workflows_(org, limit, cursor).await
+    }
+    async fn delete_workflow(&self, org: &str, id: &str) -> StoreResult<bool> {
+        self.delete_workflow_(org, id).await
+    }
+    async fn find_webhook(&self, webhook_id: &str) -> StoreResult<Option<WebhookRoute>> {
+        self.find_webhook_(webhook_id).await
+    }
+    async fn list_scheduled_workflows(&self) -> StoreResult<Vec<Workflow>> {
+        self.list_scheduled_workflows_().await
+    }
+
+    async fn create_execution(
+        &self,
+        exec: &Execution,
+        idempotency_key: Option<&str>,
+        key_valid_after: Timestamp,
+    ) -> StoreResult<Created> {
+        self.create_execution_(exec, idempotency_key, key_valid_after)
+            .await
+    }
+    async fn get_execution(&self, org: &str, id: &str) -> StoreResult<Option<Execution>> {
+        self.get_execution_(org, id).await
+    }
+    async fn get_execution_state(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> StoreResult<Option<ExecutionState>> {
+        self.get_execution_state_(org, id).await
+    }
+    async fn transition_execution(
+        &self,
+        exec: &Execution,
+        from: &[ExecutionStatus],
+    ) -> StoreResult<bool> {
+        self.transition_execution_(exec, from).await
+    }
+    async fn list_executions(
+        &self,
+        org: &str,
+        filter: &ExecutionFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Execution>> {
+        self.list_executions_(org, filter, limit, cursor).await
+    }
+    async fn execution_statistics(
+        &self,
+        org: &str,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> StoreResult<ExecutionStatistics> {
+        self.execution_statistics_(org, start, end).await
+    }
+    async fn list_unfinished_executions(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Execution>> {
+        self.list_unfinished_executions_(limit, cursor).await
+    }
+    async fn count_unfinished_executions(
+        &self,
+        stale_before: Timestamp,
+    ) -> StoreResult<UnfinishedCounts> {
+        self.count_unfinished_executions_(stale_before).await
+    }
+
+    async fn put_node_runs(&self, org: &str, runs: &[NodeRun]) -> StoreResult<()> {
+        self.put_node_runs_(org, runs).await
+    }
+    async fn claim_node(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+        claim: &Claim,
+    ) -> StoreResult<ClaimOutcome> {
+        self.claim_node_(org, execution_id, node_id, claim).await
+    }
+    async fn save_node_run(&self, org: &str, run: &NodeRun, token: &str) -> StoreResult<bool> {
+        self.save_node_run_(org, run, token).await
+    }
+    async fn arrive(
+        &self,
+        org: &str,
+        execution_id: &str,
+        child: &str,
+        parent: &str,
+        taken: bool,
+        parents: usize,
+        claim: Option<&Claim>,
+    ) -> StoreResult<Arrival> {
+        self.arrive_(org, execution_id, child, parent, taken, parents, claim)
+            .await
+    }
+
+    async fn append_logs(&self, logs: &[ExecutionLog]) -> StoreResult<()> {
+        self.append_logs_(logs).await
+    }
+    async fn list_logs(
+        &self,
+        org: &str,
+        execution_id: &str,
+        filter: &LogFilter,
+        limit: usize,
+    ) -> StoreResult<Page<ExecutionLog>> {
+        self.list_logs_(org, execution_id, filter, limit).await
+    }
+
+    async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<()> {
+        self.put_credential_(cred).await
+    }
+    async fn get_credential(
+        &self,
+        org: &str,
+        id_or_name: &str,
+    ) -> StoreResult<Option<StoredCredential>> {
+        self.get_credential_(org, id_or_name).await
+    }
+    async fn list_credentials(
+        &self,
+        org: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Credential>> {
+        self.list_credentials_(org, limit, cursor).await
+    }
+    async fn delete_credential(&self, org: &str, id: &str) -> StoreResult<bool> {
+        self.delete_credential_(org, id).await
+    }
+
+    async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>> {
+        self.get_circuit_(key).await
+    }
+    async fn put_circuit(&self, key: &str, state: &CircuitState) -> StoreResult<bool> {
+        self.put_circuit_(key, state).await
+    }
+}
