@@ -1,5 +1,5 @@
-//! Shared support of the test suites: backends, the scenario harness, a local HTTP sink,
-//! moto, and the real local server started in-process.
+//! Shared support of the test suites: backends, the scenario harness, a local HTTP sink, moto,
+//! and the real local server started in-process.
 
 pub mod backend;
 pub mod harness;
