@@ -189,7 +189,7 @@ impl Engine {
             self.try_finalize(&mut ctx).await?;
         } else if let Err(e) = self.send_now(&mut jobs).await {
             self.fail_to_queue(&exec, &e.to_string()).await;
-            return Err(e.into());
+            return Err(e);
         }
         self.flush_logs(&mut ctx).await;
         let exec = self
