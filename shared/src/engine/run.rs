@@ -80,6 +80,8 @@ pub(super) struct Step {
     pub enqueue: Vec<Job>,
     /// A child claimed by this handler, to run next without a queue round trip.
     pub inline: Option<(NodeRun, Claim)>,
+    /// Some child still waits for other parents: the execution cannot be complete yet.
+    pub waiting: bool,
 }
 
 enum NodeStep {
@@ -293,7 +295,7 @@ impl Engine {
             }
             self.send_now(&mut step.enqueue).await?;
             let Some((next, next_claim)) = step.inline else {
-                if finished && step.enqueue.is_empty() {
+                if finished && step.enqueue.is_empty() && !step.waiting {
                     self.try_finalize(ctx).await?;
                 }
                 return Ok(());
@@ -437,6 +439,7 @@ impl Engine {
                     .await?;
                 match arrival {
                     Arrival::Waiting => {
+                        step.waiting = true;
                         let entry = ctx
                             .runs
                             .entry(child.clone())
@@ -829,13 +832,14 @@ impl Engine {
         done.output_data = last_output(ctx);
         done.completed_at = Some(now);
         self.apply_metrics(&mut done, ctx);
+        // One `from` status when it is known: a conditional write on a single value is cheaper.
+        let from: &[ExecutionStatus] = if ctx.exec.status == ExecutionStatus::Running {
+            &[ExecutionStatus::Running]
+        } else {
+            &[ExecutionStatus::Pending, ExecutionStatus::Running]
+        };
         let logs = std::mem::take(&mut ctx.logs);
-        self.finish_execution(
-            &done,
-            &[ExecutionStatus::Pending, ExecutionStatus::Running],
-            logs,
-        )
-        .await?;
+        self.finish_execution(&done, from, logs).await?;
         Ok(())
     }
 
