@@ -878,8 +878,16 @@ fn report(measured: &[Measured], options: &Options) -> String {
     t.out
 }
 
+/// Errors are printed as one message (no backtrace), exit status 1.
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("aws-cost: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<()> {
     let options = options()?;
     check_moto()?;
     let mut bench = Bench::new(options.workers, options.trace).await?;
