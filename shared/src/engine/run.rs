@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Buffered logs of an inline chain are written at least this often.
-const LOG_FLUSH_AFTER: Duration = Duration::from_millis(500);
+const LOG_FLUSH_AFTER: Duration = Duration::from_secs(1);
 
 /// What to do with the delivery that carried the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

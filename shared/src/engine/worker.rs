@@ -11,10 +11,6 @@ use tokio::sync::{Semaphore, watch};
 /// extends it while the job runs.
 const VISIBILITY: Duration = Duration::from_secs(60);
 
-/// Jobs one worker keeps in flight: a job mostly waits on the store, the queue or a node's
-/// HTTP call, so one worker per core keeps its core busy only with several jobs at once.
-pub const JOBS_PER_WORKER: usize = 16;
-
 /// Runs `count` workers until `shutdown` turns true; in-flight jobs finish first.
 pub async fn run_workers(engine: Engine, count: usize, shutdown: watch::Receiver<bool>) {
     let mut workers = tokio::task::JoinSet::new();
@@ -24,9 +20,11 @@ pub async fn run_workers(engine: Engine, count: usize, shutdown: watch::Receiver
     while workers.join_next().await.is_some() {}
 }
 
-/// One worker: receives as many jobs as it has free slots and runs them concurrently.
+/// One worker: receives as many jobs as it has free slots (`jobs_per_worker`) and runs them
+/// concurrently. A job mostly waits on the store, the queue or a node's HTTP call, so one
+/// worker per core keeps its core busy only with several jobs at once.
 async fn run_worker(engine: Engine, mut shutdown: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(JOBS_PER_WORKER));
+    let slots = Arc::new(Semaphore::new(engine.config().jobs_per_worker.max(1)));
     let mut jobs = tokio::task::JoinSet::new();
     while !*shutdown.borrow() {
         // Wait for at least one free slot, then take as many jobs as there are free slots.
