@@ -107,19 +107,27 @@ impl Harness {
         timeout_ms: Option<u64>,
     ) -> Execution {
         let req = StartRequest {
-            principal: self.who.clone(),
-            workflow_id: wf.id.clone(),
-            mode: ExecutionMode::Api,
-            input,
             timeout_ms,
-            idempotency_key: None,
-            start_node_id: None,
+            ..self.request(wf, input)
         };
         self.engine
             .start_execution(req)
             .await
             .expect("start execution")
             .0
+    }
+
+    /// An API start of `wf` by this harness's principal.
+    pub fn request(&self, wf: &Workflow, input: Value) -> StartRequest {
+        StartRequest {
+            principal: self.who.clone(),
+            workflow_id: wf.id.clone(),
+            mode: ExecutionMode::Api,
+            input,
+            timeout_ms: None,
+            idempotency_key: None,
+            start_node_id: None,
+        }
     }
 
     pub async fn execution(&self, id: &str) -> Execution {
@@ -216,49 +224,33 @@ pub fn attempts(d: &ExecutionDetail, node: &str) -> u32 {
         .map_or(0, |n| n.attempts)
 }
 
-/// A real queue whose every send is delivered twice (at-least-once delivery, worst case).
-pub struct DuplicatingQueue(pub Arc<dyn JobQueue>);
-
-#[async_trait]
-impl JobQueue for DuplicatingQueue {
-    async fn send(&self, jobs: &[Job], delay: Duration) -> QueueResult<()> {
-        self.0.send(jobs, delay).await?;
-        self.0.send(jobs, delay).await
-    }
-    async fn receive(
-        &self,
-        max: usize,
-        visibility: Duration,
-        wait: Duration,
-    ) -> QueueResult<Vec<Delivery>> {
-        self.0.receive(max, visibility, wait).await
-    }
-    async fn ack(&self, receipt: &str) -> QueueResult<()> {
-        self.0.ack(receipt).await
-    }
-    async fn release(&self, receipt: &str, delay: Duration) -> QueueResult<()> {
-        self.0.release(receipt, delay).await
-    }
-    async fn extend(&self, receipt: &str, visibility: Duration) -> QueueResult<()> {
-        self.0.extend(receipt, visibility).await
-    }
-    async fn depth(&self) -> QueueResult<QueueDepth> {
-        self.0.depth().await
-    }
-    fn max_delay(&self) -> Duration {
-        self.0.max_delay()
-    }
+/// What a [`FaultyQueue`] does wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Every send is delivered twice (at-least-once delivery, worst case).
+    DeliverTwice,
+    /// Every send fails (a queue outage at the worst moment).
+    RefuseSends,
 }
 
-/// A queue that refuses every send (a queue outage at the worst moment).
-pub struct RefusingQueue(pub Arc<dyn JobQueue>);
+/// A real queue with one injected fault.
+pub struct FaultyQueue {
+    pub inner: Arc<dyn JobQueue>,
+    pub fault: Fault,
+}
 
 #[async_trait]
-impl JobQueue for RefusingQueue {
-    async fn send(&self, _jobs: &[Job], _delay: Duration) -> QueueResult<()> {
-        Err(weconnect_engine::ports::QueueError::Backend(
-            "queue unavailable".into(),
-        ))
+impl JobQueue for FaultyQueue {
+    async fn send(&self, jobs: &[Job], delay: Duration) -> QueueResult<()> {
+        match self.fault {
+            Fault::DeliverTwice => {
+                self.inner.send(jobs, delay).await?;
+                self.inner.send(jobs, delay).await
+            }
+            Fault::RefuseSends => Err(weconnect_engine::ports::QueueError::Backend(
+                "queue unavailable".into(),
+            )),
+        }
     }
     async fn receive(
         &self,
@@ -266,21 +258,21 @@ impl JobQueue for RefusingQueue {
         visibility: Duration,
         wait: Duration,
     ) -> QueueResult<Vec<Delivery>> {
-        self.0.receive(max, visibility, wait).await
+        self.inner.receive(max, visibility, wait).await
     }
     async fn ack(&self, receipt: &str) -> QueueResult<()> {
-        self.0.ack(receipt).await
+        self.inner.ack(receipt).await
     }
     async fn release(&self, receipt: &str, delay: Duration) -> QueueResult<()> {
-        self.0.release(receipt, delay).await
+        self.inner.release(receipt, delay).await
     }
     async fn extend(&self, receipt: &str, visibility: Duration) -> QueueResult<()> {
-        self.0.extend(receipt, visibility).await
+        self.inner.extend(receipt, visibility).await
     }
     async fn depth(&self) -> QueueResult<QueueDepth> {
-        self.0.depth().await
+        self.inner.depth().await
     }
     fn max_delay(&self) -> Duration {
-        self.0.max_delay()
+        self.inner.max_delay()
     }
 }

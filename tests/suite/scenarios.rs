@@ -8,9 +8,7 @@ use weconnect_engine::EngineConfig;
 use weconnect_engine::model::{ExecutionStatus, NodeRunStatus};
 use weconnect_engine::ports::Claim;
 use weconnect_tests::backend::{Backend, test_config};
-use weconnect_tests::harness::{
-    DuplicatingQueue, Harness, RefusingQueue, attempts, output, status,
-};
+use weconnect_tests::harness::{Fault, FaultyQueue, Harness, attempts, output, status};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -491,7 +489,10 @@ pub async fn retry_and_redrive_from_the_failed_node(backend: Backend) {
 
 pub async fn every_job_delivered_twice(backend: Backend) {
     let backend = Arc::new(backend);
-    let dup = Arc::new(DuplicatingQueue(backend.queue.clone()));
+    let dup = Arc::new(FaultyQueue {
+        inner: backend.queue.clone(),
+        fault: Fault::DeliverTwice,
+    });
     let engine = backend.engine_with_queue(test_config(), dup);
     let mut h = Harness::from_parts(backend.clone(), engine).await;
     h.start_workers(4);
@@ -710,13 +711,8 @@ pub async fn idempotency_key_starts_one_execution(backend: Backend) {
         .workflow(json!({"name": "i", "nodes": [trigger()], "connections": []}))
         .await;
     let req = |key: &str| weconnect_engine::engine::StartRequest {
-        principal: h.who.clone(),
-        workflow_id: wf.id.clone(),
-        mode: weconnect_engine::model::ExecutionMode::Api,
-        input: json!({}),
-        timeout_ms: None,
         idempotency_key: Some(format!("api:{key}")),
-        start_node_id: None,
+        ..h.request(&wf, json!({}))
     };
     let (first, created) = h.engine.start_execution(req("k1")).await.unwrap();
     assert!(created);
@@ -749,21 +745,16 @@ pub async fn node_runs_never_restart_after_success(backend: Backend) {
 
 pub async fn failed_to_queue_marks_the_execution_failed(backend: Backend) {
     let backend = Arc::new(backend);
-    let refusing = Arc::new(RefusingQueue(backend.queue.clone()));
+    let refusing = Arc::new(FaultyQueue {
+        inner: backend.queue.clone(),
+        fault: Fault::RefuseSends,
+    });
     let engine = backend.engine_with_queue(test_config(), refusing);
     let h = Harness::from_parts(backend.clone(), engine).await;
     let wf = h
         .workflow(json!({"name": "q", "nodes": [trigger()], "connections": []}))
         .await;
-    let req = weconnect_engine::engine::StartRequest {
-        principal: h.who.clone(),
-        workflow_id: wf.id.clone(),
-        mode: weconnect_engine::model::ExecutionMode::Api,
-        input: json!({}),
-        timeout_ms: None,
-        idempotency_key: None,
-        start_node_id: None,
-    };
+    let req = h.request(&wf, json!({}));
     assert!(matches!(
         h.engine.start_execution(req).await,
         Err(weconnect_engine::EngineError::Queue(_))

@@ -367,7 +367,10 @@ impl Bench {
         };
         // One job per worker: the call counts do not depend on concurrency, and several jobs
         // per worker would only queue up on moto's single request thread.
-        let config = EngineConfig { jobs_per_worker: 1, ..EngineConfig::default() };
+        let config = EngineConfig {
+            jobs_per_worker: 1,
+            ..EngineConfig::default()
+        };
         let engine = Engine::new(ports, config, SecretBox::new(&[7u8; 32]));
         Ok(Bench {
             env,
