@@ -9,6 +9,8 @@ pub mod error;
 pub mod expr;
 pub mod graph;
 pub mod http;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod model;
 pub mod nodes;
 pub mod ports;

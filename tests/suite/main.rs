@@ -1,8 +1,9 @@
 //! The one integration test binary: conformance scenarios on every backend, and the suites
-//! of the API and the AWS adapters.
+//! of the API, the AWS adapters and the Lambda functions.
 
 mod api;
 mod aws;
+mod lambda;
 mod scenarios;
 
 backend_scenarios!(sqlite, Backend::sqlite());

@@ -133,8 +133,26 @@ pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     Ok(Some(text.to_string()))
 }
 
+/// Which routes a router serves: a host may serve only part of them (on Lambda the `api`
+/// function serves the API, the `webhook` function the webhook intake).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteSet {
+    /// Every route of SPEC §4.
+    #[default]
+    All,
+    /// `/health` and the authenticated API: everything but the webhooks.
+    Api,
+    /// `/health` and the webhook intake (`/webhook/{id}`, `/webhook/handler/{id}`).
+    Webhooks,
+}
+
 /// The whole API: every route of SPEC §4.
 pub fn router(state: AppState) -> Router {
+    router_for(state, RouteSet::All)
+}
+
+/// The routes of `set` (others answer the spec's 404), with the same layers as [`router`].
+pub fn router_for(state: AppState, set: RouteSet) -> Router {
     let limits = state.limits;
     let api = Router::new()
         .route("/monitoring/health", get(monitoring::health))
@@ -172,11 +190,14 @@ pub fn router(state: AppState) -> Router {
         .route("/webhook/{id}", any(webhooks::handle))
         .route("/webhook/handler/{id}", any(webhooks::handle))
         .layer(DefaultBodyLimit::max(limits.webhook_body_bytes));
-    Router::new()
-        .route("/health", get(monitoring::liveness))
-        .merge(api)
-        .merge(hooks)
-        .fallback(unknown_route)
+    let mut app = Router::new().route("/health", get(monitoring::liveness));
+    if set != RouteSet::Webhooks {
+        app = app.merge(api);
+    }
+    if set != RouteSet::Api {
+        app = app.merge(hooks);
+    }
+    app.fallback(unknown_route)
         .layer(axum::middleware::from_fn(move |req, next| {
             refuse_oversized(
                 limits.api_body_bytes.max(limits.webhook_body_bytes),
