@@ -34,6 +34,8 @@ pub struct EngineConfig {
     pub http_allow_private: bool,
     /// How long the idempotency keys of executions hold (ms).
     pub idempotency_window_ms: u64,
+    /// WECONNECT_JOBS_PER_WORKER: jobs one worker of a pool runs at once.
+    pub jobs_per_worker: usize,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +56,7 @@ impl Default for EngineConfig {
             max_output_bytes: 256 * 1024,
             http_allow_private: false,
             idempotency_window_ms: 24 * 3_600_000,
+            jobs_per_worker: 16,
         }
     }
 }
@@ -88,6 +91,7 @@ impl EngineConfig {
             max_output_bytes: d.max_output_bytes,
             http_allow_private: env_or("WECONNECT_HTTP_ALLOW_PRIVATE", d.http_allow_private)?,
             idempotency_window_ms: d.idempotency_window_ms,
+            jobs_per_worker: env_or("WECONNECT_JOBS_PER_WORKER", d.jobs_per_worker)?.max(1),
         })
     }
 

@@ -4,7 +4,9 @@
 use std::any::Any;
 use std::sync::Arc;
 use weconnect_engine::engine::Ports;
-use weconnect_engine::ports::{BroadcastEvents, Clock, EventSink, JobQueue, NoScheduleSync, Store, SystemClock};
+use weconnect_engine::ports::{
+    BroadcastEvents, Clock, EventSink, JobQueue, NoScheduleSync, Store, SystemClock,
+};
 use weconnect_engine::secrets::SecretBox;
 use weconnect_engine::{Engine, EngineConfig};
 
@@ -21,7 +23,8 @@ impl Backend {
     /// SQLite in a fresh temp folder.
     pub async fn sqlite() -> Backend {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (store, queue) = weconnect_engine::adapters::sqlite::open(dir.path()).expect("open sqlite");
+        let (store, queue) =
+            weconnect_engine::adapters::sqlite::open(dir.path()).expect("open sqlite");
         Backend {
             name: "sqlite",
             store,

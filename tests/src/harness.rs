@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use weconnect_engine::engine::{ExecutionDetail, Principal, StartRequest, worker};
 use weconnect_engine::model::{
-    Execution, ExecutionLog, ExecutionMode, Job, Timestamp, Workflow, WorkflowDefinition, WorkflowStatus, new_id,
+    Execution, ExecutionLog, ExecutionMode, Job, Timestamp, Workflow, WorkflowDefinition,
+    WorkflowStatus, new_id,
 };
 use weconnect_engine::ports::{Delivery, JobQueue, LogFilter, QueueDepth, QueueResult};
 use weconnect_engine::{Engine, EngineConfig};
@@ -38,7 +39,10 @@ impl Harness {
             backend,
             engine,
             sink: Sink::start().await,
-            who: Principal { user_id: "user-1".into(), organization_id: format!("org-{}", new_id()) },
+            who: Principal {
+                user_id: "user-1".into(),
+                organization_id: format!("org-{}", new_id()),
+            },
             shutdown: watch::channel(false).0,
             pools: Vec::new(),
         }
@@ -47,7 +51,8 @@ impl Harness {
     /// Starts a pool of `n` workers on `engine` (this harness's engine or another one).
     pub fn start_workers_on(&mut self, engine: Engine, n: usize) {
         let rx = self.shutdown.subscribe();
-        self.pools.push(tokio::spawn(worker::run_workers(engine, n, rx)));
+        self.pools
+            .push(tokio::spawn(worker::run_workers(engine, n, rx)));
     }
 
     pub fn start_workers(&mut self, n: usize) {
@@ -83,7 +88,11 @@ impl Harness {
             created_at: now,
             updated_at: now,
         };
-        self.backend.store.create_workflow(&wf, &[]).await.expect("store workflow");
+        self.backend
+            .store
+            .create_workflow(&wf, &[])
+            .await
+            .expect("store workflow");
         wf
     }
 
@@ -91,17 +100,34 @@ impl Harness {
         self.start_with_timeout(wf, input, None).await
     }
 
-    pub async fn start_with_timeout(&self, wf: &Workflow, input: Value, timeout_ms: Option<u64>) -> Execution {
+    pub async fn start_with_timeout(
+        &self,
+        wf: &Workflow,
+        input: Value,
+        timeout_ms: Option<u64>,
+    ) -> Execution {
         let req = StartRequest {
+            timeout_ms,
+            ..self.request(wf, input)
+        };
+        self.engine
+            .start_execution(req)
+            .await
+            .expect("start execution")
+            .0
+    }
+
+    /// An API start of `wf` by this harness's principal.
+    pub fn request(&self, wf: &Workflow, input: Value) -> StartRequest {
+        StartRequest {
             principal: self.who.clone(),
             workflow_id: wf.id.clone(),
             mode: ExecutionMode::Api,
             input,
-            timeout_ms,
+            timeout_ms: None,
             idempotency_key: None,
             start_node_id: None,
-        };
-        self.engine.start_execution(req).await.expect("start execution").0
+        }
     }
 
     pub async fn execution(&self, id: &str) -> Execution {
@@ -114,7 +140,10 @@ impl Harness {
     }
 
     pub async fn detail(&self, id: &str) -> ExecutionDetail {
-        self.engine.execution_detail(&self.who, id).await.expect("execution detail")
+        self.engine
+            .execution_detail(&self.who, id)
+            .await
+            .expect("execution detail")
     }
 
     /// Polls until the execution is terminal; panics with its detail after `within`.
@@ -126,14 +155,23 @@ impl Harness {
                 return self.detail(id).await;
             }
             if tokio::time::Instant::now() > until {
-                panic!("execution {id} not finished after {within:?}: {:#?}", self.detail(id).await);
+                panic!(
+                    "execution {id} not finished after {within:?}: {:#?}",
+                    self.detail(id).await
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Polls until `pred` holds for the execution's detail.
-    pub async fn wait_until(&self, id: &str, within: Duration, what: &str, pred: impl Fn(&ExecutionDetail) -> bool) -> ExecutionDetail {
+    pub async fn wait_until(
+        &self,
+        id: &str,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&ExecutionDetail) -> bool,
+    ) -> ExecutionDetail {
         let until = tokio::time::Instant::now() + within;
         loop {
             let d = self.detail(id).await;
@@ -159,44 +197,82 @@ impl Harness {
 
 /// Output of one node in a detail.
 pub fn output(d: &ExecutionDetail, node: &str) -> Value {
-    d.nodes.iter().find(|n| n.node_id == node).and_then(|n| n.output.clone()).unwrap_or(Value::Null)
+    d.nodes
+        .iter()
+        .find(|n| n.node_id == node)
+        .and_then(|n| n.output.clone())
+        .unwrap_or(Value::Null)
 }
 
 /// Status of one node in a detail, as its JSON string.
 pub fn status(d: &ExecutionDetail, node: &str) -> String {
-    let n = d.nodes.iter().find(|n| n.node_id == node).unwrap_or_else(|| panic!("no node {node}"));
-    serde_json::to_value(n.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    let n = d
+        .nodes
+        .iter()
+        .find(|n| n.node_id == node)
+        .unwrap_or_else(|| panic!("no node {node}"));
+    serde_json::to_value(n.status)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 pub fn attempts(d: &ExecutionDetail, node: &str) -> u32 {
-    d.nodes.iter().find(|n| n.node_id == node).map_or(0, |n| n.attempts)
+    d.nodes
+        .iter()
+        .find(|n| n.node_id == node)
+        .map_or(0, |n| n.attempts)
 }
 
-/// A real queue whose every send is delivered twice (at-least-once delivery, worst case).
-pub struct DuplicatingQueue(pub Arc<dyn JobQueue>);
+/// What a [`FaultyQueue`] does wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Every send is delivered twice (at-least-once delivery, worst case).
+    DeliverTwice,
+    /// Every send fails (a queue outage at the worst moment).
+    RefuseSends,
+}
+
+/// A real queue with one injected fault.
+pub struct FaultyQueue {
+    pub inner: Arc<dyn JobQueue>,
+    pub fault: Fault,
+}
 
 #[async_trait]
-impl JobQueue for DuplicatingQueue {
+impl JobQueue for FaultyQueue {
     async fn send(&self, jobs: &[Job], delay: Duration) -> QueueResult<()> {
-        self.0.send(jobs, delay).await?;
-        self.0.send(jobs, delay).await
+        match self.fault {
+            Fault::DeliverTwice => {
+                self.inner.send(jobs, delay).await?;
+                self.inner.send(jobs, delay).await
+            }
+            Fault::RefuseSends => Err(weconnect_engine::ports::QueueError::Backend(
+                "queue unavailable".into(),
+            )),
+        }
     }
-    async fn receive(&self, max: usize, visibility: Duration, wait: Duration) -> QueueResult<Vec<Delivery>> {
-        self.0.receive(max, visibility, wait).await
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> QueueResult<Vec<Delivery>> {
+        self.inner.receive(max, visibility, wait).await
     }
     async fn ack(&self, receipt: &str) -> QueueResult<()> {
-        self.0.ack(receipt).await
+        self.inner.ack(receipt).await
     }
     async fn release(&self, receipt: &str, delay: Duration) -> QueueResult<()> {
-        self.0.release(receipt, delay).await
+        self.inner.release(receipt, delay).await
     }
     async fn extend(&self, receipt: &str, visibility: Duration) -> QueueResult<()> {
-        self.0.extend(receipt, visibility).await
+        self.inner.extend(receipt, visibility).await
     }
     async fn depth(&self) -> QueueResult<QueueDepth> {
-        self.0.depth().await
+        self.inner.depth().await
     }
     fn max_delay(&self) -> Duration {
-        self.0.max_delay()
+        self.inner.max_delay()
     }
 }

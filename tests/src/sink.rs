@@ -41,8 +41,12 @@ pub struct Sink {
 impl Sink {
     pub async fn start() -> Sink {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new().route("/{*path}", any(handle)).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let app = Router::new()
+            .route("/{*path}", any(handle))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sink");
         let addr = listener.local_addr().expect("sink address");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -58,21 +62,38 @@ impl Sink {
     /// Answer the next requests to `path` with these statuses, then 200 (or the fixed one).
     pub fn script(&self, path: &str, statuses: &[u16]) {
         let mut inner = self.inner.lock().expect("sink lock");
-        inner.script.insert(norm(path), statuses.iter().copied().collect());
+        inner
+            .script
+            .insert(norm(path), statuses.iter().copied().collect());
     }
 
     /// Answer every request to `path` with `status` (after any script).
     pub fn always(&self, path: &str, status: u16) {
-        self.inner.lock().expect("sink lock").fixed.insert(norm(path), status);
+        self.inner
+            .lock()
+            .expect("sink lock")
+            .fixed
+            .insert(norm(path), status);
     }
 
     pub fn delay(&self, path: &str, by: Duration) {
-        self.inner.lock().expect("sink lock").delay.insert(norm(path), by);
+        self.inner
+            .lock()
+            .expect("sink lock")
+            .delay
+            .insert(norm(path), by);
     }
 
     pub fn calls(&self, path: &str) -> Vec<Call> {
         let p = norm(path);
-        self.inner.lock().expect("sink lock").calls.iter().filter(|c| c.path == p).cloned().collect()
+        self.inner
+            .lock()
+            .expect("sink lock")
+            .calls
+            .iter()
+            .filter(|c| c.path == p)
+            .cloned()
+            .collect()
     }
 
     pub fn count(&self, path: &str) -> usize {
@@ -97,9 +118,16 @@ async fn handle(
     let path = norm(&path);
     let (status, delay) = {
         let mut g = inner.lock().expect("sink lock");
-        g.calls.push(Call { path: path.clone(), headers: headers.clone(), body: body.clone(), at: Instant::now() });
+        g.calls.push(Call {
+            path: path.clone(),
+            headers: headers.clone(),
+            body: body.clone(),
+            at: Instant::now(),
+        });
         let scripted = g.script.get_mut(&path).and_then(VecDeque::pop_front);
-        let status = scripted.or_else(|| g.fixed.get(&path).copied()).unwrap_or(200);
+        let status = scripted
+            .or_else(|| g.fixed.get(&path).copied())
+            .unwrap_or(200);
         (status, g.delay.get(&path).copied())
     };
     if let Some(d) = delay {
@@ -107,5 +135,8 @@ async fn handle(
     }
     let received: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    (status, axum::Json(json!({ "ok": status.is_success(), "path": path, "received": received })))
+    (
+        status,
+        axum::Json(json!({ "ok": status.is_success(), "path": path, "received": received })),
+    )
 }

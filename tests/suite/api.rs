@@ -119,6 +119,11 @@ async fn health_is_public_everything_else_needs_a_token() {
         .send(a.request(reqwest::Method::PATCH, "/workflows"))
         .await;
     r.error(405);
+    // Nothing a client sends panics the server: bad percent-encoding, deep JSON.
+    a.get("/executions/%FF%FE").await.error(400);
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    a.post_raw("/executions", deep).await.error(400);
+    assert_eq!(anon.get("/health").await.status, 200);
     t.stop().await;
 }
 
@@ -1368,4 +1373,61 @@ async fn killed_server_resumes_a_waiting_execution_after_restart() {
             "{name} holds the secret"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_node_webhooks_answer_202_when_the_wait_runs_out_and_waiters_agree() {
+    use weconnect_engine::http::{BroadcastWaiter, ExecutionWaiter, PollingWaiter};
+    let t = TestServer::start_with(|s| {
+        s.http_limits.last_node_wait = Duration::from_millis(200);
+    })
+    .await;
+    let a = t.api("acme");
+    a.create_workflow(&json!({
+        "name": "Slow answer",
+        "status": "active",
+        "nodes": [
+            {"id": "hook", "name": "Hook", "type": "trigger.webhook",
+             "parameters": {"path": "slow-answer", "responseMode": "lastNode"}},
+            {"id": "wait", "name": "Wait", "type": "flow.wait", "parameters": {"durationMs": 800}},
+            {"id": "set", "name": "Set", "type": "data.set", "parameters": {"values": {"late": true}}}
+        ],
+        "connections": [{"source": "hook", "target": "wait"}, {"source": "wait", "target": "set"}]
+    }))
+    .await;
+    let r = webhook(&t.anonymous(), "slow-answer", &json!({}), &[]).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let id = r.body["executionId"].as_str().unwrap().to_string();
+    assert!(matches!(
+        r.body["status"].as_str(),
+        Some("pending" | "running")
+    ));
+
+    let server = t.server();
+    let engine = server.engine();
+    let broadcast = BroadcastWaiter::new(server.runtime.events.clone());
+    let polling = PollingWaiter::default();
+    let early = broadcast
+        .wait_terminal(engine, "acme", &id, Duration::from_millis(20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!early.status.is_terminal());
+    let (by_event, by_polling) = tokio::join!(
+        broadcast.wait_terminal(engine, "acme", &id, Duration::from_secs(10)),
+        polling.wait_terminal(engine, "acme", &id, Duration::from_secs(10)),
+    );
+    let (by_event, by_polling) = (by_event.unwrap().unwrap(), by_polling.unwrap().unwrap());
+    assert_eq!(by_event.status.as_str(), "success");
+    assert_eq!(by_polling.status.as_str(), "success");
+    assert_eq!(by_event.output_data, Some(json!({"late": true})));
+    // Another organization's execution is not found.
+    assert!(
+        polling
+            .wait_terminal(engine, "globex", &id, Duration::from_millis(10))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    t.stop().await;
 }

@@ -8,7 +8,7 @@ use weconnect_engine::EngineConfig;
 use weconnect_engine::model::{ExecutionStatus, NodeRunStatus};
 use weconnect_engine::ports::Claim;
 use weconnect_tests::backend::{Backend, test_config};
-use weconnect_tests::harness::{DuplicatingQueue, Harness, attempts, output, status};
+use weconnect_tests::harness::{Fault, FaultyQueue, Harness, attempts, output, status};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -37,15 +37,23 @@ fn typed(source: &str, target: &str, kind: &str) -> Value {
 pub async fn linear_chain(backend: Backend) {
     let mut h = Harness::new(backend).await;
     h.start_workers(2);
-    let mut nodes = vec![trigger(), set("s1", json!({"n": "{{ trigger.start + 1 }}"}))];
+    let mut nodes = vec![
+        trigger(),
+        set("s1", json!({"n": "{{ trigger.start + 1 }}"})),
+    ];
     let mut conns = vec![conn("start", "s1")];
     for i in 2..=5 {
-        nodes.push(set(&format!("s{i}"), json!({"n": format!("{{{{ json.n + {i} }}}}")})));
+        nodes.push(set(
+            &format!("s{i}"),
+            json!({"n": format!("{{{{ json.n + {i} }}}}")}),
+        ));
         conns.push(conn(&format!("s{}", i - 1), &format!("s{i}")));
     }
     nodes.push(http("call", &h.sink.url("/chain")));
     conns.push(conn("s5", "call"));
-    let wf = h.workflow(json!({"name": "chain", "nodes": nodes, "connections": conns})).await;
+    let wf = h
+        .workflow(json!({"name": "chain", "nodes": nodes, "connections": conns}))
+        .await;
     let exec = h.start(&wf, json!({"start": 10})).await;
     let d = h.wait_terminal(&exec.id, LONG).await;
     assert_eq!(d.execution.status, ExecutionStatus::Success, "{d:#?}");
@@ -61,11 +69,22 @@ pub async fn linear_chain(backend: Backend) {
     assert!(d.execution.duration > 0 || d.execution.completed_at.is_some());
     // A log at every node start and finish, with the node's step, type and name.
     let logs = h.logs(&exec.id).await;
-    for (step, node) in ["start", "s1", "s2", "s3", "s4", "s5", "call"].iter().enumerate() {
-        let of_node: Vec<_> = logs.iter().filter(|l| l.node_id.as_deref() == Some(*node)).collect();
+    for (step, node) in ["start", "s1", "s2", "s3", "s4", "s5", "call"]
+        .iter()
+        .enumerate()
+    {
+        let of_node: Vec<_> = logs
+            .iter()
+            .filter(|l| l.node_id.as_deref() == Some(*node))
+            .collect();
         assert!(of_node.len() >= 2, "logs of {node}: {of_node:?}");
         let name = wf.node(node).map(|n| n.name.clone());
-        assert!(of_node.iter().all(|l| l.execution_step == step as u32 + 1 && l.node_name == name), "{of_node:?}");
+        assert!(
+            of_node
+                .iter()
+                .all(|l| l.execution_step == step as u32 + 1 && l.node_name == name),
+            "{of_node:?}"
+        );
     }
     h.stop_workers().await;
 }
@@ -113,7 +132,11 @@ pub async fn switch_with_fallback(backend: Backend) {
         let d = h.wait_terminal(&exec.id, LONG).await;
         assert_eq!(d.execution.status, ExecutionStatus::Success);
         for node in ["b", "m", "f"] {
-            assert_eq!(status(&d, node), if node == winner { "success" } else { "skipped" }, "n={n} node={node}");
+            assert_eq!(
+                status(&d, node),
+                if node == winner { "success" } else { "skipped" },
+                "n={n} node={node}"
+            );
         }
     }
     h.stop_workers().await;
@@ -139,7 +162,10 @@ pub async fn diamond_join_runs_once(backend: Backend) {
         let d = h.wait_terminal(id, LONG).await;
         assert_eq!(d.execution.status, ExecutionStatus::Success, "{d:#?}");
         let joined = output(&d, "join");
-        assert!(joined.get("a").is_some() && joined.get("b").is_some(), "{joined}");
+        assert!(
+            joined.get("a").is_some() && joined.get("b").is_some(),
+            "{joined}"
+        );
         assert_eq!(attempts(&d, "join"), 1);
     }
     assert_eq!(h.sink.count("/after"), 5, "the join ran once per execution");
@@ -185,7 +211,11 @@ pub async fn error_connection_takes_a_500(backend: Backend) {
         .await;
     let exec = h.start(&wf, json!({})).await;
     let d = h.wait_terminal(&exec.id, LONG).await;
-    assert_eq!(d.execution.status, ExecutionStatus::Success, "errorOutput is the default with an error connection");
+    assert_eq!(
+        d.execution.status,
+        ExecutionStatus::Success,
+        "errorOutput is the default with an error connection"
+    );
     assert_eq!(status(&d, "call"), "failed");
     assert_eq!(status(&d, "handler"), "success");
     assert_eq!(status(&d, "next"), "skipped");
@@ -195,7 +225,11 @@ pub async fn error_connection_takes_a_500(backend: Backend) {
     assert_eq!(err["errorKind"], json!("http5xx"));
     assert_eq!(err["statusCode"], json!(500));
     let handled: Value = serde_json::from_slice(&h.sink.calls("/handler")[0].body).unwrap();
-    assert_eq!(handled["input"]["statusCode"], json!(500), "the error output is the handler's input");
+    assert_eq!(
+        handled["input"]["statusCode"],
+        json!(500),
+        "the error output is the handler's input"
+    );
     assert_eq!(d.execution.nodes_failed, 1);
     h.stop_workers().await;
 }
@@ -207,10 +241,14 @@ pub async fn on_error_continue_goes_along_main(backend: Backend) {
     let mut call = http("call", &h.sink.url("/broken"));
     call["onError"] = json!("continue");
     let wf = h
-        .workflow(json!({"name": "cont", "nodes": [trigger(), call, http("next", &h.sink.url("/next"))],
-                         "connections": [conn("start", "call"), conn("call", "next")]}))
+        .workflow(
+            json!({"name": "cont", "nodes": [trigger(), call, http("next", &h.sink.url("/next"))],
+                         "connections": [conn("start", "call"), conn("call", "next")]}),
+        )
         .await;
-    let d = h.wait_terminal(&h.start(&wf, json!({})).await.id, LONG).await;
+    let d = h
+        .wait_terminal(&h.start(&wf, json!({})).await.id, LONG)
+        .await;
     assert_eq!(d.execution.status, ExecutionStatus::Success);
     assert_eq!(status(&d, "next"), "success");
     h.stop_workers().await;
@@ -233,10 +271,19 @@ pub async fn retries_then_success(backend: Backend) {
     assert_eq!(calls.len(), 3);
     for pair in calls.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at);
-        assert!(gap >= Duration::from_millis(280), "backoff not respected: {gap:?}");
+        assert!(
+            gap >= Duration::from_millis(280),
+            "backoff not respected: {gap:?}"
+        );
     }
     let logs = h.logs(&exec.id).await;
-    assert_eq!(logs.iter().filter(|l| l.message.contains("retrying")).count(), 2, "{logs:#?}");
+    assert_eq!(
+        logs.iter()
+            .filter(|l| l.message.contains("retrying"))
+            .count(),
+        2,
+        "{logs:#?}"
+    );
     h.stop_workers().await;
 }
 
@@ -247,16 +294,26 @@ pub async fn retries_exhausted_fail_naming_the_node(backend: Backend) {
     let mut call = http("call", &h.sink.url("/down"));
     call["retry"] = json!({"maxAttempts": 2, "baseDelayMs": 50});
     let wf = h
-        .workflow(json!({"name": "down", "nodes": [trigger(), call, set("after", json!({}))],
-                         "connections": [conn("start", "call"), conn("call", "after")]}))
+        .workflow(
+            json!({"name": "down", "nodes": [trigger(), call, set("after", json!({}))],
+                         "connections": [conn("start", "call"), conn("call", "after")]}),
+        )
         .await;
-    let d = h.wait_terminal(&h.start(&wf, json!({})).await.id, LONG).await;
+    let d = h
+        .wait_terminal(&h.start(&wf, json!({})).await.id, LONG)
+        .await;
     assert_eq!(d.execution.status, ExecutionStatus::Failed);
     assert_eq!(h.sink.count("/down"), 2);
     let details = d.execution.error_details.clone().unwrap_or_default();
     assert_eq!(details["nodeId"], json!("call"));
     assert_eq!(details["errorKind"], json!("http5xx"));
-    assert!(d.execution.error_message.as_deref().unwrap_or_default().contains("call"));
+    assert!(
+        d.execution
+            .error_message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("call")
+    );
     assert_eq!(status(&d, "after"), "cancelled");
     h.stop_workers().await;
 }
@@ -311,18 +368,36 @@ pub async fn cancel_during_a_wait(backend: Backend) {
     h.start_workers(2);
     let wf = h.workflow(wait_then_call(&h, 600)).await;
     let exec = h.start(&wf, json!({})).await;
-    h.wait_until(&exec.id, LONG, "waiting", |d| d.nodes.iter().any(|n| n.node_id == "wait" && n.started_at.is_some()))
-        .await;
-    let cancelled = h.engine.cancel_execution(&h.who, &exec.id).await.expect("cancel");
+    h.wait_until(&exec.id, LONG, "waiting", |d| {
+        d.nodes
+            .iter()
+            .any(|n| n.node_id == "wait" && n.started_at.is_some())
+    })
+    .await;
+    let cancelled = h
+        .engine
+        .cancel_execution(&h.who, &exec.id)
+        .await
+        .expect("cancel");
     assert_eq!(cancelled.status, ExecutionStatus::Cancelled);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(h.sink.count("/after"), 0, "the next node never runs");
     let d = h.detail(&exec.id).await;
-    assert_eq!(d.execution.status, ExecutionStatus::Cancelled, "status never changes again");
+    assert_eq!(
+        d.execution.status,
+        ExecutionStatus::Cancelled,
+        "status never changes again"
+    );
     assert_eq!(status(&d, "after"), "cancelled");
     // Lifecycle moves from a terminal status are conflicts.
-    assert!(matches!(h.engine.cancel_execution(&h.who, &exec.id).await, Err(weconnect_engine::EngineError::Conflict(_))));
-    assert!(matches!(h.engine.resume_execution(&h.who, &exec.id).await, Err(weconnect_engine::EngineError::Conflict(_))));
+    assert!(matches!(
+        h.engine.cancel_execution(&h.who, &exec.id).await,
+        Err(weconnect_engine::EngineError::Conflict(_))
+    ));
+    assert!(matches!(
+        h.engine.resume_execution(&h.who, &exec.id).await,
+        Err(weconnect_engine::EngineError::Conflict(_))
+    ));
     h.stop_workers().await;
 }
 
@@ -331,14 +406,26 @@ pub async fn pause_then_resume(backend: Backend) {
     h.start_workers(2);
     let wf = h.workflow(wait_then_call(&h, 300)).await;
     let exec = h.start(&wf, json!({})).await;
-    h.wait_until(&exec.id, LONG, "waiting", |d| d.nodes.iter().any(|n| n.node_id == "wait" && n.started_at.is_some()))
-        .await;
-    let paused = h.engine.pause_execution(&h.who, &exec.id).await.expect("pause");
+    h.wait_until(&exec.id, LONG, "waiting", |d| {
+        d.nodes
+            .iter()
+            .any(|n| n.node_id == "wait" && n.started_at.is_some())
+    })
+    .await;
+    let paused = h
+        .engine
+        .pause_execution(&h.who, &exec.id)
+        .await
+        .expect("pause");
     assert_eq!(paused.status, ExecutionStatus::Paused);
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(h.sink.count("/after"), 0, "nothing runs while paused");
     assert_eq!(h.execution(&exec.id).await.status, ExecutionStatus::Paused);
-    let resumed = h.engine.resume_execution(&h.who, &exec.id).await.expect("resume");
+    let resumed = h
+        .engine
+        .resume_execution(&h.who, &exec.id)
+        .await
+        .expect("resume");
     assert_eq!(resumed.status, ExecutionStatus::Running);
     let d = h.wait_terminal(&exec.id, LONG).await;
     assert_eq!(d.execution.status, ExecutionStatus::Success, "{d:#?}");
@@ -356,22 +443,43 @@ pub async fn retry_and_redrive_from_the_failed_node(backend: Backend) {
             set("last", json!({"done": "{{ nodes.first.output.statusCode }}"})),
         ], "connections": [conn("start", "first"), conn("first", "second"), conn("second", "last")]}))
         .await;
-    let failed = h.wait_terminal(&h.start(&wf, json!({"k": 1})).await.id, LONG).await;
+    let failed = h
+        .wait_terminal(&h.start(&wf, json!({"k": 1})).await.id, LONG)
+        .await;
     assert_eq!(failed.execution.status, ExecutionStatus::Failed);
     assert_eq!((h.sink.count("/first"), h.sink.count("/second")), (1, 1));
 
-    let redriven = h.engine.retry_execution(&h.who, &failed.execution.id, true).await.expect("redrive");
-    assert_eq!(redriven.retry_of.as_deref(), Some(failed.execution.id.as_str()));
+    let redriven = h
+        .engine
+        .retry_execution(&h.who, &failed.execution.id, true)
+        .await
+        .expect("redrive");
+    assert_eq!(
+        redriven.retry_of.as_deref(),
+        Some(failed.execution.id.as_str())
+    );
     assert_eq!(redriven.retry_count, 1);
     let d = h.wait_terminal(&redriven.id, LONG).await;
     assert_eq!(d.execution.status, ExecutionStatus::Success, "{d:#?}");
-    assert_eq!(h.sink.count("/first"), 1, "a succeeded upstream node is not called again");
+    assert_eq!(
+        h.sink.count("/first"),
+        1,
+        "a succeeded upstream node is not called again"
+    );
     assert_eq!(h.sink.count("/second"), 2);
-    assert_eq!(output(&d, "last"), json!({"done": 200}), "copied outputs are visible downstream");
+    assert_eq!(
+        output(&d, "last"),
+        json!({"done": 200}),
+        "copied outputs are visible downstream"
+    );
     assert_eq!(d.execution.input_data, json!({"k": 1}));
 
     // A plain retry runs everything again.
-    let again = h.engine.retry_execution(&h.who, &redriven.id, false).await.expect("retry");
+    let again = h
+        .engine
+        .retry_execution(&h.who, &redriven.id, false)
+        .await
+        .expect("retry");
     assert_eq!(again.retry_count, 2);
     let d = h.wait_terminal(&again.id, LONG).await;
     assert_eq!(d.execution.status, ExecutionStatus::Success);
@@ -381,7 +489,10 @@ pub async fn retry_and_redrive_from_the_failed_node(backend: Backend) {
 
 pub async fn every_job_delivered_twice(backend: Backend) {
     let backend = Arc::new(backend);
-    let dup = Arc::new(DuplicatingQueue(backend.queue.clone()));
+    let dup = Arc::new(FaultyQueue {
+        inner: backend.queue.clone(),
+        fault: Fault::DeliverTwice,
+    });
     let engine = backend.engine_with_queue(test_config(), dup);
     let mut h = Harness::from_parts(backend.clone(), engine).await;
     h.start_workers(4);
@@ -401,7 +512,11 @@ pub async fn every_job_delivered_twice(backend: Backend) {
         assert_eq!(d.execution.status, ExecutionStatus::Success, "{d:#?}");
     }
     for path in ["/a", "/b", "/after", "/c1", "/c2", "/c3"] {
-        assert_eq!(h.sink.count(path), 3, "{path}: every external call made once per execution");
+        assert_eq!(
+            h.sink.count(path),
+            3,
+            "{path}: every external call made once per execution"
+        );
     }
     h.stop_workers().await;
 }
@@ -419,7 +534,10 @@ pub async fn two_worker_pools_on_one_queue(backend: Backend) {
         ids.push(h.start(&wf, json!({"i": i})).await.id);
     }
     for id in &ids {
-        assert_eq!(h.wait_terminal(id, LONG).await.execution.status, ExecutionStatus::Success);
+        assert_eq!(
+            h.wait_terminal(id, LONG).await.execution.status,
+            ExecutionStatus::Success
+        );
     }
     for path in ["/a", "/b", "/after"] {
         assert_eq!(h.sink.count(path), 10, "{path}");
@@ -429,7 +547,11 @@ pub async fn two_worker_pools_on_one_queue(backend: Backend) {
 
 pub async fn worker_dies_mid_node(backend: Backend) {
     // Short leases so the abandoned one expires quickly.
-    let config = EngineConfig { node_timeout_ms: 400, lease_margin_ms: 200, ..test_config() };
+    let config = EngineConfig {
+        node_timeout_ms: 400,
+        lease_margin_ms: 200,
+        ..test_config()
+    };
     let mut h = Harness::with_config(backend, config).await;
     let wf = h
         .workflow(json!({"name": "crash", "nodes": [trigger(), http("call", &h.sink.url("/call")), set("after", json!({"ok": true}))],
@@ -438,16 +560,39 @@ pub async fn worker_dies_mid_node(backend: Backend) {
     let exec = h.start(&wf, json!({})).await;
     // Run the trigger without inline chaining: the HTTP node's job is queued.
     let queue = h.backend.queue.clone();
-    let first = queue.receive(1, Duration::from_secs(30), Duration::from_secs(5)).await.unwrap().remove(0);
-    h.engine.run_job(&first.job, Some(Instant::now())).await.expect("run trigger");
+    let first = queue
+        .receive(1, Duration::from_secs(30), Duration::from_secs(5))
+        .await
+        .unwrap()
+        .remove(0);
+    h.engine
+        .run_job(&first.job, Some(Instant::now()))
+        .await
+        .expect("run trigger");
     queue.ack(&first.receipt).await.unwrap();
     // A worker takes the HTTP node's job, claims the node, and dies before calling anything.
-    let taken = queue.receive(1, Duration::from_millis(500), Duration::from_secs(5)).await.unwrap().remove(0);
+    let taken = queue
+        .receive(1, Duration::from_millis(500), Duration::from_secs(5))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(taken.job.node_id, "call");
     let now = weconnect_engine::model::Timestamp::from(chrono::Utc::now());
-    let claim = Claim { token: "dead-worker".into(), now, lease_until: now.plus(Duration::from_millis(500)) };
-    let claimed = h.backend.store.claim_node(&h.who.organization_id, &exec.id, "call", &claim).await.unwrap();
-    assert!(matches!(claimed, weconnect_engine::ports::ClaimOutcome::Claimed(_)), "{claimed:?}");
+    let claim = Claim {
+        token: "dead-worker".into(),
+        now,
+        lease_until: now.plus(Duration::from_millis(500)),
+    };
+    let claimed = h
+        .backend
+        .store
+        .claim_node(&h.who.organization_id, &exec.id, "call", &claim)
+        .await
+        .unwrap();
+    assert!(
+        matches!(claimed, weconnect_engine::ports::ClaimOutcome::Claimed(_)),
+        "{claimed:?}"
+    );
     // Live workers pick the job up again once the visibility timeout and the lease expire.
     h.start_workers(2);
     let d = h.wait_terminal(&exec.id, LONG).await;
@@ -458,7 +603,10 @@ pub async fn worker_dies_mid_node(backend: Backend) {
 }
 
 pub async fn ssrf_guard_refuses_private_addresses(backend: Backend) {
-    let config = EngineConfig { http_allow_private: false, ..test_config() };
+    let config = EngineConfig {
+        http_allow_private: false,
+        ..test_config()
+    };
     let mut h = Harness::with_config(backend, config).await;
     h.start_workers(2);
     let port = h.sink.addr.port();
@@ -482,10 +630,25 @@ pub async fn ssrf_guard_refuses_private_addresses(backend: Backend) {
         let wf = h
             .workflow(json!({"name": "ssrf", "nodes": [trigger(), http("call", &url)], "connections": [conn("start", "call")]}))
             .await;
-        let d = h.wait_terminal(&h.start(&wf, json!({})).await.id, LONG).await;
-        assert_eq!(d.execution.status, ExecutionStatus::Failed, "{url} must be refused: {d:#?}");
-        let err = d.nodes.iter().find(|n| n.node_id == "call").and_then(|n| n.error.clone()).expect("node error");
-        assert_eq!(serde_json::to_value(err.kind).unwrap(), json!("configuration"), "{url}: {err:?}");
+        let d = h
+            .wait_terminal(&h.start(&wf, json!({})).await.id, LONG)
+            .await;
+        assert_eq!(
+            d.execution.status,
+            ExecutionStatus::Failed,
+            "{url} must be refused: {d:#?}"
+        );
+        let err = d
+            .nodes
+            .iter()
+            .find(|n| n.node_id == "call")
+            .and_then(|n| n.error.clone())
+            .expect("node error");
+        assert_eq!(
+            serde_json::to_value(err.kind).unwrap(),
+            json!("configuration"),
+            "{url}: {err:?}"
+        );
     }
     assert_eq!(h.sink.total(), 0, "no request reached the sink");
     h.stop_workers().await;
@@ -500,20 +663,33 @@ pub async fn output_over_the_limit_fails_the_node(backend: Backend) {
         .await;
     // The input fits; the node's output (twice the input) does not.
     let text = "x".repeat(200 * 1024);
-    let d = h.wait_terminal(&h.start(&wf, json!({"text": text})).await.id, LONG).await;
+    let d = h
+        .wait_terminal(&h.start(&wf, json!({"text": text})).await.id, LONG)
+        .await;
     assert_eq!(d.execution.status, ExecutionStatus::Failed);
-    assert_eq!(d.execution.error_details.clone().unwrap_or_default()["errorKind"], json!("outputTooLarge"));
+    assert_eq!(
+        d.execution.error_details.clone().unwrap_or_default()["errorKind"],
+        json!("outputTooLarge")
+    );
     assert_eq!(status(&d, "big"), "failed");
     h.stop_workers().await;
 }
 
 pub async fn stranded_pending_is_redispatched(backend: Backend) {
-    let config = EngineConfig { stranded_pending_after_ms: 0, ..test_config() };
+    let config = EngineConfig {
+        stranded_pending_after_ms: 0,
+        ..test_config()
+    };
     let mut h = Harness::with_config(backend, config).await;
     let wf = h.workflow(json!({"name": "s", "nodes": [trigger(), set("x", json!({"v": 1}))], "connections": [conn("start", "x")]})).await;
     let exec = h.start(&wf, json!({})).await;
     // Lose the first job, as a crashed queue would.
-    let lost = h.backend.queue.receive(10, Duration::from_secs(60), Duration::from_secs(5)).await.unwrap();
+    let lost = h
+        .backend
+        .queue
+        .receive(10, Duration::from_secs(60), Duration::from_secs(5))
+        .await
+        .unwrap();
     for d in &lost {
         h.backend.queue.ack(&d.receipt).await.unwrap();
     }
@@ -522,21 +698,21 @@ pub async fn stranded_pending_is_redispatched(backend: Backend) {
     let report = h.engine.sweep().await.expect("sweep");
     assert!(report.redispatched >= 1, "{report:?}");
     h.start_workers(1);
-    assert_eq!(h.wait_terminal(&exec.id, LONG).await.execution.status, ExecutionStatus::Success);
+    assert_eq!(
+        h.wait_terminal(&exec.id, LONG).await.execution.status,
+        ExecutionStatus::Success
+    );
     h.stop_workers().await;
 }
 
 pub async fn idempotency_key_starts_one_execution(backend: Backend) {
     let h = Harness::new(backend).await;
-    let wf = h.workflow(json!({"name": "i", "nodes": [trigger()], "connections": []})).await;
+    let wf = h
+        .workflow(json!({"name": "i", "nodes": [trigger()], "connections": []}))
+        .await;
     let req = |key: &str| weconnect_engine::engine::StartRequest {
-        principal: h.who.clone(),
-        workflow_id: wf.id.clone(),
-        mode: weconnect_engine::model::ExecutionMode::Api,
-        input: json!({}),
-        timeout_ms: None,
         idempotency_key: Some(format!("api:{key}")),
-        start_node_id: None,
+        ..h.request(&wf, json!({}))
     };
     let (first, created) = h.engine.start_execution(req("k1")).await.unwrap();
     assert!(created);
@@ -549,16 +725,88 @@ pub async fn idempotency_key_starts_one_execution(backend: Backend) {
 
 pub async fn node_runs_never_restart_after_success(backend: Backend) {
     let h = Harness::new(backend).await;
-    let wf = h.workflow(json!({"name": "n", "nodes": [trigger()], "connections": []})).await;
+    let wf = h
+        .workflow(json!({"name": "n", "nodes": [trigger()], "connections": []}))
+        .await;
     let exec = h.start(&wf, json!({})).await;
     let queue = h.backend.queue.clone();
-    let d = queue.receive(1, Duration::from_secs(30), Duration::from_secs(5)).await.unwrap().remove(0);
+    let d = queue
+        .receive(1, Duration::from_secs(30), Duration::from_secs(5))
+        .await
+        .unwrap()
+        .remove(0);
     h.engine.run_job(&d.job, None).await.unwrap();
     h.engine.run_job(&d.job, None).await.unwrap();
     let detail = h.detail(&exec.id).await;
     assert_eq!(detail.execution.status, ExecutionStatus::Success);
     assert_eq!(detail.nodes[0].status, NodeRunStatus::Success);
     assert_eq!(detail.nodes[0].attempts, 1);
+}
+
+pub async fn failed_to_queue_marks_the_execution_failed(backend: Backend) {
+    let backend = Arc::new(backend);
+    let refusing = Arc::new(FaultyQueue {
+        inner: backend.queue.clone(),
+        fault: Fault::RefuseSends,
+    });
+    let engine = backend.engine_with_queue(test_config(), refusing);
+    let h = Harness::from_parts(backend.clone(), engine).await;
+    let wf = h
+        .workflow(json!({"name": "q", "nodes": [trigger()], "connections": []}))
+        .await;
+    let req = h.request(&wf, json!({}));
+    assert!(matches!(
+        h.engine.start_execution(req).await,
+        Err(weconnect_engine::EngineError::Queue(_))
+    ));
+    let page = backend
+        .store
+        .list_executions(&h.who.organization_id, &Default::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    let exec = &page.items[0];
+    assert_eq!(exec.status, ExecutionStatus::Failed);
+    assert_eq!(
+        exec.error_message.as_deref(),
+        Some("Failed to queue execution")
+    );
+}
+
+pub async fn circuit_opens_after_consecutive_failures(backend: Backend) {
+    let config = EngineConfig {
+        circuit_failure_threshold: 3,
+        ..test_config()
+    };
+    let mut h = Harness::with_config(backend, config).await;
+    h.start_workers(1);
+    h.sink.always("/down", 500);
+    let wf = h
+        .workflow(
+            json!({"name": "cb", "nodes": [trigger(), http("call", &h.sink.url("/down"))],
+                         "connections": [conn("start", "call")]}),
+        )
+        .await;
+    for _ in 0..3 {
+        let d = h
+            .wait_terminal(&h.start(&wf, json!({})).await.id, LONG)
+            .await;
+        assert_eq!(
+            d.execution.error_details.clone().unwrap_or_default()["errorKind"],
+            json!("http5xx")
+        );
+    }
+    // The circuit is open (its state is in the store): the next call fails fast.
+    let d = h
+        .wait_terminal(&h.start(&wf, json!({})).await.id, LONG)
+        .await;
+    assert_eq!(
+        d.execution.error_details.clone().unwrap_or_default()["errorKind"],
+        json!("circuitOpen"),
+        "{d:#?}"
+    );
+    assert_eq!(h.sink.count("/down"), 3);
+    h.stop_workers().await;
 }
 
 /// Instantiates every scenario for one backend: `backend_scenarios!(sqlite, Backend::sqlite());`
@@ -576,7 +824,8 @@ macro_rules! backend_scenarios {
                 retry_and_redrive_from_the_failed_node, every_job_delivered_twice,
                 two_worker_pools_on_one_queue, worker_dies_mid_node, ssrf_guard_refuses_private_addresses,
                 output_over_the_limit_fails_the_node, stranded_pending_is_redispatched,
-                idempotency_key_starts_one_execution, node_runs_never_restart_after_success);
+                idempotency_key_starts_one_execution, node_runs_never_restart_after_success,
+                failed_to_queue_marks_the_execution_failed, circuit_opens_after_consecutive_failures);
         }
     };
     (@each $make:expr; $($scenario:ident),* $(,)?) => {

@@ -4,6 +4,9 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use weconnect::{Settings, bench, commands};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "weconnect",
@@ -44,9 +47,9 @@ enum Command {
         executions: usize,
         #[arg(short = 'c', long, default_value_t = 64)]
         concurrency: usize,
-        /// Engine workers (default: WECONNECT_WORKERS or the number of cores).
-        #[arg(short = 'w', long)]
-        workers: Option<usize>,
+        /// Engine workers (async tasks; nodes are I/O-bound, so more than cores pays).
+        #[arg(short = 'w', long, default_value_t = 32)]
+        workers: usize,
     },
 }
 
@@ -90,7 +93,6 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             workers,
         } => {
-            let workers = workers.unwrap_or(settings.workers);
             let options = bench::BenchOptions {
                 executions,
                 concurrency,

@@ -31,7 +31,7 @@ impl Engine {
         cancelled.completed_at = Some(self.clock().now());
         cancelled.error_message = Some("Execution cancelled".into());
         if !self
-            .finish_execution(&cancelled, &ExecutionStatus::UNFINISHED)
+            .finish_execution(&cancelled, &ExecutionStatus::UNFINISHED, Vec::new())
             .await?
         {
             let now = self.own_execution(who, id).await?;
@@ -80,7 +80,7 @@ impl Engine {
 
     /// Queues a job for every ready run that has not started; finalizes when nothing is left.
     pub(super) async fn redispatch(&self, exec: &Execution) -> EngineResult<usize> {
-        let ctx = self
+        let mut ctx = self
             .load_run_context(&exec.organization_id, &exec.id)
             .await?;
         let now = self.clock().now();
@@ -103,7 +103,7 @@ impl Engine {
                 .values()
                 .any(|r| r.status == NodeRunStatus::Running)
         {
-            self.try_finalize(&exec.organization_id, &exec.id).await?;
+            self.try_finalize(&mut ctx).await?;
         }
         Ok(sent)
     }

@@ -20,6 +20,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Buffered logs of an inline chain are written at least this often.
+const LOG_FLUSH_AFTER: Duration = Duration::from_secs(1);
+
 /// What to do with the delivery that carried the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobOutcome {
@@ -77,6 +80,8 @@ pub(super) struct Step {
     pub enqueue: Vec<Job>,
     /// A child claimed by this handler, to run next without a queue round trip.
     pub inline: Option<(NodeRun, Claim)>,
+    /// Some child still waits for other parents: the execution cannot be complete yet.
+    pub waiting: bool,
 }
 
 enum NodeStep {
@@ -248,8 +253,23 @@ impl Engine {
         }
     }
 
-    /// Runs a claimed node, then whatever single child it makes ready, and so on.
+    /// Runs a claimed node, then whatever single child it makes ready, and so on. The logs
+    /// of the whole chain are written together (at most [`LOG_FLUSH_AFTER`] late).
     async fn execute_chain(
+        &self,
+        ctx: &mut RunContext,
+        run: NodeRun,
+        claim: Claim,
+        inline_until: Option<Instant>,
+    ) -> EngineResult<()> {
+        let result = self
+            .execute_chain_inner(ctx, run, claim, inline_until)
+            .await;
+        self.flush_logs(ctx).await;
+        result
+    }
+
+    async fn execute_chain_inner(
         &self,
         ctx: &mut RunContext,
         mut run: NodeRun,
@@ -269,17 +289,14 @@ impl Engine {
                 }
                 NodeStep::Parked | NodeStep::LeaseLost => {}
                 NodeStep::Stop(error) => {
-                    self.flush_logs(ctx).await;
                     self.fail_execution(ctx, &node_id, &error).await?;
                     return Ok(());
                 }
             }
-            self.flush_logs(ctx).await;
             self.send_now(&mut step.enqueue).await?;
             let Some((next, next_claim)) = step.inline else {
-                if finished && step.enqueue.is_empty() {
-                    self.try_finalize(&ctx.exec.organization_id.clone(), &ctx.exec.id.clone())
-                        .await?;
+                if finished && step.enqueue.is_empty() && !step.waiting {
+                    self.try_finalize(ctx).await?;
                 }
                 return Ok(());
             };
@@ -287,6 +304,7 @@ impl Engine {
                 self.unclaim(ctx, next, &next_claim).await?;
                 return Ok(());
             }
+            self.flush_logs_if_due(ctx).await;
             run = next;
             claim = next_claim;
         }
@@ -351,13 +369,12 @@ impl Engine {
         let mut step = Step::default();
         self.advance(ctx, &run.node_id, route, false, &mut step)
             .await?;
-        self.flush_logs(ctx).await;
         if step.enqueue.is_empty() {
-            let (org, id) = (ctx.exec.organization_id.clone(), ctx.exec.id.clone());
-            self.try_finalize(&org, &id).await?;
+            self.try_finalize(ctx).await?;
         } else {
             self.send_now(&mut step.enqueue).await?;
         }
+        self.flush_logs(ctx).await;
         Ok(())
     }
 
@@ -422,6 +439,7 @@ impl Engine {
                     .await?;
                 match arrival {
                     Arrival::Waiting => {
+                        step.waiting = true;
                         let entry = ctx
                             .runs
                             .entry(child.clone())
@@ -757,18 +775,43 @@ impl Engine {
     }
 
     pub(super) async fn flush_logs(&self, ctx: &mut RunContext) {
-        if ctx.logs.is_empty() {
+        let logs = std::mem::take(&mut ctx.logs);
+        self.append_logs(&ctx.exec, &logs).await;
+    }
+
+    /// Logs are observability, not state: a failure to write them is reported, not raised.
+    async fn append_logs(&self, exec: &Execution, logs: &[ExecutionLog]) {
+        if logs.is_empty() {
             return;
         }
-        let logs = std::mem::take(&mut ctx.logs);
-        if let Err(e) = self.store().append_logs(&logs).await {
-            tracing::error!(execution_id = %ctx.exec.id, error = %e, "could not write execution logs");
+        if let Err(e) = self.store().append_logs(logs).await {
+            tracing::error!(execution_id = %exec.id, error = %e, "could not write execution logs");
         }
     }
 
-    /// When every node has finished or been skipped, the execution succeeds (once).
-    pub(super) async fn try_finalize(&self, org: &str, execution_id: &str) -> EngineResult<()> {
-        let ctx = self.load_run_context(org, execution_id).await?;
+    /// Writes the buffered logs when they are many or old enough.
+    async fn flush_logs_if_due(&self, ctx: &mut RunContext) {
+        let now = self.clock().now();
+        let due = ctx.logs.len() >= 100
+            || ctx.logs.first().is_some_and(|l| {
+                now.millis_since(l.timestamp) >= LOG_FLUSH_AFTER.as_millis() as u64
+            });
+        if due {
+            self.flush_logs(ctx).await;
+        }
+    }
+
+    /// When every node has finished or been skipped, the execution succeeds (once). A chain
+    /// (no fan-out, no join) has no other writer, so its handler's state is complete; any other
+    /// shape is read again, since other workers may have finished other branches.
+    pub(super) async fn try_finalize(&self, ctx: &mut RunContext) -> EngineResult<()> {
+        if !ctx.plan.is_chain() {
+            let fresh = self
+                .load_run_context(&ctx.exec.organization_id, &ctx.exec.id)
+                .await?;
+            ctx.exec = fresh.exec;
+            ctx.runs = fresh.runs;
+        }
         if !matches!(
             ctx.exec.status,
             ExecutionStatus::Pending | ExecutionStatus::Running
@@ -786,11 +829,17 @@ impl Engine {
         let now = self.clock().now();
         let mut done = ctx.exec.clone();
         done.status = ExecutionStatus::Success;
-        done.output_data = last_output(&ctx);
+        done.output_data = last_output(ctx);
         done.completed_at = Some(now);
-        self.apply_metrics(&mut done, &ctx);
-        self.finish_execution(&done, &[ExecutionStatus::Pending, ExecutionStatus::Running])
-            .await?;
+        self.apply_metrics(&mut done, ctx);
+        // One `from` status when it is known: a conditional write on a single value is cheaper.
+        let from: &[ExecutionStatus] = if ctx.exec.status == ExecutionStatus::Running {
+            &[ExecutionStatus::Running]
+        } else {
+            &[ExecutionStatus::Pending, ExecutionStatus::Running]
+        };
+        let logs = std::mem::take(&mut ctx.logs);
+        self.finish_execution(&done, from, logs).await?;
         Ok(())
     }
 
@@ -829,6 +878,7 @@ impl Engine {
                 ExecutionStatus::Running,
                 ExecutionStatus::Paused,
             ],
+            std::mem::take(&mut ctx.logs),
         )
         .await?;
         Ok(())
@@ -848,21 +898,24 @@ impl Engine {
         if let Ok(ctx) = self.load_run_context(&exec.organization_id, &exec.id).await {
             self.apply_metrics(&mut timed_out, &ctx);
         }
-        self.finish_execution(&timed_out, &ExecutionStatus::UNFINISHED)
+        self.finish_execution(&timed_out, &ExecutionStatus::UNFINISHED, Vec::new())
             .await
     }
 
     /// The one way to a terminal status: conditional, then counted, logged and published.
+    /// `logs`: buffered logs written together with the final one.
     pub(super) async fn finish_execution(
         &self,
         exec: &Execution,
         from: &[ExecutionStatus],
+        mut logs: Vec<ExecutionLog>,
     ) -> EngineResult<bool> {
         let mut exec = exec.clone();
         let end = exec.completed_at.unwrap_or_else(|| self.clock().now());
         exec.completed_at = Some(end);
         exec.duration = end.millis_since(exec.started_at.unwrap_or(exec.created_at));
         if !self.store().transition_execution(&exec, from).await? {
+            self.append_logs(&exec, &logs).await;
             return Ok(false);
         }
         self.metrics().execution_finished(exec.status.as_str());
@@ -887,9 +940,8 @@ impl Engine {
             node_type: None,
             node_name: None,
         };
-        if let Err(e) = self.store().append_logs(&[log]).await {
-            tracing::error!(execution_id = %exec.id, error = %e, "could not write execution log");
-        }
+        logs.push(log);
+        self.append_logs(&exec, &logs).await;
         let event = crate::ports::ExecutionEvent {
             execution_id: exec.id.clone(),
             organization_id: exec.organization_id.clone(),

@@ -163,41 +163,47 @@ impl Engine {
             return Err(e.into());
         }
 
-        // Replay routing out of skipped triggers and carried-over runs.
-        let mut ctx = self.load_run_context(&org, &exec.id).await?;
-        let mut step = Step::default();
-        for root in &skipped_roots {
-            self.advance(&mut ctx, root, Route::Dead, false, &mut step)
-                .await?;
-        }
-        for id in &copied_ids {
-            let Some(run) = ctx.runs.get(id).cloned() else {
-                continue;
-            };
-            let Some(finished) = super::run::finished_route(&ctx, &run) else {
-                continue;
-            };
-            self.advance(&mut ctx, id, finished, false, &mut step)
-                .await?;
-        }
-        self.flush_logs(&mut ctx).await;
-
-        let mut jobs = step.enqueue;
+        let mut jobs = Vec::new();
         if !copied_ids.contains(&exec.start_node_id) {
             jobs.push(self.job_for(&exec, &exec.start_node_id));
         }
-        if jobs.is_empty() {
-            // Everything was carried over: nothing left to run.
-            self.try_finalize(&org, &exec.id).await?;
-        } else if let Err(e) = self.send_now(&mut jobs).await {
-            self.fail_to_queue(&exec, &e.to_string()).await;
-            return Err(e.into());
+        if !skipped_roots.is_empty() || !copied_ids.is_empty() {
+            // Replay routing out of skipped triggers and carried-over runs.
+            let mut ctx = self.load_run_context(&org, &exec.id).await?;
+            let mut step = Step::default();
+            for root in &skipped_roots {
+                self.advance(&mut ctx, root, Route::Dead, false, &mut step)
+                    .await?;
+            }
+            for id in &copied_ids {
+                let Some(run) = ctx.runs.get(id).cloned() else {
+                    continue;
+                };
+                let Some(finished) = super::run::finished_route(&ctx, &run) else {
+                    continue;
+                };
+                self.advance(&mut ctx, id, finished, false, &mut step)
+                    .await?;
+            }
+            jobs.append(&mut step.enqueue);
+            if jobs.is_empty() {
+                // Everything was carried over: nothing left to run.
+                self.try_finalize(&mut ctx).await?;
+            }
+            self.flush_logs(&mut ctx).await;
+            if jobs.is_empty() {
+                let exec = self
+                    .store()
+                    .get_execution(&org, &exec.id)
+                    .await?
+                    .unwrap_or(exec);
+                return Ok((exec, true));
+            }
         }
-        let exec = self
-            .store()
-            .get_execution(&org, &exec.id)
-            .await?
-            .unwrap_or(exec);
+        if let Err(e) = self.send_now(&mut jobs).await {
+            self.fail_to_queue(&exec, &e.to_string()).await;
+            return Err(e);
+        }
         Ok((exec, true))
     }
 
@@ -223,6 +229,7 @@ impl Engine {
             .finish_execution(
                 &failed,
                 &[ExecutionStatus::Pending, ExecutionStatus::Running],
+                Vec::new(),
             )
             .await
         {

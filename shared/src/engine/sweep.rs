@@ -50,7 +50,10 @@ impl Engine {
                         exec.status.as_str(),
                         self.config().stale_execution_threshold_ms
                     ));
-                    if self.finish_execution(&cancelled, &[exec.status]).await? {
+                    if self
+                        .finish_execution(&cancelled, &[exec.status], Vec::new())
+                        .await?
+                    {
                         report.stale_cancelled += 1;
                     }
                 } else if exec.status == ExecutionStatus::Pending
@@ -67,7 +70,7 @@ impl Engine {
                             failed.error_details =
                                 Some(serde_json::json!({ "details": e.to_string() }));
                             if self
-                                .finish_execution(&failed, &[ExecutionStatus::Pending])
+                                .finish_execution(&failed, &[ExecutionStatus::Pending], Vec::new())
                                 .await?
                             {
                                 report.failed_to_queue += 1;

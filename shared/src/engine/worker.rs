@@ -3,8 +3,9 @@
 
 use super::{Engine, JobOutcome};
 use crate::ports::Delivery;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 /// How long a received job stays invisible before another worker may get it; a worker
 /// extends it while the job runs.
@@ -12,31 +13,62 @@ const VISIBILITY: Duration = Duration::from_secs(60);
 
 /// Runs `count` workers until `shutdown` turns true; in-flight jobs finish first.
 pub async fn run_workers(engine: Engine, count: usize, shutdown: watch::Receiver<bool>) {
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut workers = tokio::task::JoinSet::new();
     for _ in 0..count.max(1) {
-        let engine = engine.clone();
-        let mut shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            while !*shutdown.borrow() {
-                let received = tokio::select! {
-                    r = engine.queue().receive(1, VISIBILITY, Duration::from_secs(1)) => r,
-                    _ = shutdown.changed() => break,
-                };
-                match received {
-                    Ok(deliveries) => {
-                        for delivery in deliveries {
-                            handle(&engine, delivery).await;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "queue receive failed");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+        workers.spawn(run_worker(engine.clone(), shutdown.clone()));
+    }
+    while workers.join_next().await.is_some() {}
+}
+
+/// One worker: receives as many jobs as it has free slots (`jobs_per_worker`) and runs them
+/// concurrently. A job mostly waits on the store, the queue or a node's HTTP call, so one
+/// worker per core keeps its core busy only with several jobs at once.
+async fn run_worker(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(engine.config().jobs_per_worker.max(1)));
+    let mut jobs = tokio::task::JoinSet::new();
+    while !*shutdown.borrow() {
+        // Wait for at least one free slot, then take as many jobs as there are free slots.
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit,
+            _ = shutdown.changed() => break,
+        };
+        let Ok(first) = first else { break };
+        let free = slots.available_permits() + 1;
+        let received = tokio::select! {
+            r = engine.queue().receive(free.min(10), VISIBILITY, Duration::from_secs(1)) => r,
+            _ = shutdown.changed() => break,
+        };
+        match received {
+            Ok(deliveries) => {
+                let mut permit = Some(first);
+                for delivery in deliveries {
+                    let Some(p) = permit
+                        .take()
+                        .or_else(|| slots.clone().try_acquire_owned().ok())
+                    else {
+                        // No slot (cannot happen: we asked for at most `free`); give it back.
+                        let _ = engine
+                            .queue()
+                            .release(&delivery.receipt, Duration::ZERO)
+                            .await;
+                        continue;
+                    };
+                    let engine = engine.clone();
+                    jobs.spawn(async move {
+                        handle(&engine, delivery).await;
+                        drop(p);
+                    });
                 }
             }
-        });
+            Err(e) => {
+                tracing::error!(error = %e, "queue receive failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        // Reap finished jobs so the set does not grow.
+        while jobs.try_join_next().is_some() {}
     }
-    while tasks.join_next().await.is_some() {}
+    while jobs.join_next().await.is_some() {}
 }
 
 /// Runs one delivery to the end, keeping it invisible meanwhile, then acks or releases it.

@@ -115,6 +115,13 @@ impl Plan {
         out
     }
 
+    /// No fan-out and no join: every node has at most one parent and one child, so at most
+    /// one node of an execution is active at a time.
+    pub fn is_chain(&self) -> bool {
+        self.parents.values().all(|p| p.len() <= 1)
+            && self.order.iter().all(|n| self.children(n).len() <= 1)
+    }
+
     /// Nodes without parents (the triggers of a valid workflow).
     pub fn roots(&self) -> Vec<&str> {
         self.order
@@ -157,6 +164,9 @@ mod tests {
         assert_eq!(plan.step("a"), 1);
         assert_eq!(plan.step("d"), 4);
         assert_eq!(plan.roots(), ["a"]);
+        assert!(!plan.is_chain());
+        let line = Plan::from_parts(&nodes[..2], &[conn("a", "c", "main")]);
+        assert!(line.is_chain());
     }
 
     #[test]

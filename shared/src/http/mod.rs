@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -199,12 +198,45 @@ pub fn router_for(state: AppState, set: RouteSet) -> Router {
         app = app.merge(hooks);
     }
     app.fallback(unknown_route)
-        .layer(RequestBodyLimitLayer::new(
-            limits.api_body_bytes.max(limits.webhook_body_bytes),
-        ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            refuse_oversized(
+                limits.api_body_bytes.max(limits.webhook_body_bytes),
+                req,
+                next,
+            )
+        }))
         .layer(axum::middleware::map_response(spec_shaped_errors))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// Bodies declared larger than this are refused without reading them.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A body whose `Content-Length` is over `limit` is answered 413 — after reading and
+/// discarding it (up to [`DRAIN_LIMIT`]), so a client still sending it sees the 413 instead
+/// of a connection reset. Bodies without a length are limited while read (`DefaultBodyLimit`).
+async fn refuse_oversized(
+    limit: usize,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(n) if n > limit => {
+            if n <= DRAIN_LIMIT {
+                let _ = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT).await;
+            }
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
+                .into_response()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 async fn unknown_route() -> ApiError {
@@ -270,7 +302,7 @@ mod tests {
     fn shaped(router: Router) -> Router {
         router
             .fallback(unknown_route)
-            .layer(RequestBodyLimitLayer::new(16))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(16))
             .layer(axum::middleware::map_response(spec_shaped_errors))
             .layer(CatchPanicLayer::custom(panic_response))
     }

@@ -240,6 +240,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records that `parent` finished and whether its connection to `child` was taken.
     /// `parents` is the child's number of distinct parents. With `claim`, a run that
     /// becomes ready is claimed in the same write (inline execution).
+    #[allow(clippy::too_many_arguments)]
     async fn arrive(
         &self,
         org: &str,

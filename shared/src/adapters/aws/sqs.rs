@@ -152,7 +152,11 @@ impl SqsQueue {
         }
     }
 
-    async fn receive_once(&self, max: usize, visibility: Duration) -> QueueResult<Vec<ReceivedMessage>> {
+    async fn receive_once(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> QueueResult<Vec<ReceivedMessage>> {
         let out = self
             .client
             .receive_message()

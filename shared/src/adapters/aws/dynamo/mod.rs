@@ -343,7 +343,15 @@ impl Store for DynamoStore {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> StoreResult<ExecutionStatistics> {
-        self.execution_statistics_(org, start, end).await
+        let mut stats = self.execution_statistics_(org, start, end).await?;
+        // Every status and mode, zero when none: the same shape as the embedded store.
+        for s in ExecutionStatus::ALL {
+            stats.by_status.entry(s.as_str().to_string()).or_insert(0);
+        }
+        for m in ExecutionMode::ALL {
+            stats.by_mode.entry(m.as_str().to_string()).or_insert(0);
+        }
+        Ok(stats)
     }
     async fn list_unfinished_executions(
         &self,
