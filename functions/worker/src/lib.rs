@@ -79,8 +79,7 @@ impl Worker {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-        Instant::now() + remaining.saturating_sub(self.margin)
+        Instant::now() + inline_budget(deadline_ms, now_ms, self.margin)
     }
 
     /// The Lambda handler.
@@ -213,6 +212,12 @@ impl Worker {
     }
 }
 
+/// How long ready children may still run inline: the time left before the deadline (epoch
+/// ms; 0 = unknown) minus the margin, never negative.
+pub fn inline_budget(deadline_ms: u64, now_ms: u64, margin: Duration) -> Duration {
+    Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(margin)
+}
+
 /// `ApproximateReceiveCount` of a message (1 when absent).
 pub fn receive_count(record: &SqsMessage) -> u32 {
     record
@@ -225,4 +230,50 @@ pub fn receive_count(record: &SqsMessage) -> u32 {
 /// One second per delivery so far, at most a minute.
 fn error_backoff(record: &SqsMessage) -> Duration {
     (Duration::from_secs(1) * receive_count(record).min(60)).min(MAX_ERROR_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_budget_keeps_the_margin() {
+        let margin = Duration::from_secs(35);
+        let now = 1_700_000_000_000;
+        assert_eq!(
+            inline_budget(now + 60_000, now, margin),
+            Duration::from_secs(25)
+        );
+        assert_eq!(inline_budget(now + 35_000, now, margin), Duration::ZERO);
+        assert_eq!(inline_budget(now + 10_000, now, margin), Duration::ZERO);
+        assert_eq!(inline_budget(now - 1, now, margin), Duration::ZERO);
+        // No deadline in the context: nothing runs inline.
+        assert_eq!(inline_budget(0, now, margin), Duration::ZERO);
+    }
+
+    fn message(attributes: serde_json::Value) -> SqsMessage {
+        serde_json::from_value(serde_json::json!({
+            "messageId": "m1",
+            "receiptHandle": "r1",
+            "body": "{}",
+            "attributes": attributes,
+            "messageAttributes": {},
+            "eventSource": "aws:sqs"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn receive_count_and_error_backoff() {
+        let first = message(serde_json::json!({}));
+        assert_eq!(receive_count(&first), 1);
+        assert_eq!(error_backoff(&first), Duration::from_secs(1));
+        let fourth = message(serde_json::json!({"ApproximateReceiveCount": "4"}));
+        assert_eq!(receive_count(&fourth), 4);
+        assert_eq!(error_backoff(&fourth), Duration::from_secs(4));
+        let many = message(serde_json::json!({"ApproximateReceiveCount": "500"}));
+        assert_eq!(error_backoff(&many), MAX_ERROR_BACKOFF);
+        let odd = message(serde_json::json!({"ApproximateReceiveCount": "x"}));
+        assert_eq!(receive_count(&odd), 1);
+    }
 }
