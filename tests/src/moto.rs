@@ -2,7 +2,7 @@
 //! (created from template.yaml's `Table` definition), job queue + DLQ (redrive policy) and
 //! event bus, with the adapters built on them.
 //!
-//! ```ignore
+//! ```text
 //! let env = weconnect_tests::moto::aws_env().await;
 //! let store = env.adapters.store.clone();
 //! ```
