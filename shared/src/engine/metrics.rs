@@ -1,9 +1,10 @@
 //! In-process counters and timings for `/monitoring/metrics`.
 
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
 pub struct EngineMetrics {
@@ -11,7 +12,7 @@ pub struct EngineMetrics {
     nodes_run: AtomicU64,
     finished: Mutex<BTreeMap<String, u64>>,
     /// The most recent node durations (ms), a bounded window for percentiles.
-    node_durations: Mutex<Vec<u64>>,
+    node_durations: Mutex<VecDeque<u64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,16 +48,16 @@ impl EngineMetrics {
         self.nodes_run.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut d) = self.node_durations.lock() {
             if d.len() >= WINDOW {
-                d.remove(0);
+                d.pop_front();
             }
-            d.push(duration_ms);
+            d.push_back(duration_ms);
         }
     }
     pub fn snapshot(&self) -> MetricsSnapshot {
-        let mut durations = self
+        let mut durations: Vec<u64> = self
             .node_durations
             .lock()
-            .map(|d| d.clone())
+            .map(|d| d.iter().copied().collect())
             .unwrap_or_default();
         durations.sort_unstable();
         let pick = |q: f64| -> u64 {
@@ -90,7 +91,28 @@ pub struct ProcessUsage {
     pub cpu_time_ms: f64,
 }
 
+/// How long a reading of [`process_usage`] is reused: every finished execution records it,
+/// and reading `/proc` thousands of times a second would cost more than the execution.
+const USAGE_REFRESH: Duration = Duration::from_millis(100);
+
+static LAST_USAGE: Mutex<Option<(Instant, ProcessUsage)>> = Mutex::new(None);
+
+/// This process's resource use, read at most every [`USAGE_REFRESH`].
 pub fn process_usage() -> ProcessUsage {
+    let mut last = LAST_USAGE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match *last {
+        Some((at, usage)) if at.elapsed() < USAGE_REFRESH => usage,
+        _ => {
+            let usage = read_process_usage();
+            *last = Some((Instant::now(), usage));
+            usage
+        }
+    }
+}
+
+fn read_process_usage() -> ProcessUsage {
     let peak_rss_bytes = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -136,6 +158,18 @@ mod tests {
         assert_eq!(s.node_duration_ms.p99, 99);
         assert_eq!(s.node_duration_ms.max, 100);
         assert_eq!(s.executions_finished.get("success"), Some(&1));
+    }
+
+    #[test]
+    fn the_duration_window_keeps_the_most_recent() {
+        let m = EngineMetrics::default();
+        for d in 0..(WINDOW as u64 + 500) {
+            m.node_ran(d);
+        }
+        let s = m.snapshot();
+        assert_eq!(s.node_duration_ms.samples, WINDOW as u64);
+        assert_eq!(s.node_duration_ms.max, WINDOW as u64 + 499);
+        assert_eq!(s.nodes_run, WINDOW as u64 + 500);
     }
 
     #[test]

@@ -32,12 +32,25 @@ impl Engine {
     /// Starts an execution. Returns it and whether it was created now (false: the
     /// idempotency key returned an earlier one).
     pub async fn start_execution(&self, req: StartRequest) -> EngineResult<(Execution, bool)> {
-        let org = &req.principal.organization_id;
         let wf = self
             .store()
-            .get_workflow(org, &req.workflow_id)
+            .get_workflow(&req.principal.organization_id, &req.workflow_id)
             .await?
             .ok_or_else(|| EngineError::NotFound("Workflow not found".into()))?;
+        self.start_execution_of(&wf, req).await
+    }
+
+    /// [`start_execution`](Self::start_execution) of a workflow the caller has just read
+    /// (`wf` is the current version of `req.workflow_id` in the principal's organization).
+    pub async fn start_execution_of(
+        &self,
+        wf: &Workflow,
+        req: StartRequest,
+    ) -> EngineResult<(Execution, bool)> {
+        let org = &req.principal.organization_id;
+        if wf.id != req.workflow_id || &wf.organization_id != org {
+            return Err(EngineError::NotFound("Workflow not found".into()));
+        }
         if wf.status == WorkflowStatus::Archived {
             return Err(EngineError::Conflict("Workflow is archived".into()));
         }
@@ -51,7 +64,7 @@ impl Engine {
                 self.config().max_timeout_ms
             )));
         }
-        let start_node_id = choose_start_node(&wf, req.start_node_id.as_deref())?;
+        let start_node_id = choose_start_node(wf, req.start_node_id.as_deref())?;
         let now = self.clock().now();
         let exec = Execution {
             id: new_id(),
@@ -80,7 +93,7 @@ impl Engine {
             created_at: now,
             start_node_id,
         };
-        self.launch(exec, &wf, req.idempotency_key.as_deref(), Vec::new())
+        self.launch(exec, wf, req.idempotency_key.as_deref(), Vec::new())
             .await
     }
 
@@ -114,7 +127,7 @@ impl Engine {
             idempotency_key: Some(format!("schedule:{}:{}", wf.id, scheduled_at.millis())),
             start_node_id: Some(node.id.clone()),
         };
-        Ok(Some(self.start_execution(req).await?.0))
+        Ok(Some(self.start_execution_of(&wf, req).await?.0))
     }
 
     /// Creates the execution, lays out its node runs and queues its first jobs.
@@ -127,17 +140,6 @@ impl Engine {
         copied: Vec<NodeRun>,
     ) -> EngineResult<(Execution, bool)> {
         let now = self.clock().now();
-        let window = Duration::from_millis(self.config().idempotency_window_ms);
-        let exec = match self
-            .store()
-            .create_execution(&exec, idempotency_key, now.minus(window))
-            .await?
-        {
-            Created::Existing(existing) => return Ok((existing, false)),
-            Created::Created(exec) => exec,
-        };
-        self.metrics().execution_started();
-        let org = exec.organization_id.clone();
         let plan = Plan::new(wf);
 
         // The start trigger is ready; every other trigger is skipped (its path is dead).
@@ -158,10 +160,23 @@ impl Engine {
             }
             runs.push(run);
         }
-        if let Err(e) = self.store().put_node_runs(&org, &runs).await {
-            self.fail_to_queue(&exec, &e.to_string()).await;
-            return Err(e.into());
-        }
+
+        let window = Duration::from_millis(self.config().idempotency_window_ms);
+        let created = self
+            .store()
+            .create_execution_with_runs(&exec, &runs, idempotency_key, now.minus(window))
+            .await;
+        let exec = match created {
+            Ok(Created::Existing(existing)) => return Ok((existing, false)),
+            Ok(Created::Created(exec)) => exec,
+            Err(e) => {
+                // The execution may have been created without its runs (see the port).
+                self.fail_to_queue(&exec, &e.to_string()).await;
+                return Err(e.into());
+            }
+        };
+        self.metrics().execution_started();
+        let org = exec.organization_id.clone();
 
         let mut jobs = Vec::new();
         if !copied_ids.contains(&exec.start_node_id) {

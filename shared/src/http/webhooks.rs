@@ -305,18 +305,21 @@ pub async fn handle(
 
     let input = webhook_input(&method, &uri, &headers, &body, redact.as_deref());
     let (execution, _created) = engine
-        .start_execution(StartRequest {
-            principal: Principal {
-                user_id: workflow.user_id.clone(),
-                organization_id: org.clone(),
+        .start_execution_of(
+            &workflow,
+            StartRequest {
+                principal: Principal {
+                    user_id: workflow.user_id.clone(),
+                    organization_id: org.clone(),
+                },
+                workflow_id: workflow.id.clone(),
+                mode: ExecutionMode::Webhook,
+                input,
+                timeout_ms: None,
+                idempotency_key: key,
+                start_node_id: Some(node.id.clone()),
             },
-            workflow_id: workflow.id.clone(),
-            mode: ExecutionMode::Webhook,
-            input,
-            timeout_ms: None,
-            idempotency_key: key,
-            start_node_id: Some(node.id.clone()),
-        })
+        )
         .await?;
 
     let accepted = |id: &str, status: &str| {

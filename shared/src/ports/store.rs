@@ -185,6 +185,25 @@ pub trait Store: Send + Sync + 'static {
         idempotency_key: Option<&str>,
         key_valid_after: Timestamp,
     ) -> StoreResult<Created>;
+    /// [`create_execution`](Self::create_execution) together with the execution's first node
+    /// runs ([`put_node_runs`](Self::put_node_runs)); the runs are written only when the
+    /// execution is created now. An adapter with transactions does both in one write; the
+    /// default makes the two calls, so on an error the execution may exist without its runs.
+    async fn create_execution_with_runs(
+        &self,
+        exec: &Execution,
+        runs: &[NodeRun],
+        idempotency_key: Option<&str>,
+        key_valid_after: Timestamp,
+    ) -> StoreResult<Created> {
+        let created = self
+            .create_execution(exec, idempotency_key, key_valid_after)
+            .await?;
+        if matches!(created, Created::Created(_)) {
+            self.put_node_runs(&exec.organization_id, runs).await?;
+        }
+        Ok(created)
+    }
     async fn get_execution(&self, org: &str, id: &str) -> StoreResult<Option<Execution>>;
     /// The execution and all its node runs, in one read where the backend allows.
     async fn get_execution_state(&self, org: &str, id: &str)

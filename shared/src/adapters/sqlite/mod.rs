@@ -219,6 +219,17 @@ fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
     }
 }
 
+/// Runs `f` in one read transaction on `conn`.
+fn read_in<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Connection) -> Result<T, Fail>,
+) -> Result<T, Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
 fn exec(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
@@ -332,15 +343,26 @@ impl Db {
         F: FnOnce(&Connection) -> Result<T, Fail> + Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = db.reader();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Fail::Task(format!("sqlite task failed: {e}")))?
+        tokio::task::spawn_blocking(move || read_in(&mut db.reader(), f))
+            .await
+            .map_err(|e| Fail::Task(format!("sqlite task failed: {e}")))?
+    }
+
+    /// [`read`](Self::read) for a lookup by primary key (a handful of cached pages, a few
+    /// microseconds): runs on the calling thread when a reader connection is free, which
+    /// saves two thread hand-offs; otherwise as `read`.
+    pub(crate) async fn read_key<T, F>(self: &Arc<Self>, f: F) -> Result<T, Fail>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Fail> + Send + 'static,
+    {
+        for reader in &self.readers {
+            if let Ok(mut conn) = reader.try_lock() {
+                return catch_unwind(AssertUnwindSafe(|| read_in(&mut conn, f)))
+                    .unwrap_or_else(|_| Err(Fail::Task("sqlite read panicked".into())));
+            }
+        }
+        self.read(f).await
     }
 }
 

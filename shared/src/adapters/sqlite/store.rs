@@ -163,6 +163,89 @@ fn take(run: &mut NodeRun, claim: &Claim) {
     }
 }
 
+/// Inserts a new execution (see `Store::create_execution`) inside the caller's transaction.
+fn insert_execution(
+    tx: &Connection,
+    exec: &Execution,
+    key: Option<&str>,
+    key_valid_after: Timestamp,
+) -> Result<Created, Fail> {
+    if let Some(key) = key {
+        let used: Option<(String, i64)> = tx
+            .prepare_cached("SELECT execution_id, created_at FROM idempotency_keys WHERE key = ?1")?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((id, at)) = used
+            && at >= key_valid_after.millis()
+            && let Some(existing) = load_execution(tx, &exec.organization_id, &id)?
+        {
+            return Ok(Created::Existing(existing));
+        }
+    }
+    let (status, deadline, duration, unfinished, body) = execution_columns(exec)?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO executions (id, org, workflow_id, status, mode, created_at, \
+             deadline, duration, unfinished, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            exec.id,
+            exec.organization_id,
+            exec.workflow_id,
+            status,
+            exec.mode.as_str(),
+            exec.created_at.millis(),
+            deadline,
+            duration,
+            unfinished,
+            body
+        ])?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!("Execution '{}' already exists", exec.id)).into());
+    }
+    if let Some(key) = key {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO idempotency_keys (key, execution_id, created_at) \
+             VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![key, exec.id, exec.created_at.millis()])?;
+    }
+    tx.prepare_cached(
+        "UPDATE workflows SET execution_count = execution_count + 1, \
+         last_executed_at = max(coalesce(last_executed_at, ?3), ?3) \
+         WHERE org = ?1 AND id = ?2",
+    )?
+    .execute(params![
+        exec.organization_id,
+        exec.workflow_id,
+        exec.created_at.millis()
+    ])?;
+    Ok(Created::Created(exec.clone()))
+}
+
+/// (execution id, node id, body) of each run, serialized before the write.
+fn run_rows(runs: &[NodeRun]) -> StoreResult<Vec<(String, String, String)>> {
+    runs.iter()
+        .map(|run| {
+            let body = serde_json::to_string(run)
+                .map_err(|e| StoreError::Backend(format!("node run: {e}")))?;
+            Ok((run.execution_id.clone(), run.node_id.clone(), body))
+        })
+        .collect()
+}
+
+/// Creates the runs that do not exist yet.
+fn insert_runs(tx: &Connection, org: &str, rows: &[(String, String, String)]) -> Result<(), Fail> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO node_runs (execution_id, node_id, org, body) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (execution_id, node_id, body) in rows {
+        stmt.execute(params![execution_id, node_id, org, body])?;
+    }
+    Ok(())
+}
+
 fn execution_columns(e: &Execution) -> Result<(String, i64, i64, i64, String), Fail> {
     Ok((
         e.status.as_str().to_string(),
@@ -291,7 +374,7 @@ impl Store for SqliteStore {
     async fn get_workflow(&self, org: &str, id: &str) -> StoreResult<Option<Workflow>> {
         let (org, id) = (org.to_string(), id.to_string());
         self.db
-            .read(move |tx| {
+            .read_key(move |tx| {
                 let row: Option<(String, i64, Option<i64>)> = tx
                     .prepare_cached(
                         "SELECT body, execution_count, last_executed_at FROM workflows \
@@ -313,7 +396,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Workflow>> {
         let (org, id) = (org.to_string(), id.to_string());
         self.db
-            .read(move |tx| {
+            .read_key(move |tx| {
                 let body: Option<String> = tx
                     .prepare_cached(
                         "SELECT body FROM workflow_versions WHERE org = ?1 AND id = ?2 AND version = ?3",
@@ -379,7 +462,7 @@ impl Store for SqliteStore {
     async fn find_webhook(&self, webhook_id: &str) -> StoreResult<Option<WebhookRoute>> {
         let webhook_id = webhook_id.to_string();
         self.db
-            .read(move |tx| {
+            .read_key(move |tx| {
                 Ok(tx
                     .prepare_cached(
                         "SELECT org, workflow_id, node_id FROM webhooks WHERE webhook_id = ?1",
@@ -425,72 +508,28 @@ impl Store for SqliteStore {
         idempotency_key: Option<&str>,
         key_valid_after: Timestamp,
     ) -> StoreResult<Created> {
+        self.create_execution_with_runs(exec, &[], idempotency_key, key_valid_after)
+            .await
+    }
+
+    /// One write: the execution and its first runs commit together or not at all.
+    async fn create_execution_with_runs(
+        &self,
+        exec: &Execution,
+        runs: &[NodeRun],
+        idempotency_key: Option<&str>,
+        key_valid_after: Timestamp,
+    ) -> StoreResult<Created> {
         let exec = exec.clone();
         let key = idempotency_key.map(str::to_string);
+        let rows = run_rows(runs)?;
         self.db
             .write(move |tx| {
-                if let Some(key) = &key {
-                    let used: Option<(String, i64)> = tx
-                        .prepare_cached(
-                            "SELECT execution_id, created_at FROM idempotency_keys WHERE key = ?1",
-                        )?
-                        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()?;
-                    if let Some((id, at)) = used
-                        && at >= key_valid_after.millis()
-                        && let Some(existing) = load_execution(tx, &exec.organization_id, &id)?
-                    {
-                        return Ok(Created::Existing(existing));
-                    }
+                let created = insert_execution(tx, &exec, key.as_deref(), key_valid_after)?;
+                if matches!(created, Created::Created(_)) {
+                    insert_runs(tx, &exec.organization_id, &rows)?;
                 }
-                let (status, deadline, duration, unfinished, body) = execution_columns(&exec)?;
-                let inserted = tx
-                    .prepare_cached(
-                        "INSERT INTO executions (id, org, workflow_id, status, mode, created_at, \
-                         deadline, duration, unfinished, body) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
-                    )?
-                    .execute(params![
-                        exec.id,
-                        exec.organization_id,
-                        exec.workflow_id,
-                        status,
-                        exec.mode.as_str(),
-                        exec.created_at.millis(),
-                        deadline,
-                        duration,
-                        unfinished,
-                        body
-                    ])?;
-                if inserted == 0 {
-                    return Err(StoreError::Conflict(format!(
-                        "Execution '{}' already exists",
-                        exec.id
-                    ))
-                    .into());
-                }
-                if let Some(key) = &key {
-                    tx.prepare_cached(
-                        "INSERT OR REPLACE INTO idempotency_keys (key, execution_id, created_at) \
-                         VALUES (?1, ?2, ?3)",
-                    )?
-                    .execute(params![
-                        key,
-                        exec.id,
-                        exec.created_at.millis()
-                    ])?;
-                }
-                tx.prepare_cached(
-                    "UPDATE workflows SET execution_count = execution_count + 1, \
-                     last_executed_at = max(coalesce(last_executed_at, ?3), ?3) \
-                     WHERE org = ?1 AND id = ?2",
-                )?
-                .execute(params![
-                    exec.organization_id,
-                    exec.workflow_id,
-                    exec.created_at.millis()
-                ])?;
-                Ok(Created::Created(exec))
+                Ok(created)
             })
             .await
             .map_err(Into::into)
@@ -499,7 +538,7 @@ impl Store for SqliteStore {
     async fn get_execution(&self, org: &str, id: &str) -> StoreResult<Option<Execution>> {
         let (org, id) = (org.to_string(), id.to_string());
         self.db
-            .read(move |tx| load_execution(tx, &org, &id))
+            .read_key(move |tx| load_execution(tx, &org, &id))
             .await
             .map_err(Into::into)
     }
@@ -511,7 +550,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<ExecutionState>> {
         let (org, id) = (org.to_string(), id.to_string());
         self.db
-            .read(move |tx| {
+            .read_key(move |tx| {
                 let Some(execution) = load_execution(tx, &org, &id)? else {
                     return Ok(None);
                 };
@@ -780,26 +819,9 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let org = org.to_string();
-        let mut rows = Vec::with_capacity(runs.len());
-        for run in runs {
-            rows.push((
-                run.execution_id.clone(),
-                run.node_id.clone(),
-                serde_json::to_string(run)
-                    .map_err(|e| StoreError::Backend(format!("node run: {e}")))?,
-            ));
-        }
+        let rows = run_rows(runs)?;
         self.db
-            .write(move |tx| {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO node_runs (execution_id, node_id, org, body) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for (execution_id, node_id, body) in &rows {
-                    stmt.execute(params![execution_id, node_id, org, body])?;
-                }
-                Ok(())
-            })
+            .write(move |tx| insert_runs(tx, &org, &rows))
             .await
             .map_err(Into::into)
     }
@@ -1063,7 +1085,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<StoredCredential>> {
         let (org, key) = (org.to_string(), id_or_name.to_string());
         self.db
-            .read(move |tx| {
+            .read_key(move |tx| {
                 let mut body: Option<String> = tx
                     .prepare_cached("SELECT body FROM credentials WHERE id = ?1 AND org = ?2")?
                     .query_row([&key, &org], |r| r.get(0))
@@ -1135,7 +1157,7 @@ impl Store for SqliteStore {
     async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>> {
         let key = key.to_string();
         self.db
-            .read(move |tx| {
+            .read_key(move |tx| {
                 let body: Option<String> = tx
                     .prepare_cached("SELECT body FROM circuits WHERE key = ?1")?
                     .query_row([&key], |r| r.get(0))
