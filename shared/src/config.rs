@@ -56,7 +56,7 @@ impl Default for EngineConfig {
             max_output_bytes: 256 * 1024,
             http_allow_private: false,
             idempotency_window_ms: 24 * 3_600_000,
-            jobs_per_worker: 16,
+            jobs_per_worker: 32,
         }
     }
 }

@@ -93,6 +93,8 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     let mut settings = Settings::new(tmp.path());
     settings.port = 0;
     settings.workers = options.workers.max(1);
+    // The engine runs as `serve` would with this environment (e.g. WECONNECT_JOBS_PER_WORKER).
+    settings.engine = weconnect_engine::EngineConfig::from_env()?;
     settings.shutdown_grace = Duration::from_secs(2);
     let server = Server::start(settings).await?;
     let result = drive(&server, &options).await;

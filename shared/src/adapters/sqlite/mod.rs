@@ -7,6 +7,10 @@
 //!   together (group commit, each call atomic in its own savepoint); reads run on tokio's
 //!   blocking pool (`spawn_blocking`) on a small pool of read-only connections.
 //! - Every statement is `prepare_cached`; nested data is JSON text; every query has an index.
+//! - Checkpoints (copying the WAL back into the database file) run on their own thread and
+//!   connection every [`CHECKPOINT_EVERY`], beside the writer; the writer only finishes them
+//!   (the last few pages) when the WAL reaches [`WAL_RESTART_PAGES`], so the WAL stays small
+//!   and commits stay short.
 //! - The schema is migrated at open (`PRAGMA user_version`), idempotently.
 
 mod cursor;
@@ -38,6 +42,10 @@ const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 128;
+/// How often the checkpoint thread copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL size (pages) at which the writer checkpoints the rest and the WAL starts over.
+const WAL_RESTART_PAGES: i64 = 1000;
 
 /// Opening the database failed.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +144,8 @@ pub(crate) struct Db {
     writes: mpsc::Sender<Box<dyn WriteJob>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Dropped with the `Db`: the checkpoint thread stops.
+    _stop_checkpoints: mpsc::Sender<()>,
 }
 
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -219,6 +229,17 @@ fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
     }
 }
 
+/// The checkpoint thread: a passive checkpoint (it never waits for, nor blocks, the writer
+/// or the readers) every [`CHECKPOINT_EVERY`] until the `Db` is dropped.
+fn checkpoints(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "sqlite checkpoint failed");
+        }
+    }
+}
+
 /// Runs `f` in one read transaction on `conn`.
 fn read_in<T>(
     conn: &mut Connection,
@@ -289,18 +310,32 @@ impl Db {
             reader.pragma_update(None, "query_only", "ON")?;
             readers.push(Mutex::new(reader));
         }
+        // The checkpoint thread copies the WAL while the writer goes on, but a WAL only starts
+        // over once a checkpoint caught up with the last commit, which under steady writes
+        // only the writer itself can do between two batches: it checkpoints what is left
+        // (little: the thread copied the rest) whenever the WAL reaches WAL_RESTART_PAGES.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_RESTART_PAGES)?;
+        let checkpointer = Connection::open_with_flags(path, flags)?;
+        configure(&checkpointer)?;
+        let spawn_failed = |source| SqliteError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let (stop_checkpoints, stopped) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("weconnect-sqlite-checkpoint".into())
+            .spawn(move || checkpoints(checkpointer, stopped))
+            .map_err(spawn_failed)?;
         let (writes, jobs) = mpsc::channel();
         std::thread::Builder::new()
             .name("weconnect-sqlite-writer".into())
             .spawn(move || writer(conn, jobs))
-            .map_err(|source| SqliteError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(spawn_failed)?;
         Ok(Self {
             writes,
             readers,
             next_reader: AtomicUsize::new(0),
+            _stop_checkpoints: stop_checkpoints,
         })
     }
 
@@ -465,6 +500,36 @@ mod tests {
         assert_eq!(keys, expected);
         // The writer survived the panics.
         db.write(move |conn| insert(conn, "after")).await.unwrap();
+    }
+
+    /// The writer does not checkpoint; the checkpoint thread copies the WAL into the file.
+    #[tokio::test]
+    async fn the_checkpoint_thread_moves_the_wal_into_the_database_file() {
+        let dir = TestDir::new();
+        let db = Arc::new(Db::open(&dir.db()).unwrap());
+        let before = std::fs::metadata(dir.db()).unwrap().len();
+        db.write(|conn| {
+            let mut stmt = conn
+                .prepare_cached("INSERT INTO circuits (key, version, body) VALUES (?1, 1, ?2)")?;
+            for i in 0..500 {
+                stmt.execute(rusqlite::params![format!("k{i}"), "x".repeat(2000)])?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let size = std::fs::metadata(dir.db()).unwrap().len();
+            if size >= before + 500 * 2000 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file stayed at {size} bytes: no checkpoint ran"
+            );
+            tokio::time::sleep(CHECKPOINT_EVERY).await;
+        }
     }
 
     #[test]

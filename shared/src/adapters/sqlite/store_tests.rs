@@ -336,6 +336,50 @@ async fn scheduled_workflows_are_the_active_ones_with_a_schedule_trigger() {
 
 // ---- executions ----------------------------------------------------------------------
 
+/// The execution and its first runs commit together; an idempotent repeat writes no runs,
+/// and a failed creation leaves no runs behind.
+#[tokio::test]
+async fn create_execution_with_runs_is_one_atomic_write() {
+    let dir = TestDir::new();
+    let s = store(&dir);
+    let wf = workflow("o1", "w1", WorkflowStatus::Active, "trigger.manual");
+    s.create_workflow(&wf, &[]).await.unwrap();
+
+    let e1 = execution("o1", "w1", 1000);
+    let mut start = NodeRun::new(&e1.id, "start");
+    start.ready = true;
+    assert_eq!(
+        s.create_execution_with_runs(&e1, &[start.clone()], Some("k"), ts(0))
+            .await
+            .unwrap(),
+        Created::Created(e1.clone())
+    );
+    let state = s.get_execution_state("o1", &e1.id).await.unwrap().unwrap();
+    assert_eq!(state.execution, e1);
+    assert_eq!(state.node_runs, vec![start]);
+
+    // The same key again: the first execution; the new one and its runs are not written.
+    let e2 = execution("o1", "w1", 2000);
+    let runs2 = [NodeRun::new(&e2.id, "start")];
+    assert_eq!(
+        s.create_execution_with_runs(&e2, &runs2, Some("k"), ts(0))
+            .await
+            .unwrap(),
+        Created::Existing(e1.clone())
+    );
+    assert_eq!(s.get_execution_state("o1", &e2.id).await.unwrap(), None);
+
+    // The same id twice: a conflict, and the runs of the refused call are not written.
+    let other = NodeRun::new(&e1.id, "next");
+    assert!(matches!(
+        s.create_execution_with_runs(&e1, &[other], None, ts(0))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let state = s.get_execution_state("o1", &e1.id).await.unwrap().unwrap();
+    assert_eq!(state.node_runs.len(), 1);
+}
+
 #[tokio::test]
 async fn create_execution_counts_and_honours_idempotency_keys() {
     let dir = TestDir::new();
