@@ -1431,3 +1431,27 @@ async fn last_node_webhooks_answer_202_when_the_wait_runs_out_and_waiters_agree(
     );
     t.stop().await;
 }
+
+/// `weconnect bench` (the documented benchmark) runs end to end and reports every
+/// execution finished; its figures are not asserted (a benchmark, not a timed test).
+#[test]
+fn the_bench_command_runs_and_reports_every_execution() {
+    let out = std::process::Command::new(weconnect_binary())
+        .args(["bench", "-n", "200", "-c", "8", "-w", "2"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run weconnect bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("200 executions (200 succeeded), concurrency 8, 2 workers"),
+        "{stdout}"
+    );
+    for line in ["completed executions/s", "webhook latency", "start-to-finish"] {
+        assert!(stdout.contains(line), "no {line:?} in {stdout}");
+    }
+}

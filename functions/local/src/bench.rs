@@ -18,8 +18,8 @@ pub struct BenchOptions {
     pub executions: usize,
     /// Calls in flight at once.
     pub concurrency: usize,
-    /// Engine workers.
-    pub workers: usize,
+    /// Engine workers (None: as `serve`, WECONNECT_WORKERS or the number of cores).
+    pub workers: Option<usize>,
     /// Show progress bars.
     pub progress: bool,
 }
@@ -92,17 +92,24 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     let tmp = crate::tempdir::TempDir::new("weconnect-bench")?;
     let mut settings = Settings::new(tmp.path());
     settings.port = 0;
-    settings.workers = options.workers.max(1);
-    // The engine runs as `serve` would with this environment (e.g. WECONNECT_JOBS_PER_WORKER).
-    settings.engine = weconnect_engine::EngineConfig::from_env()?;
+    // The server runs as `serve` would in this environment (WECONNECT_WORKERS,
+    // WECONNECT_JOBS_PER_WORKER, ...), on a fresh data folder and a free port.
+    let from_env = Settings::from_env()?;
+    settings.workers = options.workers.unwrap_or(from_env.workers).max(1);
+    settings.engine = from_env.engine;
     settings.shutdown_grace = Duration::from_secs(2);
+    let workers = settings.workers;
     let server = Server::start(settings).await?;
-    let result = drive(&server, &options).await;
+    let result = drive(&server, &options, workers).await;
     server.stop().await;
     result
 }
 
-async fn drive(server: &Server, options: &BenchOptions) -> anyhow::Result<BenchReport> {
+async fn drive(
+    server: &Server,
+    options: &BenchOptions,
+    workers: usize,
+) -> anyhow::Result<BenchReport> {
     let token = server.token("bench", "bench")?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(options.concurrency)
@@ -232,7 +239,7 @@ async fn drive(server: &Server, options: &BenchOptions) -> anyhow::Result<BenchR
         executions: calls.len(),
         succeeded,
         concurrency: options.concurrency,
-        workers: options.workers,
+        workers,
         elapsed,
         executions_per_sec: calls.len() as f64 / elapsed.as_secs_f64().max(1e-9),
         webhook_p50_ms: percentile(&webhook, 0.5),

@@ -45,11 +45,11 @@ enum Command {
     Bench {
         #[arg(short = 'n', long, default_value_t = 20_000)]
         executions: usize,
-        #[arg(short = 'c', long, default_value_t = 64)]
+        #[arg(short = 'c', long, default_value_t = 16)]
         concurrency: usize,
-        /// Engine workers (async tasks; nodes are I/O-bound, so more than cores pays).
-        #[arg(short = 'w', long, default_value_t = 32)]
-        workers: usize,
+        /// Engine workers; default as `serve`: WECONNECT_WORKERS, else the number of cores.
+        #[arg(short = 'w', long)]
+        workers: Option<usize>,
     },
 }
 
