@@ -1451,7 +1451,11 @@ fn the_bench_command_runs_and_reports_every_execution() {
         stdout.contains("200 executions (200 succeeded), concurrency 8, 2 workers"),
         "{stdout}"
     );
-    for line in ["completed executions/s", "webhook latency", "start-to-finish"] {
+    for line in [
+        "completed executions/s",
+        "webhook latency",
+        "start-to-finish",
+    ] {
         assert!(stdout.contains(line), "no {line:?} in {stdout}");
     }
 }
