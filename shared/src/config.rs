@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+const DAY_MS: u64 = 86_400_000;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
     /// EXECUTION_DEFAULT_TIMEOUT (ms)
@@ -36,6 +38,9 @@ pub struct EngineConfig {
     pub idempotency_window_ms: u64,
     /// WECONNECT_JOBS_PER_WORKER: jobs one worker of a pool runs at once.
     pub jobs_per_worker: usize,
+    /// RETENTION_DAYS (in ms here): finished executions, their logs and dead-lettered jobs
+    /// are deleted this long after they were created (DynamoDB: by TTL).
+    pub retention_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +62,7 @@ impl Default for EngineConfig {
             http_allow_private: false,
             idempotency_window_ms: 24 * 3_600_000,
             jobs_per_worker: 32,
+            retention_ms: 30 * DAY_MS,
         }
     }
 }
@@ -92,6 +98,9 @@ impl EngineConfig {
             http_allow_private: env_or("WECONNECT_HTTP_ALLOW_PRIVATE", d.http_allow_private)?,
             idempotency_window_ms: d.idempotency_window_ms,
             jobs_per_worker: env_or("WECONNECT_JOBS_PER_WORKER", d.jobs_per_worker)?.max(1),
+            retention_ms: env_or("RETENTION_DAYS", d.retention_ms / DAY_MS)?
+                .max(1)
+                .saturating_mul(DAY_MS),
         })
     }
 

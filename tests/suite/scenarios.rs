@@ -837,3 +837,62 @@ macro_rules! backend_scenarios {
         )*
     };
 }
+
+/// The embedded store has no TTL: the cleanup run deletes finished executions past the
+/// retention (with their node runs and logs) and idempotency keys past their window, and
+/// leaves unfinished executions alone. (DynamoDB expires the same items by TTL.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cleanup_prunes_what_is_past_its_retention() {
+    let config = EngineConfig {
+        retention_ms: 1,
+        idempotency_window_ms: 1,
+        ..test_config()
+    };
+    let mut h = Harness::with_config(Backend::sqlite().await, config).await;
+    let wf = h
+        .workflow(
+            json!({"name": "r", "nodes": [trigger(), set("s", json!({"ok": true}))],
+                         "connections": [conn("start", "s")]}),
+        )
+        .await;
+    h.start_workers(1);
+    let first = h.start(&wf, json!({})).await;
+    let second = h.start(&wf, json!({})).await;
+    h.wait_terminal(&first.id, LONG).await;
+    h.wait_terminal(&second.id, LONG).await;
+    h.stop_workers().await;
+    assert!(!h.logs(&first.id).await.is_empty());
+    // Started with no workers running: it stays pending, an unfinished execution.
+    let keyed = weconnect_engine::engine::StartRequest {
+        idempotency_key: Some("api:once".into()),
+        ..h.request(&wf, json!({}))
+    };
+    let (keyed, _) = h.engine.start_execution(keyed).await.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = h.engine.sweep().await.expect("sweep");
+    assert_eq!(report.pruned_executions, 2, "{report:?}");
+    assert_eq!(report.pruned_idempotency_keys, 1, "{report:?}");
+    let store = h.backend.store.clone();
+    let org = h.who.organization_id.clone();
+    for gone in [&first.id, &second.id] {
+        assert!(store.get_execution(&org, gone).await.unwrap().is_none());
+        assert!(
+            store
+                .get_execution_state(&org, gone)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(h.logs(gone).await.is_empty());
+    }
+    // The keyed execution is still pending (no workers): kept.
+    let kept = store.get_execution(&org, &keyed.id).await.unwrap().unwrap();
+    assert_eq!(kept.status, ExecutionStatus::Pending);
+    // Nothing left to prune.
+    let again = h.engine.sweep().await.expect("sweep");
+    assert_eq!(
+        (again.pruned_executions, again.pruned_idempotency_keys),
+        (0, 0)
+    );
+}

@@ -1,4 +1,5 @@
-//! The cleanup run: deadlines, stale runs, stranded `pending` runs.
+//! The cleanup run: deadlines, stale runs, stranded `pending` runs, and old data past its
+//! retention (on stores that do not expire it themselves).
 
 use super::Engine;
 use crate::EngineResult;
@@ -14,7 +15,15 @@ pub struct SweepReport {
     pub stale_cancelled: u64,
     pub redispatched: u64,
     pub failed_to_queue: u64,
+    /// Finished executions (with their node runs and logs) past the retention, deleted.
+    pub pruned_executions: u64,
+    pub pruned_idempotency_keys: u64,
+    pub pruned_dead_jobs: u64,
 }
+
+/// Executions one prune call deletes at most; a cleanup run makes up to [`PRUNE_CALLS`].
+const PRUNE_BATCH: usize = 500;
+const PRUNE_CALLS: usize = 20;
 
 impl Engine {
     /// Times out executions past their deadline, cancels runs still unfinished after the
@@ -84,6 +93,7 @@ impl Engine {
                 break;
             }
         }
+        self.prune(&mut report).await?;
         if report
             != (SweepReport {
                 examined: report.examined,
@@ -93,6 +103,30 @@ impl Engine {
             tracing::info!(?report, "cleanup changed executions");
         }
         Ok(report)
+    }
+
+    /// Deletes what is past its retention, oldest first, in bounded batches (the rest waits
+    /// for the next run).
+    async fn prune(&self, report: &mut SweepReport) -> EngineResult<()> {
+        let now = self.clock().now();
+        let retention = Duration::from_millis(self.config().retention_ms);
+        let executions_before = now.minus(retention);
+        let keys_before = now.minus(Duration::from_millis(self.config().idempotency_window_ms));
+        for _ in 0..PRUNE_CALLS {
+            let pruned = self
+                .store()
+                .prune(executions_before, keys_before, PRUNE_BATCH)
+                .await?;
+            report.pruned_executions += pruned.executions;
+            report.pruned_idempotency_keys += pruned.idempotency_keys;
+            if pruned.executions < PRUNE_BATCH as u64
+                && pruned.idempotency_keys < PRUNE_BATCH as u64
+            {
+                break;
+            }
+        }
+        report.pruned_dead_jobs += self.queue().prune_dead(retention).await?;
+        Ok(())
     }
 
     /// A `pending` execution nobody picked up: lay out its start run again if it is missing,

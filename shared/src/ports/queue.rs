@@ -57,4 +57,10 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn depth(&self) -> QueueResult<QueueDepth>;
     /// The longest delay one `send` supports (SQS: 900 s).
     fn max_delay(&self) -> Duration;
+    /// Deletes dead-lettered messages older than `older_than` (the cleanup run). Queues with
+    /// their own retention (an SQS dead-letter queue) keep this default, which deletes nothing.
+    async fn prune_dead(&self, older_than: Duration) -> QueueResult<u64> {
+        let _ = older_than;
+        Ok(0)
+    }
 }

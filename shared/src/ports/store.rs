@@ -304,4 +304,26 @@ pub trait Store: Send + Sync + 'static {
     /// Writes `state` (with `version` = stored version + 1) if the stored version is still
     /// `state.version - 1` (0: no stored state yet).
     async fn put_circuit(&self, key: &str, state: &CircuitState) -> StoreResult<bool>;
+
+    // ---- retention (the cleanup run) -------------------------------------------------
+    /// Deletes, oldest first, up to `limit` finished executions created before
+    /// `executions_before` with their node runs and logs, and idempotency keys used before
+    /// `keys_before`. Backends that expire items themselves (DynamoDB TTL) keep this
+    /// default, which deletes nothing.
+    async fn prune(
+        &self,
+        executions_before: Timestamp,
+        keys_before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Pruned> {
+        let _ = (executions_before, keys_before, limit);
+        Ok(Pruned::default())
+    }
+}
+
+/// What one [`Store::prune`] call deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub executions: u64,
+    pub idempotency_keys: u64,
 }

@@ -267,6 +267,20 @@ impl JobQueue for SqliteQueue {
     fn max_delay(&self) -> Duration {
         MAX_DELAY
     }
+
+    /// A dead message's `visible_at` is the end of its last lease: about when it died.
+    async fn prune_dead(&self, older_than: Duration) -> QueueResult<u64> {
+        let before = self.now().saturating_sub(millis(older_than));
+        self.db
+            .write(move |tx| {
+                let deleted = tx
+                    .prepare_cached("DELETE FROM queue WHERE state = ?1 AND visible_at < ?2")?
+                    .execute(params![DEAD, before])?;
+                Ok(deleted as u64)
+            })
+            .await
+            .map_err(Into::into)
+    }
 }
 
 #[cfg(test)]
@@ -418,6 +432,10 @@ mod tests {
         // Dead messages stay dead.
         clock.advance(LEASE);
         assert!(q.receive(10, LEASE, NO_WAIT).await.unwrap().is_empty());
+        // ... until the cleanup run prunes them, once older than the retention.
+        assert_eq!(q.prune_dead(LEASE * 10).await.unwrap(), 0);
+        assert_eq!(q.prune_dead(LEASE / 2).await.unwrap(), 1);
+        assert_eq!(q.depth().await.unwrap().dead, 0);
     }
 
     #[tokio::test]

@@ -1195,4 +1195,63 @@ impl Store for SqliteStore {
             .await
             .map_err(Into::into)
     }
+
+    // ---- retention -------------------------------------------------------------------
+
+    /// Walks executions and keys oldest first (rowid order is creation order) and stops at
+    /// the first one inside the retention, so a call reads only what it may delete.
+    async fn prune(
+        &self,
+        executions_before: Timestamp,
+        keys_before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Pruned> {
+        let limit = limit.clamp(1, 10_000) as i64;
+        self.db
+            .write(move |tx| {
+                let mut pruned = Pruned::default();
+                let oldest: Vec<(i64, String, bool, i64)> = tx
+                    .prepare_cached(
+                        "SELECT rowid, id, unfinished, created_at FROM executions \
+                         ORDER BY rowid LIMIT ?1",
+                    )?
+                    .query_map([limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                for (rowid, id, unfinished, created_at) in oldest {
+                    if created_at >= executions_before.millis() {
+                        break;
+                    }
+                    if unfinished {
+                        // The cleanup run times it out first (its deadline has long passed).
+                        continue;
+                    }
+                    tx.prepare_cached("DELETE FROM node_runs WHERE execution_id = ?1")?
+                        .execute([&id])?;
+                    tx.prepare_cached("DELETE FROM logs WHERE execution_id = ?1")?
+                        .execute([&id])?;
+                    tx.prepare_cached("DELETE FROM executions WHERE rowid = ?1")?
+                        .execute([rowid])?;
+                    pruned.executions += 1;
+                }
+                let keys: Vec<(i64, i64)> = tx
+                    .prepare_cached(
+                        "SELECT rowid, created_at FROM idempotency_keys ORDER BY rowid LIMIT ?1",
+                    )?
+                    .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                for (rowid, created_at) in keys {
+                    if created_at >= keys_before.millis() {
+                        break;
+                    }
+                    tx.prepare_cached("DELETE FROM idempotency_keys WHERE rowid = ?1")?
+                        .execute([rowid])?;
+                    pruned.idempotency_keys += 1;
+                }
+                Ok(pruned)
+            })
+            .await
+            .map_err(Into::into)
+    }
 }

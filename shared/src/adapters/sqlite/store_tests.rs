@@ -1313,3 +1313,80 @@ async fn everything_survives_reopening() {
     assert_eq!(s.get_credential("o1", "api").await.unwrap(), Some(cred));
     assert_eq!(s.get_circuit("k").await.unwrap().unwrap().version, 1);
 }
+
+// ---- retention -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn prune_deletes_old_finished_executions_with_their_runs_and_logs() {
+    let dir = TestDir::new();
+    let s = store(&dir);
+    let wf = workflow("o1", "w1", WorkflowStatus::Active, "trigger.manual");
+    s.create_workflow(&wf, &[]).await.unwrap();
+    let log = |e: &Execution| ExecutionLog {
+        id: new_id(),
+        execution_id: e.id.clone(),
+        organization_id: e.organization_id.clone(),
+        node_id: None,
+        level: LogLevel::Info,
+        message: "m".into(),
+        data: None,
+        timestamp: e.created_at,
+        execution_step: 0,
+        node_type: None,
+        node_name: None,
+    };
+    // Oldest first: finished, unfinished, finished; then one inside the retention.
+    let mut made = Vec::new();
+    for (offset, finished) in [(0, true), (10, false), (20, true), (5000, true)] {
+        let mut e = execution("o1", "w1", offset);
+        let runs = [NodeRun::new(&e.id, "start")];
+        s.create_execution_with_runs(&e, &runs, Some(&format!("key-{offset}")), ts(0))
+            .await
+            .unwrap();
+        s.append_logs(&[log(&e)]).await.unwrap();
+        if finished {
+            e.status = ExecutionStatus::Success;
+            e.completed_at = Some(ts(offset + 1));
+            assert!(
+                s.transition_execution(&e, &[ExecutionStatus::Pending])
+                    .await
+                    .unwrap()
+            );
+        }
+        made.push(e);
+    }
+    let pruned = s.prune(ts(1000), ts(15), 100).await.unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            executions: 2,
+            idempotency_keys: 2
+        }
+    );
+    for (e, kept) in made.iter().zip([false, true, false, true]) {
+        let state = s.get_execution_state("o1", &e.id).await.unwrap();
+        assert_eq!(state.is_some(), kept, "{}", e.id);
+        let logs = s
+            .list_logs("o1", &e.id, &LogFilter::default(), 10)
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(logs.len(), usize::from(kept));
+    }
+    // A call reads at most `limit` executions, oldest first.
+    assert_eq!(
+        s.prune(ts(10_000), ts(10_000), 1).await.unwrap().executions,
+        0
+    );
+    assert_eq!(
+        s.prune(ts(10_000), ts(10_000), 2).await.unwrap().executions,
+        1
+    );
+    assert_eq!(
+        s.prune(ts(10_000), ts(10_000), 100)
+            .await
+            .unwrap()
+            .executions,
+        0
+    );
+}
