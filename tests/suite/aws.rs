@@ -1061,14 +1061,14 @@ async fn joins_arrive_once_and_decide_once() {
     // Three parents, one not taken.
     assert_eq!(
         store
-            .arrive(&org, id, "join", "p1", true, 3, None)
+            .arrive(&org, id, "join", "p1", true, 3, now(), None)
             .await
             .unwrap(),
         Arrival::Waiting
     );
     assert_eq!(
         store
-            .arrive(&org, id, "join", "p1", true, 3, None)
+            .arrive(&org, id, "join", "p1", true, 3, now(), None)
             .await
             .unwrap(),
         Arrival::Waiting,
@@ -1076,14 +1076,14 @@ async fn joins_arrive_once_and_decide_once() {
     );
     assert_eq!(
         store
-            .arrive(&org, id, "join", "p2", false, 3, None)
+            .arrive(&org, id, "join", "p2", false, 3, now(), None)
             .await
             .unwrap(),
         Arrival::Waiting
     );
     let c = claim("inline", now(), Duration::from_secs(30));
     let Arrival::Ready(run) = store
-        .arrive(&org, id, "join", "p3", true, 3, Some(&c))
+        .arrive(&org, id, "join", "p3", true, 3, now(), Some(&c))
         .await
         .unwrap()
     else {
@@ -1104,7 +1104,7 @@ async fn joins_arrive_once_and_decide_once() {
     assert_eq!(run.attempts, 1);
     assert_eq!(
         store
-            .arrive(&org, id, "join", "p3", true, 3, None)
+            .arrive(&org, id, "join", "p3", true, 3, now(), None)
             .await
             .unwrap(),
         Arrival::AlreadyDecided
@@ -1113,13 +1113,13 @@ async fn joins_arrive_once_and_decide_once() {
     // No taken connection: skipped.
     assert_eq!(
         store
-            .arrive(&org, id, "dead", "p1", false, 2, None)
+            .arrive(&org, id, "dead", "p1", false, 2, now(), None)
             .await
             .unwrap(),
         Arrival::Waiting
     );
     let Arrival::Skipped(skipped) = store
-        .arrive(&org, id, "dead", "p2", false, 2, None)
+        .arrive(&org, id, "dead", "p2", false, 2, now(), None)
         .await
         .unwrap()
     else {
@@ -1128,7 +1128,7 @@ async fn joins_arrive_once_and_decide_once() {
     assert_eq!(skipped.status, NodeRunStatus::Skipped);
     assert_eq!(
         store
-            .arrive(&org, id, "dead", "p2", false, 2, None)
+            .arrive(&org, id, "dead", "p2", false, 2, now(), None)
             .await
             .unwrap(),
         Arrival::AlreadyDecided
@@ -1136,7 +1136,7 @@ async fn joins_arrive_once_and_decide_once() {
 
     // Single parent: one write, claimed or not, duplicates decided.
     let Arrival::Ready(one) = store
-        .arrive(&org, id, "single", "p", true, 1, Some(&c))
+        .arrive(&org, id, "single", "p", true, 1, now(), Some(&c))
         .await
         .unwrap()
     else {
@@ -1148,13 +1148,13 @@ async fn joins_arrive_once_and_decide_once() {
     );
     assert_eq!(
         store
-            .arrive(&org, id, "single", "p", true, 1, Some(&c))
+            .arrive(&org, id, "single", "p", true, 1, now(), Some(&c))
             .await
             .unwrap(),
         Arrival::AlreadyDecided
     );
     let Arrival::Ready(queued) = store
-        .arrive(&org, id, "single2", "p", true, 1, None)
+        .arrive(&org, id, "single2", "p", true, 1, now(), None)
         .await
         .unwrap()
     else {
@@ -1170,7 +1170,7 @@ async fn joins_arrive_once_and_decide_once() {
     ));
     assert!(matches!(
         store
-            .arrive(&org, id, "single3", "p", false, 1, None)
+            .arrive(&org, id, "single3", "p", false, 1, now(), None)
             .await
             .unwrap(),
         Arrival::Skipped(_)
@@ -1178,7 +1178,7 @@ async fn joins_arrive_once_and_decide_once() {
     // A waiting join is not claimable.
     assert_eq!(
         store
-            .arrive(&org, id, "j2", "p1", true, 2, None)
+            .arrive(&org, id, "j2", "p1", true, 2, now(), None)
             .await
             .unwrap(),
         Arrival::Waiting
@@ -1204,7 +1204,7 @@ async fn concurrent_arrivals_at_a_join_schedule_it_once() {
             tokio::spawn(async move {
                 let p = format!("p{}", i % parents);
                 store
-                    .arrive(&org, &id, "join", &p, true, parents, None)
+                    .arrive(&org, &id, "join", &p, true, parents, now(), None)
                     .await
                     .unwrap()
             })
@@ -1972,7 +1972,7 @@ async fn request_counter_counts_calls_and_capacity() {
     // One node's protocol: arrive (+ claim inline), record, one log batch, one state read.
     let c = claim("t", now(), Duration::from_secs(30));
     let Arrival::Ready(mut run) = store
-        .arrive(&org, &e.id, "n", "start", true, 1, Some(&c))
+        .arrive(&org, &e.id, "n", "start", true, 1, now(), Some(&c))
         .await
         .unwrap()
     else {

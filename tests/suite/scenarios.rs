@@ -34,6 +34,19 @@ fn typed(source: &str, target: &str, kind: &str) -> Value {
     json!({"source": source, "target": target, "type": kind})
 }
 
+/// Succeeded, failed and skipped nodes (dead paths included) all carry `finishedAt`.
+fn every_finished_node_has_a_finish_time(d: &weconnect_engine::engine::ExecutionDetail) {
+    for n in &d.nodes {
+        if n.status.is_finished() {
+            assert!(
+                n.finished_at.is_some(),
+                "{} has no finishedAt: {n:?}",
+                n.node_id
+            );
+        }
+    }
+}
+
 pub async fn linear_chain(backend: Backend) {
     let mut h = Harness::new(backend).await;
     h.start_workers(2);
@@ -111,6 +124,7 @@ pub async fn if_true_false(backend: Backend) {
     assert_eq!(status(&d, "yes"), "skipped");
     assert_eq!(status(&d, "no"), "success");
     assert_eq!((h.sink.count("/yes"), h.sink.count("/no")), (1, 1));
+    every_finished_node_has_a_finish_time(&d);
     h.stop_workers().await;
 }
 
@@ -196,6 +210,7 @@ pub async fn join_with_a_skipped_branch(backend: Backend) {
     assert_eq!(output(&d, "join"), json!({"a": {"a": 1}}));
     assert_eq!(h.sink.count("/after"), 1);
     assert_eq!(d.execution.metrics.skipped_nodes, 2);
+    every_finished_node_has_a_finish_time(&d);
     h.stop_workers().await;
 }
 

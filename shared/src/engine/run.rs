@@ -434,6 +434,7 @@ impl Engine {
                         &node_id,
                         taken,
                         parents,
+                        self.clock().now(),
                         claim.as_ref(),
                     )
                     .await?;

@@ -139,6 +139,7 @@ impl Store for MemStore {
         _: &str,
         _: bool,
         _: usize,
+        _: Timestamp,
         _: Option<&Claim>,
     ) -> StoreResult<Arrival> {
         unused()

@@ -257,8 +257,9 @@ pub trait Store: Send + Sync + 'static {
     /// by `token`. `Ok(false)`: the lease was lost; the caller's result is discarded.
     async fn save_node_run(&self, org: &str, run: &NodeRun, token: &str) -> StoreResult<bool>;
     /// Records that `parent` finished and whether its connection to `child` was taken.
-    /// `parents` is the child's number of distinct parents. With `claim`, a run that
-    /// becomes ready is claimed in the same write (inline execution).
+    /// `parents` is the child's number of distinct parents. A run skipped by this arrival
+    /// finishes `at`. With `claim`, a run that becomes ready is claimed in the same write
+    /// (inline execution).
     #[allow(clippy::too_many_arguments)]
     async fn arrive(
         &self,
@@ -268,6 +269,7 @@ pub trait Store: Send + Sync + 'static {
         parent: &str,
         taken: bool,
         parents: usize,
+        at: Timestamp,
         claim: Option<&Claim>,
     ) -> StoreResult<Arrival>;
 

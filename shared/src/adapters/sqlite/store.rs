@@ -904,6 +904,7 @@ impl Store for SqliteStore {
         parent: &str,
         taken: bool,
         parents: usize,
+        at: Timestamp,
         claim: Option<&Claim>,
     ) -> StoreResult<Arrival> {
         let (org, execution_id, child, parent) = (
@@ -932,6 +933,7 @@ impl Store for SqliteStore {
                 }
                 if run.taken_from.is_empty() {
                     run.status = NodeRunStatus::Skipped;
+                    run.finished_at = Some(at);
                     upsert_run(tx, &org, &run)?;
                     return Ok(Arrival::Skipped(run));
                 }

@@ -928,22 +928,26 @@ async fn arrivals_decide_a_join_once() {
 
     // Three parents; `a` arrives twice before the set is complete.
     assert_eq!(
-        s.arrive("o1", x, "join", "a", true, 3, None).await.unwrap(),
+        s.arrive("o1", x, "join", "a", true, 3, ts(0), None)
+            .await
+            .unwrap(),
         Arrival::Waiting
     );
     assert_eq!(
-        s.arrive("o1", x, "join", "a", true, 3, None).await.unwrap(),
+        s.arrive("o1", x, "join", "a", true, 3, ts(0), None)
+            .await
+            .unwrap(),
         Arrival::Waiting
     );
     assert_eq!(
-        s.arrive("o1", x, "join", "b", false, 3, None)
+        s.arrive("o1", x, "join", "b", false, 3, ts(0), None)
             .await
             .unwrap(),
         Arrival::Waiting
     );
     let c = claim_at(1000);
     let Arrival::Ready(run) = s
-        .arrive("o1", x, "join", "c", false, 3, Some(&c))
+        .arrive("o1", x, "join", "c", false, 3, ts(0), Some(&c))
         .await
         .unwrap()
     else {
@@ -965,14 +969,16 @@ async fn arrivals_decide_a_join_once() {
     // Late duplicates: already decided.
     for p in ["a", "b", "c"] {
         assert_eq!(
-            s.arrive("o1", x, "join", p, true, 3, None).await.unwrap(),
+            s.arrive("o1", x, "join", p, true, 3, ts(0), None)
+                .await
+                .unwrap(),
             Arrival::AlreadyDecided
         );
     }
 
     // Without a claim the run is ready and pending, claimable by its job.
     let Arrival::Ready(run) = s
-        .arrive("o1", x, "single", "a", true, 1, None)
+        .arrive("o1", x, "single", "a", true, 1, ts(0), None)
         .await
         .unwrap()
     else {
@@ -989,13 +995,13 @@ async fn arrivals_decide_a_join_once() {
 
     // No taken connection: skipped, once.
     assert_eq!(
-        s.arrive("o1", x, "dead", "a", false, 2, None)
+        s.arrive("o1", x, "dead", "a", false, 2, ts(0), None)
             .await
             .unwrap(),
         Arrival::Waiting
     );
     let Arrival::Skipped(run) = s
-        .arrive("o1", x, "dead", "b", false, 2, Some(&claim_at(0)))
+        .arrive("o1", x, "dead", "b", false, 2, ts(0), Some(&claim_at(0)))
         .await
         .unwrap()
     else {
@@ -1004,7 +1010,7 @@ async fn arrivals_decide_a_join_once() {
     assert_eq!(run.status, NodeRunStatus::Skipped);
     assert!(!run.ready);
     assert_eq!(
-        s.arrive("o1", x, "dead", "b", false, 2, None)
+        s.arrive("o1", x, "dead", "b", false, 2, ts(0), None)
             .await
             .unwrap(),
         Arrival::AlreadyDecided
@@ -1035,6 +1041,7 @@ async fn ten_parents_arriving_twice_concurrently_make_one_ready() {
                     &format!("p{p}"),
                     p % 3 == round,
                     10,
+                    ts(0),
                     Some(&claim),
                 )
                 .await
@@ -1266,7 +1273,7 @@ async fn everything_survives_reopening() {
             s.claim_node("o1", &e.id, "start", &c).await.unwrap(),
             ClaimOutcome::Claimed(_)
         ));
-        s.arrive("o1", &e.id, "join", "start", true, 2, None)
+        s.arrive("o1", &e.id, "join", "start", true, 2, ts(0), None)
             .await
             .unwrap();
         s.append_logs(std::slice::from_ref(&l)).await.unwrap();

@@ -390,9 +390,10 @@ impl Store for DynamoStore {
         parent: &str,
         taken: bool,
         parents: usize,
+        at: Timestamp,
         claim: Option<&Claim>,
     ) -> StoreResult<Arrival> {
-        self.arrive_(org, execution_id, child, parent, taken, parents, claim)
+        self.arrive_(org, execution_id, child, parent, taken, parents, at, claim)
             .await
     }
 

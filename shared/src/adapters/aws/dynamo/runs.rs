@@ -228,11 +228,13 @@ impl DynamoStore {
         }
     }
 
-    /// `SET` clauses that decide an arrived-complete run: ready (and claimed), or skipped.
+    /// `SET` clauses that decide an arrived-complete run: ready (and claimed), or skipped
+    /// (finished `at`).
     fn decide_clauses(
         &self,
         e: &mut Expr,
         ready: bool,
+        at: Timestamp,
         claim: Option<&Claim>,
     ) -> StoreResult<Vec<String>> {
         let mut sets = Vec::new();
@@ -252,19 +254,16 @@ impl DynamoStore {
                 e.n(attr::STATUS),
                 e.v(av(&NodeRunStatus::Skipped)?)
             ));
-            let finished = claim.map(|c| c.now);
-            if let Some(at) = finished {
-                sets.push(format!(
-                    "{} = {}",
-                    e.n(attr::FINISHED_AT),
-                    e.v(s(at.to_string()))
-                ));
-            }
-            let expires = match finished {
-                Some(at) => self.expiry(at),
-                None => self.expiry_from_now(Duration::ZERO),
-            };
-            sets.push(format!("{} = {}", e.n(attr::EXPIRES_AT), e.v(num(expires))));
+            sets.push(format!(
+                "{} = {}",
+                e.n(attr::FINISHED_AT),
+                e.v(s(at.to_string()))
+            ));
+            sets.push(format!(
+                "{} = {}",
+                e.n(attr::EXPIRES_AT),
+                e.v(num(self.expiry(at)))
+            ));
         }
         Ok(sets)
     }
@@ -294,11 +293,12 @@ impl DynamoStore {
         parent: &str,
         taken: bool,
         parents: usize,
+        at: Timestamp,
         claim: Option<&Claim>,
     ) -> StoreResult<Arrival> {
         if parents <= 1 {
             return self
-                .arrive_single(org, execution_id, child, parent, taken, claim)
+                .arrive_single(org, execution_id, child, parent, taken, at, claim)
                 .await;
         }
         // 1. Add the parent to the arrived set (idempotent) and read the set back.
@@ -347,7 +347,7 @@ impl DynamoStore {
         // 2. Complete and undecided: one conditional flip, which exactly one arrival wins.
         let ready = !run.taken_from.is_empty();
         let mut e = Expr::new();
-        let sets = self.decide_clauses(&mut e, ready, claim)?;
+        let sets = self.decide_clauses(&mut e, ready, at, claim)?;
         let cond = format!(
             "{} = {} AND {} = {}",
             e.n(attr::READY),
@@ -380,6 +380,7 @@ impl DynamoStore {
         child: &str,
         parent: &str,
         taken: bool,
+        at: Timestamp,
         claim: Option<&Claim>,
     ) -> StoreResult<Arrival> {
         let mut e = Expr::new();
@@ -415,7 +416,7 @@ impl DynamoStore {
                 v = e.v(b(false))
             ));
         }
-        sets.extend(self.decide_clauses(&mut e, taken, claim)?);
+        sets.extend(self.decide_clauses(&mut e, taken, at, claim)?);
         let cond = format!(
             "attribute_not_exists({pk}) OR ({ready} = {no} AND {st} = {pending})",
             pk = e.n(attr::PK),
