@@ -373,6 +373,7 @@ impl DynamoStore {
     }
 
     /// A child with one parent: arrive, decide (and claim) in one conditional write.
+    #[allow(clippy::too_many_arguments)]
     async fn arrive_single(
         &self,
         org: &str,
