@@ -27,7 +27,8 @@ const PRUNE_CALLS: usize = 20;
 
 impl Engine {
     /// Times out executions past their deadline, cancels runs still unfinished after the
-    /// stale threshold, and re-dispatches (or fails) executions stranded in `pending`.
+    /// stale threshold, re-dispatches (or fails) executions stranded in `pending`, and
+    /// deletes data past its retention where the store does not expire it itself.
     pub async fn sweep(&self) -> EngineResult<SweepReport> {
         let mut report = SweepReport::default();
         let now = self.clock().now();

@@ -4,8 +4,9 @@
 //! - WAL mode, `synchronous=NORMAL`, a busy timeout: readers run alongside the one writer.
 //! - rusqlite is blocking, so no port call touches SQLite on the async runtime: writes go to
 //!   one writer thread that owns the writer connection and commits whatever calls are queued
-//!   together (group commit, each call atomic in its own savepoint); reads run on tokio's
-//!   blocking pool (`spawn_blocking`) on a small pool of read-only connections.
+//!   together (group commit, each call atomic in its own savepoint); reads run on a small
+//!   pool of read-only connections, on tokio's blocking pool (`spawn_blocking`), except
+//!   lookups by key, which take microseconds and run on the calling thread.
 //! - Every statement is `prepare_cached`; nested data is JSON text; every query has an index.
 //! - Checkpoints (copying the WAL back into the database file) run on their own thread and
 //!   connection every [`CHECKPOINT_EVERY`], beside the writer; the writer only finishes them
@@ -502,7 +503,8 @@ mod tests {
         db.write(move |conn| insert(conn, "after")).await.unwrap();
     }
 
-    /// The writer does not checkpoint; the checkpoint thread copies the WAL into the file.
+    /// Below WAL_RESTART_PAGES the writer does not checkpoint; the checkpoint thread copies
+    /// the WAL into the database file.
     #[tokio::test]
     async fn the_checkpoint_thread_moves_the_wal_into_the_database_file() {
         let dir = TestDir::new();

@@ -164,12 +164,13 @@ fn take(run: &mut NodeRun, claim: &Claim) {
 }
 
 /// Inserts a new execution (see `Store::create_execution`) inside the caller's transaction.
+/// `Some`: the idempotency key was used within its window by that execution; nothing written.
 fn insert_execution(
     tx: &Connection,
     exec: &Execution,
     key: Option<&str>,
     key_valid_after: Timestamp,
-) -> Result<Created, Fail> {
+) -> Result<Option<Execution>, Fail> {
     if let Some(key) = key {
         let used: Option<(String, i64)> = tx
             .prepare_cached("SELECT execution_id, created_at FROM idempotency_keys WHERE key = ?1")?
@@ -179,7 +180,7 @@ fn insert_execution(
             && at >= key_valid_after.millis()
             && let Some(existing) = load_execution(tx, &exec.organization_id, &id)?
         {
-            return Ok(Created::Existing(existing));
+            return Ok(Some(existing));
         }
     }
     let (status, deadline, duration, unfinished, body) = execution_columns(exec)?;
@@ -221,7 +222,7 @@ fn insert_execution(
         exec.workflow_id,
         exec.created_at.millis()
     ])?;
-    Ok(Created::Created(exec.clone()))
+    Ok(None)
 }
 
 /// (execution id, node id, body) of each run, serialized before the write.
@@ -525,11 +526,13 @@ impl Store for SqliteStore {
         let rows = run_rows(runs)?;
         self.db
             .write(move |tx| {
-                let created = insert_execution(tx, &exec, key.as_deref(), key_valid_after)?;
-                if matches!(created, Created::Created(_)) {
-                    insert_runs(tx, &exec.organization_id, &rows)?;
+                if let Some(existing) =
+                    insert_execution(tx, &exec, key.as_deref(), key_valid_after)?
+                {
+                    return Ok(Created::Existing(existing));
                 }
-                Ok(created)
+                insert_runs(tx, &exec.organization_id, &rows)?;
+                Ok(Created::Created(exec))
             })
             .await
             .map_err(Into::into)
