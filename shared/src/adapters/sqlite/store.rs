@@ -275,6 +275,32 @@ fn page<T>(rows: Vec<(T, i64, String)>, limit: i64, scope: &str) -> (Vec<T>, Opt
     (items, next)
 }
 
+/// One page of an organization's rows, newest first: `sql` takes `?1` org, `(?2, ?3)` the
+/// position to start after and `?4` the row limit, and ends its columns with `created_at, id`.
+fn newest_first<T>(
+    tx: &Connection,
+    sql: &str,
+    org: &str,
+    after: Option<Position>,
+    limit: i64,
+    scope: &str,
+    item: impl Fn(&rusqlite::Row<'_>) -> Result<T, Fail>,
+) -> Result<Page<T>, Fail> {
+    let after = after.unwrap_or(Position {
+        time: i64::MAX,
+        id: String::new(),
+    });
+    let mut stmt = tx.prepare_cached(sql)?;
+    let columns = stmt.column_count();
+    let mut q = stmt.query(params![org, after.time, after.id, limit + 1])?;
+    let mut rows = Vec::new();
+    while let Some(r) = q.next()? {
+        rows.push((item(r)?, r.get(columns - 2)?, r.get(columns - 1)?));
+    }
+    let (items, next_cursor) = page(rows, limit, scope);
+    Ok(Page { items, next_cursor })
+}
+
 fn execution_scope(org: &str, f: &ExecutionFilter) -> String {
     let opt_ts = |t: Option<Timestamp>| t.map(|t| t.millis().to_string()).unwrap_or_default();
     cursor::scope(&[
@@ -422,24 +448,17 @@ impl Store for SqliteStore {
         let limit = page_size(limit);
         self.db
             .read(move |tx| {
-                let after = after.unwrap_or(Position {
-                    time: i64::MAX,
-                    id: String::new(),
-                });
-                let mut stmt = tx.prepare_cached(
+                newest_first(
+                    tx,
                     "SELECT body, execution_count, last_executed_at, created_at, id FROM workflows \
                      WHERE org = ?1 AND (created_at, id) < (?2, ?3) \
                      ORDER BY created_at DESC, id DESC LIMIT ?4",
-                )?;
-                let mut rows = Vec::new();
-                let mut q = stmt.query(params![org, after.time, after.id, limit + 1])?;
-                while let Some(r) = q.next()? {
-                    let body: String = r.get(0)?;
-                    let wf = workflow_from_row(&body, r.get(1)?, r.get(2)?)?;
-                    rows.push((wf, r.get(3)?, r.get(4)?));
-                }
-                let (items, next_cursor) = page(rows, limit, &scope);
-                Ok(Page { items, next_cursor })
+                    &org,
+                    after,
+                    limit,
+                    &scope,
+                    |r| workflow_from_row(&r.get::<_, String>(0)?, r.get(1)?, r.get(2)?),
+                )
             })
             .await
             .map_err(Into::into)
@@ -1121,24 +1140,17 @@ impl Store for SqliteStore {
         let limit = page_size(limit);
         self.db
             .read(move |tx| {
-                let after = after.unwrap_or(Position {
-                    time: i64::MAX,
-                    id: String::new(),
-                });
-                let mut stmt = tx.prepare_cached(
+                newest_first(
+                    tx,
                     "SELECT body, created_at, id FROM credentials \
                      WHERE org = ?1 AND (created_at, id) < (?2, ?3) \
                      ORDER BY created_at DESC, id DESC LIMIT ?4",
-                )?;
-                let mut q = stmt.query(params![org, after.time, after.id, limit + 1])?;
-                let mut rows = Vec::new();
-                while let Some(r) = q.next()? {
-                    let body: String = r.get(0)?;
-                    let stored: StoredCredential = from_json(&body)?;
-                    rows.push((stored.credential, r.get(1)?, r.get(2)?));
-                }
-                let (items, next_cursor) = page(rows, limit, &scope);
-                Ok(Page { items, next_cursor })
+                    &org,
+                    after,
+                    limit,
+                    &scope,
+                    |r| Ok(from_json::<StoredCredential>(&r.get::<_, String>(0)?)?.credential),
+                )
             })
             .await
             .map_err(Into::into)
