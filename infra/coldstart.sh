@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cold-start measurement of the four Lambda functions beside two references built with the
-# same release profile: a hello-world lambda_runtime binary (infra/coldstart/hello) and the
+# same profile (`lambda`): a hello-world lambda_runtime binary (infra/coldstart/hello) and the
 # SDK floor (infra/coldstart/sdk-floor: aws_config + the DynamoDB, SQS and EventBridge
 # clients). Each bootstrap runs against a local Runtime API; init time = process start to its
 # first `GET /runtime/invocation/next`. Also prints each function's binary and zip size.
@@ -17,10 +17,10 @@ bins=(api webhook worker cleanup coldstart-hello coldstart-sdk-floor)
 if [[ -z "${SKIP_BUILD:-}" ]]; then
   args=()
   for b in "${bins[@]}"; do args+=(--bin "$b"); done
-  cargo lambda build --release "${args[@]}"
+  cargo lambda build --profile lambda "${args[@]}"
 fi
 
-echo "sizes (release profile: lto, codegen-units 1, strip)"
+echo "sizes (lambda profile: opt-level s, lto, codegen-units 1, strip)"
 echo
 echo "| function | binary (MiB) | zip (MiB) |"
 echo "|---|---:|---:|"
