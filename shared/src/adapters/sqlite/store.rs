@@ -275,32 +275,6 @@ fn page<T>(rows: Vec<(T, i64, String)>, limit: i64, scope: &str) -> (Vec<T>, Opt
     (items, next)
 }
 
-/// One page of an organization's rows, newest first: `sql` takes `?1` org, `(?2, ?3)` the
-/// position to start after and `?4` the row limit, and ends its columns with `created_at, id`.
-fn newest_first<T>(
-    tx: &Connection,
-    sql: &str,
-    org: &str,
-    after: Option<Position>,
-    limit: i64,
-    scope: &str,
-    item: impl Fn(&rusqlite::Row<'_>) -> Result<T, Fail>,
-) -> Result<Page<T>, Fail> {
-    let after = after.unwrap_or(Position {
-        time: i64::MAX,
-        id: String::new(),
-    });
-    let mut stmt = tx.prepare_cached(sql)?;
-    let columns = stmt.column_count();
-    let mut q = stmt.query(params![org, after.time, after.id, limit + 1])?;
-    let mut rows = Vec::new();
-    while let Some(r) = q.next()? {
-        rows.push((item(r)?, r.get(columns - 2)?, r.get(columns - 1)?));
-    }
-    let (items, next_cursor) = page(rows, limit, scope);
-    Ok(Page { items, next_cursor })
-}
-
 fn execution_scope(org: &str, f: &ExecutionFilter) -> String {
     let opt_ts = |t: Option<Timestamp>| t.map(|t| t.millis().to_string()).unwrap_or_default();
     cursor::scope(&[
@@ -317,6 +291,44 @@ fn execution_scope(org: &str, f: &ExecutionFilter) -> String {
 /// Nearest-rank percentile position (0-based) of `p` in `n` sorted values.
 fn rank(p: f64, n: u64) -> u64 {
     ((p * n as f64).ceil() as u64).clamp(1, n.max(1)) - 1
+}
+
+impl SqliteStore {
+    /// One page of an organization's `list` (workflows, credentials), newest first: `sql`
+    /// takes `?1` org, `(?2, ?3)` the position to start after and `?4` the row limit, and
+    /// ends its columns with `created_at, id`; `item` reads the rest of a row.
+    async fn newest_first<T: Send + 'static>(
+        &self,
+        list: &str,
+        org: &str,
+        limit: usize,
+        cursor: Option<&str>,
+        sql: &'static str,
+        item: fn(&rusqlite::Row<'_>) -> Result<T, Fail>,
+    ) -> StoreResult<Page<T>> {
+        let scope = cursor::scope(&[list, org]);
+        let after = cursor.map(|c| cursor::decode(&scope, c)).transpose()?;
+        let org = org.to_string();
+        let limit = page_size(limit);
+        self.db
+            .read(move |tx| {
+                let after = after.unwrap_or(Position {
+                    time: i64::MAX,
+                    id: String::new(),
+                });
+                let mut stmt = tx.prepare_cached(sql)?;
+                let columns = stmt.column_count();
+                let mut q = stmt.query(params![org, after.time, after.id, limit + 1])?;
+                let mut rows = Vec::new();
+                while let Some(r) = q.next()? {
+                    rows.push((item(r)?, r.get(columns - 2)?, r.get(columns - 1)?));
+                }
+                let (items, next_cursor) = page(rows, limit, &scope);
+                Ok(Page { items, next_cursor })
+            })
+            .await
+            .map_err(Into::into)
+    }
 }
 
 #[async_trait]
@@ -442,26 +454,17 @@ impl Store for SqliteStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> StoreResult<Page<Workflow>> {
-        let scope = cursor::scope(&["workflows", org]);
-        let after = cursor.map(|c| cursor::decode(&scope, c)).transpose()?;
-        let org = org.to_string();
-        let limit = page_size(limit);
-        self.db
-            .read(move |tx| {
-                newest_first(
-                    tx,
-                    "SELECT body, execution_count, last_executed_at, created_at, id FROM workflows \
-                     WHERE org = ?1 AND (created_at, id) < (?2, ?3) \
-                     ORDER BY created_at DESC, id DESC LIMIT ?4",
-                    &org,
-                    after,
-                    limit,
-                    &scope,
-                    |r| workflow_from_row(&r.get::<_, String>(0)?, r.get(1)?, r.get(2)?),
-                )
-            })
-            .await
-            .map_err(Into::into)
+        self.newest_first(
+            "workflows",
+            org,
+            limit,
+            cursor,
+            "SELECT body, execution_count, last_executed_at, created_at, id FROM workflows \
+             WHERE org = ?1 AND (created_at, id) < (?2, ?3) \
+             ORDER BY created_at DESC, id DESC LIMIT ?4",
+            |r| workflow_from_row(&r.get::<_, String>(0)?, r.get(1)?, r.get(2)?),
+        )
+        .await
     }
 
     async fn delete_workflow(&self, org: &str, id: &str) -> StoreResult<bool> {
@@ -1134,26 +1137,17 @@ impl Store for SqliteStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> StoreResult<Page<Credential>> {
-        let scope = cursor::scope(&["credentials", org]);
-        let after = cursor.map(|c| cursor::decode(&scope, c)).transpose()?;
-        let org = org.to_string();
-        let limit = page_size(limit);
-        self.db
-            .read(move |tx| {
-                newest_first(
-                    tx,
-                    "SELECT body, created_at, id FROM credentials \
-                     WHERE org = ?1 AND (created_at, id) < (?2, ?3) \
-                     ORDER BY created_at DESC, id DESC LIMIT ?4",
-                    &org,
-                    after,
-                    limit,
-                    &scope,
-                    |r| Ok(from_json::<StoredCredential>(&r.get::<_, String>(0)?)?.credential),
-                )
-            })
-            .await
-            .map_err(Into::into)
+        self.newest_first(
+            "credentials",
+            org,
+            limit,
+            cursor,
+            "SELECT body, created_at, id FROM credentials \
+             WHERE org = ?1 AND (created_at, id) < (?2, ?3) \
+             ORDER BY created_at DESC, id DESC LIMIT ?4",
+            |r| Ok(from_json::<StoredCredential>(&r.get::<_, String>(0)?)?.credential),
+        )
+        .await
     }
 
     async fn delete_credential(&self, org: &str, id: &str) -> StoreResult<bool> {
