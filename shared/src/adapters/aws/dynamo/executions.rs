@@ -253,28 +253,7 @@ impl DynamoStore {
         let cond = format!("{} = {}", e.n(attr::STATUS), e.v(s(old.as_str())));
         let Some(counters) = self.stats_update(exec, Some(old))? else {
             // Same status: no counter moves, a plain conditional put.
-            let result = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression(cond)
-                .set_expression_attribute_names(e.names())
-                .set_expression_attribute_values(e.values())
-                .set_return_consumed_capacity(self.capacity.clone())
-                .send()
-                .await;
-            return match result {
-                Ok(_) => Ok(true),
-                Err(err)
-                    if err
-                        .as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                {
-                    Ok(false)
-                }
-                Err(err) => Err(backend(err)),
-            };
+            return self.put_if(item, cond, &e).await;
         };
         let put = Put::builder()
             .table_name(&self.table)

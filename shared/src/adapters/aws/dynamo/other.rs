@@ -364,27 +364,6 @@ impl DynamoStore {
         } else {
             format!("{} = {}", e.n(attr::VERSION), e.v(av(&prev)?))
         };
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(cond)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .set_return_consumed_capacity(self.capacity.clone())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(backend(err)),
-        }
+        self.put_if(item, cond, &e).await
     }
 }

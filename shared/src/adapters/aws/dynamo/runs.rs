@@ -84,29 +84,15 @@ impl DynamoStore {
                 &NodeRunItem::new(org, run, self.run_expiry(run)),
                 "node run",
             )?;
-            let mut e = Expr::new();
-            let cond = format!("attribute_not_exists({})", e.n(attr::PK));
-            puts.push(
-                self.client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .condition_expression(cond)
-                    .set_expression_attribute_names(e.names())
-                    .set_return_consumed_capacity(self.capacity.clone())
-                    .send(),
-            );
+            puts.push(async move {
+                let mut e = Expr::new();
+                let cond = format!("attribute_not_exists({})", e.n(attr::PK));
+                self.put_if(item, cond, &e).await
+            });
         }
-        for result in futures::future::join_all(puts).await {
-            match result {
-                Ok(_) => {}
-                // Already there: creating is idempotent.
-                Err(err)
-                    if err
-                        .as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
-                Err(err) => return Err(backend(err)),
-            }
+        // A run already there is kept: creating is idempotent.
+        for created in futures::future::join_all(puts).await {
+            created?;
         }
         Ok(())
     }
@@ -204,28 +190,7 @@ impl DynamoStore {
         )?;
         let mut e = Expr::new();
         let cond = format!("{} = {}", e.n(attr::LEASE_TOKEN), e.v(s(token)));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(cond)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .set_return_consumed_capacity(self.capacity.clone())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(backend(err)),
-        }
+        self.put_if(item, cond, &e).await
     }
 
     /// `SET` clauses that decide an arrived-complete run: ready (and claimed), or skipped
