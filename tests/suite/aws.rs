@@ -584,30 +584,21 @@ async fn unfinished_executions_by_deadline_and_counts() {
         ids.push(e);
     }
     // One running, one paused, one finished.
-    let mut running = ids[0].clone();
-    running.status = ExecutionStatus::Running;
-    assert!(
-        store
-            .transition_execution(&running, &[ExecutionStatus::Pending])
-            .await
-            .unwrap()
-    );
-    let mut paused = ids[1].clone();
-    paused.status = ExecutionStatus::Paused;
-    assert!(
-        store
-            .transition_execution(&paused, &[ExecutionStatus::Pending])
-            .await
-            .unwrap()
-    );
-    let mut done = ids[2].clone();
-    done.status = ExecutionStatus::Success;
-    assert!(
-        store
-            .transition_execution(&done, &[ExecutionStatus::Pending])
-            .await
-            .unwrap()
-    );
+    let moves = [
+        ExecutionStatus::Running,
+        ExecutionStatus::Paused,
+        ExecutionStatus::Success,
+    ];
+    for (e, status) in ids.iter().zip(moves) {
+        let mut moved = e.clone();
+        moved.status = status;
+        assert!(
+            store
+                .transition_execution(&moved, &[ExecutionStatus::Pending])
+                .await
+                .unwrap()
+        );
+    }
     let extra = new_execution(store.as_ref(), &org, "wf").await;
 
     let p1 = store.list_unfinished_executions(2, None).await.unwrap();
