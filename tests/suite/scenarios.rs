@@ -720,6 +720,44 @@ pub async fn stranded_pending_is_redispatched(backend: Backend) {
     h.stop_workers().await;
 }
 
+/// A store that cannot create an execution and its first runs in one write (the port's
+/// default: two calls) may stop between them: the execution exists with no runs and no job.
+/// The cleanup run lays out its start run and queues it; the execution finishes.
+pub async fn execution_created_without_its_runs_is_completed(backend: Backend) {
+    let config = EngineConfig {
+        stranded_pending_after_ms: 0,
+        ..test_config()
+    };
+    let mut h = Harness::with_config(backend, config).await;
+    let wf = h.workflow(json!({"name": "s", "nodes": [trigger(), set("x", json!({"v": 1}))], "connections": [conn("start", "x")]})).await;
+    let template = h.start(&wf, json!({})).await;
+    let half_made = weconnect_engine::model::Execution {
+        id: weconnect_engine::model::new_id(),
+        ..template.clone()
+    };
+    let store = h.backend.store.clone();
+    store
+        .create_execution(&half_made, None, half_made.created_at)
+        .await
+        .unwrap();
+    let state = store
+        .get_execution_state(&h.who.organization_id, &half_made.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(state.node_runs.is_empty());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = h.engine.sweep().await.expect("sweep");
+    assert!(report.redispatched >= 1, "{report:?}");
+    h.start_workers(1);
+    for id in [&template.id, &half_made.id] {
+        let d = h.wait_terminal(id, LONG).await;
+        assert_eq!(d.execution.status, ExecutionStatus::Success, "{d:#?}");
+        assert_eq!(output(&d, "x"), json!({"v": 1}));
+    }
+    h.stop_workers().await;
+}
+
 pub async fn idempotency_key_starts_one_execution(backend: Backend) {
     let h = Harness::new(backend).await;
     let wf = h
@@ -839,6 +877,7 @@ macro_rules! backend_scenarios {
                 retry_and_redrive_from_the_failed_node, every_job_delivered_twice,
                 two_worker_pools_on_one_queue, worker_dies_mid_node, ssrf_guard_refuses_private_addresses,
                 output_over_the_limit_fails_the_node, stranded_pending_is_redispatched,
+                execution_created_without_its_runs_is_completed,
                 idempotency_key_starts_one_execution, node_runs_never_restart_after_success,
                 failed_to_queue_marks_the_execution_failed, circuit_opens_after_consecutive_failures);
         }
