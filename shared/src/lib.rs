@@ -11,6 +11,7 @@ pub mod graph;
 pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod limits;
 pub mod model;
 pub mod nodes;
 pub mod ports;

@@ -618,8 +618,13 @@ async fn unfinished_executions_by_deadline_and_counts() {
         Err(StoreError::InvalidCursor)
     ));
 
+    let none = store
+        .count_unfinished_executions("another-org", t.minus(Duration::from_secs(50)))
+        .await
+        .unwrap();
+    assert_eq!(none, UnfinishedCounts::default());
     let counts = store
-        .count_unfinished_executions(t.minus(Duration::from_secs(50)))
+        .count_unfinished_executions(&org, t.minus(Duration::from_secs(50)))
         .await
         .unwrap();
     assert_eq!(

@@ -3,6 +3,7 @@
 
 mod api;
 mod aws;
+mod hardening;
 mod lambda;
 mod scenarios;
 

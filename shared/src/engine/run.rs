@@ -600,6 +600,8 @@ impl Engine {
                             self.config().max_output_bytes
                         ),
                     ))
+                } else if let Err(m) = crate::limits::check_json_depth(&v, "node output") {
+                    NodeOutcome::Failed(NodeError::new(ErrorKind::OutputTooLarge, m))
                 } else {
                     NodeOutcome::Output(v)
                 }

@@ -3,7 +3,7 @@
 
 use super::Engine;
 use crate::EngineResult;
-use crate::model::{ExecutionStatus, NodeRun};
+use crate::model::{Execution, ExecutionStatus, NodeRun, Timestamp};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ pub struct SweepReport {
     pub pruned_executions: u64,
     pub pruned_idempotency_keys: u64,
     pub pruned_dead_jobs: u64,
+    /// Executions this run could not handle (logged; the next run tries again).
+    pub failed: u64,
 }
 
 /// Executions one prune call deletes at most; a cleanup run makes up to [`PRUNE_CALLS`].
@@ -44,49 +46,14 @@ impl Engine {
                 .await?;
             for exec in &page.items {
                 report.examined += 1;
-                if exec.status.is_terminal() {
-                    continue;
-                }
-                if now > exec.deadline {
-                    if self.time_out(exec).await? {
-                        report.timed_out += 1;
-                    }
-                } else if exec.status != ExecutionStatus::Paused && exec.created_at < stale_before {
-                    let mut cancelled = exec.clone();
-                    cancelled.status = ExecutionStatus::Cancelled;
-                    cancelled.completed_at = Some(now);
-                    cancelled.error_message = Some(format!(
-                        "Cancelled by cleanup: still {} after {} ms",
-                        exec.status.as_str(),
-                        self.config().stale_execution_threshold_ms
-                    ));
-                    if self
-                        .finish_execution(&cancelled, &[exec.status], Vec::new())
-                        .await?
-                    {
-                        report.stale_cancelled += 1;
-                    }
-                } else if exec.status == ExecutionStatus::Pending
-                    && exec.created_at < stranded_before
+                // One execution that cannot be handled never stops the run for the others:
+                // it is logged, counted and tried again by the next run.
+                if let Err(e) = self
+                    .sweep_one(exec, now, stale_before, stranded_before, &mut report)
+                    .await
                 {
-                    match self.redispatch_stranded(exec).await {
-                        Ok(()) => report.redispatched += 1,
-                        Err(e) => {
-                            tracing::warn!(execution_id = %exec.id, error = %e, "stranded execution could not be queued");
-                            let mut failed = exec.clone();
-                            failed.status = ExecutionStatus::Failed;
-                            failed.completed_at = Some(now);
-                            failed.error_message = Some("Failed to queue execution".into());
-                            failed.error_details =
-                                Some(serde_json::json!({ "details": e.to_string() }));
-                            if self
-                                .finish_execution(&failed, &[ExecutionStatus::Pending], Vec::new())
-                                .await?
-                            {
-                                report.failed_to_queue += 1;
-                            }
-                        }
-                    }
+                    report.failed += 1;
+                    tracing::error!(execution_id = %exec.id, error = %e, "cleanup could not handle an execution");
                 }
             }
             cursor = page.next_cursor;
@@ -94,7 +61,10 @@ impl Engine {
                 break;
             }
         }
-        self.prune(&mut report).await?;
+        if let Err(e) = self.prune(&mut report).await {
+            report.failed += 1;
+            tracing::error!(error = %e, "cleanup could not prune old data");
+        }
         if report
             != (SweepReport {
                 examined: report.examined,
@@ -104,6 +74,59 @@ impl Engine {
             tracing::info!(?report, "cleanup changed executions");
         }
         Ok(report)
+    }
+
+    /// Deadline, stale threshold and stranded `pending` of one unfinished execution.
+    async fn sweep_one(
+        &self,
+        exec: &Execution,
+        now: Timestamp,
+        stale_before: Timestamp,
+        stranded_before: Timestamp,
+        report: &mut SweepReport,
+    ) -> EngineResult<()> {
+        if exec.status.is_terminal() {
+            return Ok(());
+        }
+        if now > exec.deadline {
+            if self.time_out(exec).await? {
+                report.timed_out += 1;
+            }
+        } else if exec.status != ExecutionStatus::Paused && exec.created_at < stale_before {
+            let mut cancelled = exec.clone();
+            cancelled.status = ExecutionStatus::Cancelled;
+            cancelled.completed_at = Some(now);
+            cancelled.error_message = Some(format!(
+                "Cancelled by cleanup: still {} after {} ms",
+                exec.status.as_str(),
+                self.config().stale_execution_threshold_ms
+            ));
+            if self
+                .finish_execution(&cancelled, &[exec.status], Vec::new())
+                .await?
+            {
+                report.stale_cancelled += 1;
+            }
+        } else if exec.status == ExecutionStatus::Pending && exec.created_at < stranded_before {
+            match self.redispatch_stranded(exec).await {
+                Ok(()) => report.redispatched += 1,
+                Err(e) => {
+                    tracing::warn!(execution_id = %exec.id, error = %e, "stranded execution could not be queued");
+                    let mut failed = exec.clone();
+                    failed.status = ExecutionStatus::Failed;
+                    failed.completed_at = Some(now);
+                    failed.error_message = Some("Failed to queue execution".into());
+                    failed.error_details = Some(serde_json::json!({ "details": e.to_string() }));
+                    if self
+                        .finish_execution(&failed, &[ExecutionStatus::Pending], Vec::new())
+                        .await?
+                    {
+                        report.failed_to_queue += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Deletes what is past its retention, oldest first, in bounded batches (the rest waits

@@ -79,14 +79,188 @@ fn syntax_message(e: &Error, source: &str) -> String {
     msg
 }
 
-pub fn parse(source: &str) -> Result<Parsed<'_>, Rejected> {
-    let ws = WhitespaceConfig {
+fn whitespace() -> WhitespaceConfig {
+    WhitespaceConfig {
         keep_trailing_newline: true,
         ..WhitespaceConfig::default()
-    };
-    machinery::parse(source, "<template>", SyntaxConfig, ws)
+    }
+}
+
+/// Parses a string that [`measure`] accepted (parsing recurses once per level it measured).
+pub fn parse(source: &str) -> Result<Parsed<'_>, Rejected> {
+    machinery::parse(source, "<template>", SyntaxConfig, whitespace())
         .map(Parsed)
         .map_err(|e| Rejected::Syntax(syntax_message(&e, source)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Size and depth, before parsing
+
+/// Bytes of one string with template syntax.
+pub const MAX_EXPRESSION_BYTES: usize = 64 * 1024;
+
+/// Levels one string may nest: statements (`{% if %}`, `{% for %}`, …) inside each other,
+/// plus, in the deepest block, the operators one value is nested under (unary and binary
+/// operators, filters, tests, attribute and item access, calls and brackets, along the
+/// deepest path; sub-expressions separated by commas are separate paths).
+///
+/// minijinja's parser, our static check, the compiler and dropping the syntax tree all
+/// recurse once (or a few times) per level; past a few thousand levels they overflow a 2 MiB
+/// thread stack and abort the process. [`measure`] counts the levels on the tokens, before
+/// anything recurses; strings above this are refused, and the evaluation of deep ones runs
+/// on a thread with a stack sized for their depth.
+pub const MAX_EXPRESSION_DEPTH: usize = 256;
+
+/// Statement keywords that open a body closed by `end<keyword>`.
+const BLOCK_STATEMENTS: &[&str] = &[
+    "if",
+    "for",
+    "with",
+    "set",
+    "filter",
+    "macro",
+    "call",
+    "block",
+    "autoescape",
+];
+
+/// The nesting [`MAX_EXPRESSION_DEPTH`] counts, from the tokens of `source`; `Err` (a
+/// message) above the limit or above [`MAX_EXPRESSION_BYTES`]. Linear, never recursive.
+pub fn measure(source: &str) -> Result<usize, String> {
+    use machinery::Token as T;
+    if source.len() > MAX_EXPRESSION_BYTES {
+        return Err(format!(
+            "the string is {} bytes long, over the limit of {MAX_EXPRESSION_BYTES} bytes for \
+             strings with expressions",
+            source.len()
+        ));
+    }
+    let too_deep = || {
+        format!(
+            "the expression nests more than {MAX_EXPRESSION_DEPTH} statements, operators, \
+             filters, accesses or brackets inside each other"
+        )
+    };
+    let mut depth = OperatorDepth::default();
+    for token in machinery::tokenize(source, false, SyntaxConfig, whitespace()) {
+        // A lexing error is reported by the parser, with its position.
+        let Ok((token, _)) = token else { break };
+        match token {
+            T::BlockStart => depth.start_statement(),
+            T::VariableStart | T::VariableEnd | T::BlockEnd => depth.end_block(),
+            T::ParenOpen | T::BracketOpen | T::BraceOpen => depth.open(),
+            T::ParenClose | T::BracketClose | T::BraceClose => depth.close(),
+            T::Comma | T::Colon => depth.next_part(),
+            T::Assign => depth.assigned = true,
+            T::Ident(name) if depth.keyword.is_none() && depth.in_statement => {
+                depth.keyword = Some(name.to_string());
+            }
+            T::TemplateData(_)
+            | T::Str(_)
+            | T::String(_)
+            | T::Int(_)
+            | T::Int128(_)
+            | T::Float(_) => {}
+            T::Ident(name)
+                if !matches!(name, "not" | "and" | "or" | "in" | "is" | "if" | "else") => {}
+            _ => depth.operator(),
+        }
+        if depth.levels.len() + depth.statements + depth.current().ops > MAX_EXPRESSION_DEPTH
+            || depth.deepest > MAX_EXPRESSION_DEPTH
+        {
+            return Err(too_deep());
+        }
+    }
+    depth.end_block();
+    if depth.deepest > MAX_EXPRESSION_DEPTH {
+        return Err(too_deep());
+    }
+    Ok(depth.deepest)
+}
+
+/// The deepest path of statements, operators and brackets in a string, from its tokens.
+/// Each open bracket has a level: the operators of its current comma-separated part, the
+/// deepest bracket inside that part, and the deepest of its finished parts.
+#[derive(Default)]
+struct OperatorDepth {
+    levels: Vec<Level>,
+    top: Level,
+    /// Statements open around the current block.
+    statements: usize,
+    /// Inside `{% … %}`: its first identifier, and whether it assigns (`{% set x = … %}` has
+    /// no body).
+    in_statement: bool,
+    keyword: Option<String>,
+    assigned: bool,
+    deepest: usize,
+}
+
+#[derive(Default)]
+struct Level {
+    ops: usize,
+    inner: usize,
+    done: usize,
+}
+
+impl Level {
+    fn next_part(&mut self) {
+        self.done = self.done.max(self.ops + self.inner);
+        self.ops = 0;
+        self.inner = 0;
+    }
+}
+
+impl OperatorDepth {
+    fn current(&mut self) -> &mut Level {
+        self.levels.last_mut().unwrap_or(&mut self.top)
+    }
+    fn operator(&mut self) {
+        self.current().ops += 1;
+    }
+    fn next_part(&mut self) {
+        self.current().next_part();
+    }
+    /// A bracket: an operator where it stands (a call, a subscript or a literal inside an
+    /// expression) and a new level inside.
+    fn open(&mut self) {
+        self.operator();
+        self.levels.push(Level::default());
+    }
+    fn close(&mut self) {
+        if let Some(mut inner) = self.levels.pop() {
+            inner.next_part();
+            let outer = self.current();
+            outer.inner = outer.inner.max(inner.done + 1);
+        }
+    }
+    fn start_statement(&mut self) {
+        self.end_block();
+        self.in_statement = true;
+    }
+    /// Closes whatever the block left open and records its depth; a statement block opens
+    /// or closes a body.
+    fn end_block(&mut self) {
+        while !self.levels.is_empty() {
+            self.close();
+        }
+        self.top.next_part();
+        self.deepest = self.deepest.max(self.statements + self.top.done);
+        self.top = Level::default();
+        if let Some(keyword) = self.keyword.take() {
+            if let Some(closed) = keyword.strip_prefix("end") {
+                if BLOCK_STATEMENTS.contains(&closed) {
+                    self.statements = self.statements.saturating_sub(1);
+                }
+            } else if BLOCK_STATEMENTS.contains(&keyword.as_str())
+                && !(keyword == "set" && self.assigned)
+            {
+                self.statements += 1;
+                self.deepest = self.deepest.max(self.statements);
+            }
+        }
+        self.in_statement = false;
+        self.assigned = false;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
-//! minijinja values → JSON, bounded in size and depth.
+//! minijinja values → JSON, bounded in size and in depth ([`MAX_JSON_DEPTH`], the product's
+//! limit for any JSON it produces).
 
-use super::sandbox::{ITEM, MAX_DEPTH, MAX_VALUE};
+use super::sandbox::{ITEM, MAX_VALUE};
+use crate::limits::MAX_JSON_DEPTH;
 use minijinja::value::{Value, ValueKind};
 use serde_json::{Map, Number, Value as Json};
 
@@ -42,8 +44,13 @@ fn number(v: &Value) -> Result<Json, ConvertError> {
         .ok_or_else(|| ConvertError::Invalid(format!("the result is not a finite number ({v})")))
 }
 
+/// `depth`: containers around `v`.
 fn convert(v: &Value, depth: usize, left: &mut u64) -> Result<Json, ConvertError> {
-    if depth > MAX_DEPTH {
+    let container = matches!(
+        v.kind(),
+        ValueKind::Seq | ValueKind::Iterable | ValueKind::Map
+    );
+    if container && depth >= MAX_JSON_DEPTH {
         return Err(ConvertError::TooDeep);
     }
     Ok(match v.kind() {

@@ -19,7 +19,7 @@ mod sandbox;
 #[cfg(test)]
 mod tests;
 
-pub use compile::CONTEXT_VARIABLES;
+pub use compile::{CONTEXT_VARIABLES, MAX_EXPRESSION_BYTES, MAX_EXPRESSION_DEPTH};
 pub use sandbox::{FUEL, MAX_OUTPUT, MAX_STRING, MAX_VALUE, WORK_BUDGET};
 
 use compile::{Info, Rejected};
@@ -85,9 +85,41 @@ pub fn check_template(text: &str) -> Result<(), ExprError> {
     if !is_template(text) {
         return Ok(());
     }
-    let parsed = compile::parse(text).map_err(|r| rejected(text, r))?;
-    compile::check(&parsed).map_err(|r| rejected(text, r))?;
-    Ok(())
+    with_stack_for(text, || {
+        let parsed = compile::parse(text).map_err(|r| rejected(text, r))?;
+        compile::check(&parsed).map_err(|r| rejected(text, r))?;
+        Ok(())
+    })
+}
+
+/// Levels (see [`MAX_EXPRESSION_DEPTH`]) evaluated on the caller's stack; deeper strings run
+/// on a thread of their own whose stack is sized for their depth.
+const INLINE_DEPTH: usize = 16;
+/// Stack per level for deeper strings: the deepest recursion per level (nested brackets go
+/// through ~15 parser frames) in an unoptimized build, with a wide margin.
+const STACK_PER_LEVEL: usize = 48 * 1024;
+const STACK_BASE: usize = 512 * 1024;
+
+/// Measures `text` (refusing it above the limits) and runs `f`, which parses and evaluates
+/// it, where its depth cannot overflow the stack.
+fn with_stack_for<T: Send>(
+    text: &str,
+    f: impl FnOnce() -> Result<T, ExprError> + Send,
+) -> Result<T, ExprError> {
+    let depth = compile::measure(text).map_err(|m| rejected(text, Rejected::Policy(m)))?;
+    if depth <= INLINE_DEPTH {
+        return f();
+    }
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("weconnect-expression".into())
+            .stack_size(STACK_BASE + depth * STACK_PER_LEVEL)
+            .spawn_scoped(scope, f)
+            .map_err(|e| ExprError(format!("cannot evaluate the expression: {e}")))?;
+        thread
+            .join()
+            .unwrap_or_else(|_| Err(ExprError("internal error in the expression engine".into())))
+    })
 }
 
 /// Resolves every string inside `value` (objects and arrays walked, keys unchanged); a string
@@ -212,6 +244,10 @@ impl<'c> Roots<'c> {
 }
 
 fn eval_string(text: &str, roots: &mut Roots<'_>) -> Result<Value, ExprError> {
+    with_stack_for(text, || eval_measured(text, roots))
+}
+
+fn eval_measured(text: &str, roots: &mut Roots<'_>) -> Result<Value, ExprError> {
     let parsed = compile::parse(text).map_err(|r| rejected(text, r))?;
     let info = compile::check(&parsed).map_err(|r| rejected(text, r))?;
     let program = compile::compile(&parsed, text).map_err(|r| rejected(text, r))?;
@@ -238,7 +274,7 @@ fn eval_string(text: &str, roots: &mut Roots<'_>) -> Result<Value, ExprError> {
                     }
                     ConvertError::TooDeep => format!(
                         "value too deeply nested (limit {} levels)",
-                        sandbox::MAX_DEPTH
+                        crate::limits::MAX_JSON_DEPTH
                     ),
                     ConvertError::Invalid(m) => m,
                 })

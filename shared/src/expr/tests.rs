@@ -758,3 +758,241 @@ fn random_expressions_never_panic() {
     // The generator is not degenerate: many of the expressions evaluate.
     assert!(ok > 500, "{ok}");
 }
+
+// --- size and depth limits (no input can overflow a stack) --------------------------------
+
+/// Runs `f` on a thread with a quarter of a tokio worker's 2 MiB stack: what passes here has
+/// a wide margin on every thread the product runs expressions on.
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(f)
+        .expect("thread starts")
+        .join()
+        .expect("no panic")
+}
+
+/// The forms that overflowed the stack before the depth limit, `n` times.
+fn deep_forms(n: usize) -> Vec<(&'static str, String)> {
+    vec![
+        ("unary minus", format!("{{{{ {}1 }}}}", "-".repeat(n))),
+        ("not", format!("{{{{ {}true }}}}", "not ".repeat(n))),
+        ("filters", format!("{{{{ -1{} }}}}", " | abs".repeat(n))),
+        ("attributes", format!("{{{{ json{} }}}}", ".a".repeat(n))),
+        ("sum", format!("{{{{ 1{} }}}}", " + 1".repeat(n))),
+        ("items", format!("{{{{ json{} }}}}", "[0]".repeat(n))),
+        (
+            "parentheses",
+            format!("{{{{ {}1{} }}}}", "(".repeat(n), ")".repeat(n)),
+        ),
+        (
+            "lists",
+            format!("{{{{ {}1{} }}}}", "[".repeat(n), "]".repeat(n)),
+        ),
+        // Two operators (`if`, `else`) per repetition.
+        (
+            "conditionals",
+            format!("{{{{ 1{} }}}}", " if true else 1".repeat(n / 2)),
+        ),
+        (
+            "blocks",
+            format!("{}x{}", "{% if true %}".repeat(n), "{% endif %}".repeat(n)),
+        ),
+    ]
+}
+
+#[test]
+fn deeply_nested_expressions_are_refused_before_they_recurse() {
+    // The exact inputs of the hardening report (20,000 repetitions, 100,000 terms).
+    let reported = vec![
+        format!("{{{{ {}1 }}}}", "-".repeat(20_000)),
+        format!("{{{{ {}true }}}}", "not ".repeat(20_000)),
+        format!("{{{{ -1{} }}}}", " | abs".repeat(5_000)),
+        format!("{{{{ json{} }}}}", ".a".repeat(20_000)),
+        format!("{{{{ 1{} }}}}", " + 1".repeat(20_000)),
+        format!("{{{{ 1{} }}}}", " + 1".repeat(100_000)),
+    ];
+    let messages = on_small_stack(move || {
+        let mut out = Vec::new();
+        for text in reported
+            .into_iter()
+            .chain(deep_forms(20_000).into_iter().map(|(_, t)| t))
+        {
+            let checked = check_template(&text).expect_err("refused");
+            let evaluated = evaluate(&text, &ctx()).expect_err("refused");
+            assert_eq!(checked, evaluated);
+            out.push(checked.0);
+        }
+        out
+    });
+    for m in messages {
+        assert!(
+            m.contains(&format!("more than {MAX_EXPRESSION_DEPTH} statements"))
+                || m.contains(&format!("{MAX_EXPRESSION_BYTES} bytes")),
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn expressions_at_the_depth_limit_run_on_a_small_stack() {
+    let outcomes = on_small_stack(|| {
+        deep_forms(MAX_EXPRESSION_DEPTH - 1)
+            .into_iter()
+            .map(|(name, text)| {
+                let checked = check_template(&text);
+                let evaluated = evaluate(&text, &ctx());
+                (name, checked, evaluated)
+            })
+            .collect::<Vec<_>>()
+    });
+    for (name, checked, evaluated) in outcomes {
+        // Within the limit they parse; evaluating may still fail for its own reasons
+        // (undefined attributes, nesting of values), never by crashing.
+        match name {
+            "lists" | "parentheses" | "blocks" => {
+                // minijinja's own parser limit (150 levels of brackets or blocks) applies.
+                let _ = (checked, evaluated);
+            }
+            _ => assert!(checked.is_ok(), "{name}: {checked:?}"),
+        }
+    }
+}
+
+#[test]
+fn long_strings_with_expressions_are_refused() {
+    let text = format!("{{{{ 1 }}}}{}", "x".repeat(MAX_EXPRESSION_BYTES));
+    let e = check_template(&text).unwrap_err();
+    assert!(e.0.contains("bytes"), "{e}");
+    // Plain strings are not templates and have no such limit.
+    assert!(check_template(&"x".repeat(2 * MAX_EXPRESSION_BYTES)).is_ok());
+}
+
+#[test]
+fn results_nest_at_most_the_json_limit() {
+    let limit = crate::limits::MAX_JSON_DEPTH;
+    let ok = format!("{{{{ {}1{} }}}}", "[".repeat(limit), "]".repeat(limit));
+    let r = evaluate(&ok, &ctx());
+    // minijinja folds or builds the lists; either way the result is at the limit or refused
+    // by the sandbox's own nesting rule, never deeper.
+    if let Ok(v) = &r {
+        assert_eq!(crate::limits::json_depth(v), limit);
+    }
+    let deep =
+        serde_json::from_str::<Value>(&format!("{}1{}", "[".repeat(limit), "]".repeat(limit)))
+            .unwrap();
+    let mut c = ctx();
+    c.json = json!({ "deep": deep });
+    let e = evaluate("{{ [json.deep] }}", &c).unwrap_err();
+    assert!(e.0.contains("too deeply nested"), "{e}");
+}
+
+mod fuzz {
+    //! Random nesting of unary operators, filters, attribute and item access, parentheses,
+    //! lists and binary operators, up to ~100 KB: every string gets a result or an error,
+    //! never a crash (a stack overflow would abort the test binary).
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One wrapping step around the expression built so far.
+    #[derive(Debug, Clone, Copy)]
+    enum Wrap {
+        Neg,
+        Not,
+        Abs,
+        Attr,
+        Item,
+        Paren,
+        List,
+        Plus,
+        Cond,
+        Block,
+    }
+
+    fn build(atom: &str, wraps: &[Wrap]) -> String {
+        // Prefixes and suffixes are collected separately so building stays linear.
+        let (mut pre, mut post) = (String::new(), String::new());
+        let (mut blocks_pre, mut blocks_post) = (String::new(), String::new());
+        for w in wraps.iter().rev() {
+            match w {
+                Wrap::Neg => pre.push('-'),
+                Wrap::Not => pre.push_str("not "),
+                Wrap::Paren => {
+                    pre.push('(');
+                }
+                Wrap::List => pre.push('['),
+                _ => {}
+            }
+        }
+        for w in wraps {
+            match w {
+                Wrap::Abs => post.push_str(" | abs"),
+                Wrap::Attr => post.push_str(".a"),
+                Wrap::Item => post.push_str("[0]"),
+                Wrap::Paren => post.push(')'),
+                Wrap::List => post.push(']'),
+                Wrap::Plus => post.push_str(" + 1"),
+                Wrap::Cond => post.push_str(" if json else 2"),
+                Wrap::Block => {
+                    blocks_pre.push_str("{% if true %}");
+                    blocks_post.push_str("{% endif %}");
+                }
+                _ => {}
+            }
+        }
+        format!("{blocks_pre}{{{{ {pre}{atom}{post} }}}}{blocks_post}")
+    }
+
+    const WRAPS: [Wrap; 10] = [
+        Wrap::Neg,
+        Wrap::Not,
+        Wrap::Abs,
+        Wrap::Attr,
+        Wrap::Item,
+        Wrap::Paren,
+        Wrap::List,
+        Wrap::Plus,
+        Wrap::Cond,
+        Wrap::Block,
+    ];
+
+    /// `len` wraps drawn from `seed`: runs of one form (the parser's worst case) mixed
+    /// with random ones.
+    fn wraps(seed: u64, len: usize) -> Vec<Wrap> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let w = WRAPS[rng.random_range(0..WRAPS.len())];
+            let run = if rng.random_bool(0.2) {
+                rng.random_range(1..2_000)
+            } else {
+                1
+            };
+            out.extend(std::iter::repeat_n(w, run.min(len - out.len())));
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_nesting_gets_a_result_or_an_error(
+            atom in prop_oneof![Just("1"), Just("json"), Just("trigger.body"), Just("'x'")],
+            seed in any::<u64>(),
+            // Up to ~100 KB of text; most cases are short enough to be evaluated.
+            len in prop_oneof![0usize..300, 0usize..25_000],
+        ) {
+            let text = build(atom, &wraps(seed, len));
+            let checked = check_template(&text);
+            let evaluated = evaluate(&text, &ctx());
+            if checked.is_err() {
+                prop_assert!(evaluated.is_err());
+            }
+            if let Ok(v) = evaluated {
+                prop_assert!(crate::limits::json_depth(&v) <= crate::limits::MAX_JSON_DEPTH);
+            }
+        }
+    }
+}

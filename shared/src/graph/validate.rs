@@ -2,8 +2,9 @@
 //! connection (index, source → target); `details` carries the same facts as JSON.
 //!
 //! Checks run in a fixed order and the first problem is returned:
-//! 1. the workflow: name, at least one node, `settings.timeoutMs`;
-//! 2. node identity: empty ids/names, duplicate ids/names;
+//! 1. the workflow: name and description (lengths), nodes (1 to the limit), connections (to
+//!    the limit), `settings.timeoutMs`;
+//! 2. node identity: empty or too long ids/names, duplicate ids/names;
 //! 3. each node in order: known type, its parameters (`NodeType::validate`), `retry`,
 //!    `timeoutMs`, every expression in its parameters;
 //! 4. each connection in order: dangling ends, self-connections, `true`/`false` from a node
@@ -12,6 +13,9 @@
 //! 6. cycles (one cycle is listed in order).
 
 use crate::expr;
+use crate::limits::{
+    MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_WORKFLOW_CONNECTIONS, MAX_WORKFLOW_NODES,
+};
 use crate::model::{Connection, FALSE, Node, TRUE, WorkflowDefinition};
 use crate::nodes;
 use serde_json::{Value, json};
@@ -72,10 +76,44 @@ fn check_workflow(def: &WorkflowDefinition) -> Result<(), ValidationError> {
             json!({"field": "name"}),
         ));
     }
+    if def.name.chars().count() > MAX_NAME_CHARS {
+        return Err(ValidationError::new(
+            format!("workflow name is longer than {MAX_NAME_CHARS} characters"),
+            json!({"field": "name"}),
+        ));
+    }
+    if def
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
+    {
+        return Err(ValidationError::new(
+            format!("workflow description is longer than {MAX_DESCRIPTION_CHARS} characters"),
+            json!({"field": "description"}),
+        ));
+    }
     if def.nodes.is_empty() {
         return Err(ValidationError::new(
             "workflow has no nodes",
             json!({"field": "nodes"}),
+        ));
+    }
+    if def.nodes.len() > MAX_WORKFLOW_NODES {
+        return Err(ValidationError::new(
+            format!(
+                "workflow has {} nodes, over the limit of {MAX_WORKFLOW_NODES}",
+                def.nodes.len()
+            ),
+            json!({"field": "nodes"}),
+        ));
+    }
+    if def.connections.len() > MAX_WORKFLOW_CONNECTIONS {
+        return Err(ValidationError::new(
+            format!(
+                "workflow has {} connections, over the limit of {MAX_WORKFLOW_CONNECTIONS}",
+                def.connections.len()
+            ),
+            json!({"field": "connections"}),
         ));
     }
     if def.settings.timeout_ms == Some(0) {
@@ -102,6 +140,14 @@ fn check_identity(nodes: &[Node]) -> Result<(), ValidationError> {
                 format!("node \"{}\" has an empty name", node.id),
                 json!({"nodeId": node.id, "nodeIndex": index, "field": "name"}),
             ));
+        }
+        for (field, text) in [("id", &node.id), ("name", &node.name)] {
+            if text.chars().count() > MAX_NAME_CHARS {
+                return Err(ValidationError::new(
+                    format!("nodes[{index}]: {field} is longer than {MAX_NAME_CHARS} characters"),
+                    json!({"nodeIndex": index, "field": field}),
+                ));
+            }
         }
         if let Some(first) = ids.insert(node.id.as_str(), index) {
             return Err(ValidationError::new(

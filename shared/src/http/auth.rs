@@ -1,6 +1,7 @@
 //! Who is calling: a [`Principal`] extractor backed by a pluggable [`Authenticator`].
 //!
-//! - Locally the server verifies HS256 JWTs (`sub` → user, `org` → organization, `exp` checked).
+//! - Locally the server verifies HS256 JWTs (`sub` → user, `org` → organization, `exp` and
+//!   `nbf` checked with a [`CLOCK_LEEWAY_SECS`] leeway).
 //! - Behind API Gateway the HTTP API's JWT authorizer has already verified the token; the
 //!   `api` Lambda puts the verified claims into the request's extensions as
 //!   [`AuthorizerClaims`] and the router reads them from there.
@@ -31,6 +32,10 @@ pub enum Authenticator {
     ApiGatewayClaims { org_claim: String },
 }
 
+/// Clock skew tolerated on `exp` and `nbf` (seconds): a token is refused from this long
+/// after its expiry, and accepted from this long before its `nbf`.
+pub const CLOCK_LEEWAY_SECS: u64 = 5;
+
 /// An HS256 secret.
 #[derive(Clone)]
 pub struct JwtSecret {
@@ -60,20 +65,26 @@ impl JwtSecret {
             org: org.to_string(),
             exp: now.saturating_add(ttl_secs),
             iat: Some(now),
+            nbf: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| e.to_string())
     }
 
-    /// Verifies a token: signature (HS256 only), `exp`, non-empty `sub` and `org`.
+    /// Verifies a token: signature (HS256 only), `exp`, `nbf` when present, non-empty `sub`
+    /// and `org`.
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 30;
+        validation.validate_nbf = true;
+        validation.leeway = CLOCK_LEEWAY_SECS;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
             |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     ApiError::unauthorized("Token expired")
+                }
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    ApiError::unauthorized("Token not valid yet")
                 }
                 _ => ApiError::unauthorized("Invalid token"),
             },
@@ -89,6 +100,8 @@ struct Claims {
     exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
 }
 
 fn principal(sub: &str, org: &str) -> Result<Principal, ApiError> {
@@ -214,23 +227,43 @@ mod tests {
         );
     }
 
-    #[test]
-    fn expired_tokens_are_refused() {
-        let secret = JwtSecret::new(b"s");
+    fn token(exp: u64, nbf: Option<u64>) -> String {
         let claims = Claims {
             sub: "u".into(),
             org: "o".into(),
-            exp: jsonwebtoken::get_current_timestamp() - 3600,
+            exp,
             iat: None,
+            nbf,
         };
-        let token = jsonwebtoken::encode(
+        jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
             &EncodingKey::from_secret(b"s"),
         )
-        .unwrap();
-        let e = secret.verify(&token).unwrap_err();
+        .unwrap()
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let secret = JwtSecret::new(b"s");
+        let now = jsonwebtoken::get_current_timestamp();
+        let e = secret.verify(&token(now - 3600, None)).unwrap_err();
         assert_eq!(e.message, "Token expired");
+        // The leeway is small: a token expired a minute ago is refused.
+        assert!(secret.verify(&token(now - 60, None)).is_err());
+        assert!(secret.verify(&token(now + 60, None)).is_ok());
+    }
+
+    #[test]
+    fn tokens_not_valid_yet_are_refused() {
+        let secret = JwtSecret::new(b"s");
+        let now = jsonwebtoken::get_current_timestamp();
+        let e = secret
+            .verify(&token(now + 3600, Some(now + 600)))
+            .unwrap_err();
+        assert_eq!(e.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(e.message, "Token not valid yet");
+        assert!(secret.verify(&token(now + 3600, Some(now - 1))).is_ok());
     }
 
     #[test]

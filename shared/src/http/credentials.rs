@@ -13,7 +13,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-pub const MAX_NAME_LEN: usize = 200;
+pub const MAX_NAME_LEN: usize = crate::limits::MAX_NAME_CHARS;
 
 /// `POST /credentials`.
 #[derive(Deserialize)]

@@ -169,6 +169,14 @@ pub async fn list_for_workflow(
     ApiQuery(q): ApiQuery<ExecutionQuery>,
 ) -> ApiResult<Json<ListResponse<Execution>>> {
     let limit = q.limit()?;
+    // Another organization's (or an unknown) workflow is a 404, as every foreign id; a
+    // deleted workflow of the caller's keeps its executions listable (its versions stay).
+    state
+        .engine
+        .store()
+        .get_workflow_version(&who.organization_id, &workflow_id, 1)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Workflow not found"))?;
     let filter = q.filter(Some(workflow_id))?;
     let page = state
         .engine
@@ -257,6 +265,14 @@ pub async fn logs(
 ) -> ApiResult<Json<ListResponse<ExecutionLog>>> {
     check_range("limit", q.limit, 1, MAX_LOG_LIMIT)?;
     let limit = q.limit.unwrap_or(DEFAULT_LOG_LIMIT) as usize;
+    // The cursor is a log id (a UUID): anything else is a 400, as every malformed cursor.
+    if let Some(after) = &q.after
+        && uuid::Uuid::try_parse(after).is_err()
+    {
+        return Err(ApiError::bad_request(
+            "Invalid query: after must be a log id (the nextCursor of a previous page)",
+        ));
+    }
     execution_of(&state, &who, &id).await?;
     let filter = LogFilter {
         level: q.level,

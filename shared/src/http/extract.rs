@@ -60,12 +60,15 @@ fn inner_text(text: &str) -> String {
 }
 
 /// Parses a JSON body (shared by the extractors and the unit tests).
+/// Bodies nested deeper than [`MAX_JSON_DEPTH`](crate::limits::MAX_JSON_DEPTH) are refused
+/// before they are parsed.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "Request body must be a JSON document",
         ));
     }
+    crate::limits::check_json_depth_text(bytes, "Request body").map_err(ApiError::bad_request)?;
     axum::Json::<T>::from_bytes(bytes)
         .map(|axum::Json(v)| v)
         .map_err(json_rejection)

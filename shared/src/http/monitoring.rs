@@ -11,14 +11,17 @@ pub async fn liveness() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Queue depth and unfinished executions.
-pub async fn health(State(state): State<AppState>, _who: Principal) -> ApiResult<Json<Value>> {
+/// Queue depth (installation-wide) and the caller's unfinished executions.
+pub async fn health(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
     let engine = &state.engine;
     let now = engine.clock().now();
     let queue = engine.queue().depth().await?;
     let executions = engine
         .store()
-        .count_unfinished_executions(now.minus(engine.config().stale_threshold()))
+        .count_unfinished_executions(
+            &who.organization_id,
+            now.minus(engine.config().stale_threshold()),
+        )
         .await?;
     Ok(Json(json!({
         "status": "ok",

@@ -151,29 +151,40 @@ fn query_json(uri: &Uri) -> Value {
     Value::Object(out)
 }
 
-fn body_json(body: &[u8]) -> Value {
+/// The body as JSON when it is JSON, else as text. JSON nested deeper than
+/// [`MAX_JSON_DEPTH`](crate::limits::MAX_JSON_DEPTH) is refused (a message).
+fn body_json(body: &[u8]) -> Result<Value, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Value::Null;
+        return Ok(Value::Null);
     }
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => {
+            crate::limits::check_json_depth(&v, "the request body")?;
+            Ok(v)
+        }
+        Err(e) if crate::limits::is_too_deep(&e) => {
+            Err(crate::limits::check_json_depth_text(body, "the request body").unwrap_err())
+        }
+        Err(_) => Ok(Value::String(String::from_utf8_lossy(body).into_owned())),
+    }
 }
 
-/// The trigger's output: `{body, headers, query, method, path}`.
+/// The trigger's output: `{body, headers, query, method, path}`. `Err` (a message) when the
+/// body is JSON nested deeper than the limit.
 pub fn webhook_input(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
     redact_header: Option<&str>,
-) -> Value {
-    json!({
-        "body": body_json(body),
+) -> Result<Value, String> {
+    Ok(json!({
+        "body": body_json(body)?,
         "headers": header_map_json(headers, redact_header),
         "query": query_json(uri),
         "method": method.as_str(),
         "path": uri.path(),
-    })
+    }))
 }
 
 async fn open_credential(
@@ -303,7 +314,8 @@ pub async fn handle(
     }
     .map(|k| format!("webhook:{webhook_id}:{k}"));
 
-    let input = webhook_input(&method, &uri, &headers, &body, redact.as_deref());
+    let input = webhook_input(&method, &uri, &headers, &body, redact.as_deref())
+        .map_err(ApiError::bad_request)?;
     let (execution, _created) = engine
         .start_execution_of(
             &workflow,
@@ -446,17 +458,35 @@ mod tests {
             &h,
             br#"{"amount": 5}"#,
             Some("x-token"),
-        );
+        )
+        .unwrap();
         assert_eq!(input["body"], json!({"amount": 5}));
         assert_eq!(input["headers"]["x-token"], REDACTED);
         assert_eq!(input["headers"]["x-multi"], "a, b");
         assert_eq!(input["query"], json!({"x": "1", "y": ["2", "3"]}));
         assert_eq!(input["method"], "POST");
         assert_eq!(input["path"], "/webhook/abc");
-        let text = webhook_input(&Method::POST, &uri, &h, b"plain text", None);
+        let text = webhook_input(&Method::POST, &uri, &h, b"plain text", None).unwrap();
         assert_eq!(text["body"], "plain text");
         assert_eq!(text["headers"]["x-token"], "s3cret");
-        let empty = webhook_input(&Method::GET, &uri, &h, b"", None);
+        let empty = webhook_input(&Method::GET, &uri, &h, b"", None).unwrap();
         assert!(empty["body"].is_null());
+        // JSON nested past the limit is refused, whether serde_json could read it or not;
+        // text with brackets is still text.
+        for depth in [crate::limits::MAX_JSON_DEPTH + 1, 126, 1000] {
+            let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let e = webhook_input(&Method::POST, &uri, &h, body.as_bytes(), None).unwrap_err();
+            assert!(e.contains(&format!("nested {depth} levels")), "{e}");
+        }
+        let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(webhook_input(&Method::POST, &uri, &h, ok.as_bytes(), None).is_ok());
+        let text = webhook_input(
+            &Method::POST,
+            &uri,
+            &h,
+            "[[[[ not json".repeat(30).as_bytes(),
+            None,
+        );
+        assert!(text.unwrap()["body"].is_string());
     }
 }

@@ -119,7 +119,11 @@ impl Store for MemStore {
     ) -> StoreResult<Page<Execution>> {
         unused()
     }
-    async fn count_unfinished_executions(&self, _: Timestamp) -> StoreResult<UnfinishedCounts> {
+    async fn count_unfinished_executions(
+        &self,
+        _: &str,
+        _: Timestamp,
+    ) -> StoreResult<UnfinishedCounts> {
         unused()
     }
     async fn put_node_runs(&self, _: &str, _: &[NodeRun]) -> StoreResult<()> {

@@ -236,8 +236,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         cursor: Option<&str>,
     ) -> StoreResult<Page<Execution>>;
+    /// The organization's executions not yet terminal, by status.
     async fn count_unfinished_executions(
         &self,
+        org: &str,
         stale_before: Timestamp,
     ) -> StoreResult<UnfinishedCounts>;
 

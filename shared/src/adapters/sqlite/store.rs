@@ -32,7 +32,7 @@ fn to_json<T: Serialize>(value: &T) -> Result<String, Fail> {
 }
 
 fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, Fail> {
-    Ok(serde_json::from_str(text)?)
+    Ok(crate::limits::from_stored_json(text)?)
 }
 
 fn workflow_status(s: WorkflowStatus) -> &'static str {
@@ -259,13 +259,22 @@ fn execution_columns(e: &Execution) -> Result<(String, i64, i64, i64, String), F
 
 /// Reads one page of `(body, time, id)` rows: `limit` items and the cursor of the last one
 /// when more follow.
-fn page<T>(rows: Vec<(T, i64, String)>, limit: i64, scope: &str) -> (Vec<T>, Option<String>) {
+/// A row that cannot be read (a damaged body) is left out and logged, so that one bad row
+/// never fails a whole list; the cursor still moves past it.
+fn page<T>(
+    rows: Vec<(Result<T, Fail>, i64, String)>,
+    limit: i64,
+    scope: &str,
+) -> (Vec<T>, Option<String>) {
     let limit = limit as usize;
     let more = rows.len() > limit;
     let mut items = Vec::with_capacity(rows.len().min(limit));
     let mut last = None;
     for (item, time, id) in rows.into_iter().take(limit) {
-        items.push(item);
+        match item {
+            Ok(item) => items.push(item),
+            Err(e) => unreadable(scope, &id, &e),
+        }
         last = Some((time, id));
     }
     let next = match (more, last) {
@@ -286,6 +295,11 @@ fn execution_scope(org: &str, f: &ExecutionFilter) -> String {
         &opt_ts(f.start_date),
         &opt_ts(f.end_date),
     ])
+}
+
+/// Logs a stored row left out of a list because it cannot be read.
+fn unreadable(list: &str, id: &str, e: &Fail) {
+    tracing::error!(list, id, error = ?e, "stored row cannot be read; left out");
 }
 
 /// Nearest-rank percentile position (0-based) of `p` in `n` sorted values.
@@ -321,7 +335,7 @@ impl SqliteStore {
                 let mut q = stmt.query(params![org, after.time, after.id, limit + 1])?;
                 let mut rows = Vec::new();
                 while let Some(r) = q.next()? {
-                    rows.push((item(r)?, r.get(columns - 2)?, r.get(columns - 1)?));
+                    rows.push((item(r), r.get(columns - 2)?, r.get(columns - 1)?));
                 }
                 let (items, next_cursor) = page(rows, limit, &scope);
                 Ok(Page { items, next_cursor })
@@ -515,7 +529,10 @@ impl Store for SqliteStore {
                 let mut q = stmt.query([])?;
                 while let Some(r) = q.next()? {
                     let body: String = r.get(0)?;
-                    out.push(workflow_from_row(&body, r.get(1)?, r.get(2)?)?);
+                    match workflow_from_row(&body, r.get(1)?, r.get(2)?) {
+                        Ok(wf) => out.push(wf),
+                        Err(e) => unreadable("scheduled workflows", "", &e),
+                    }
                 }
                 Ok(out)
             })
@@ -693,7 +710,7 @@ impl Store for SqliteStore {
                 let mut rows = Vec::new();
                 while let Some(r) = q.next()? {
                     let body: String = r.get(0)?;
-                    rows.push((from_json::<Execution>(&body)?, r.get(1)?, r.get(2)?));
+                    rows.push((from_json::<Execution>(&body), r.get(1)?, r.get(2)?));
                 }
                 let (items, next_cursor) = page(rows, limit, &scope);
                 Ok(Page { items, next_cursor })
@@ -795,7 +812,7 @@ impl Store for SqliteStore {
                 let mut rows = Vec::new();
                 while let Some(r) = q.next()? {
                     let body: String = r.get(0)?;
-                    rows.push((from_json::<Execution>(&body)?, r.get(1)?, r.get(2)?));
+                    rows.push((from_json::<Execution>(&body), r.get(1)?, r.get(2)?));
                 }
                 let (items, next_cursor) = page(rows, limit, &scope);
                 Ok(Page { items, next_cursor })
@@ -806,27 +823,34 @@ impl Store for SqliteStore {
 
     async fn count_unfinished_executions(
         &self,
+        org: &str,
         stale_before: Timestamp,
     ) -> StoreResult<UnfinishedCounts> {
         let stale_before = stale_before.millis();
+        let org = org.to_string();
         self.db
             .read(move |tx| {
                 let mut stmt = tx.prepare_cached(
                     "SELECT status, count(*), \
-                     total(CASE WHEN created_at < ?1 AND status IN ('running', 'pending') \
-                     THEN 1 ELSE 0 END) \
-                     FROM executions WHERE unfinished = 1 GROUP BY status",
+                     total(CASE WHEN created_at < ?1 THEN 1 ELSE 0 END) \
+                     FROM executions WHERE org = ?2 \
+                     AND status IN ('running', 'pending', 'paused') GROUP BY status",
                 )?;
-                let mut q = stmt.query([stale_before])?;
+                let mut q = stmt.query(params![stale_before, org])?;
                 let mut counts = UnfinishedCounts::default();
                 while let Some(r) = q.next()? {
                     let status: String = r.get(0)?;
                     let count = r.get::<_, i64>(1)?.max(0) as u64;
                     let stale: f64 = r.get(2)?;
-                    counts.stale += stale as u64;
                     match ExecutionStatus::parse(&status) {
-                        Some(ExecutionStatus::Running) => counts.running += count,
-                        Some(ExecutionStatus::Pending) => counts.pending += count,
+                        Some(ExecutionStatus::Running) => {
+                            counts.running += count;
+                            counts.stale += stale as u64;
+                        }
+                        Some(ExecutionStatus::Pending) => {
+                            counts.pending += count;
+                            counts.stale += stale as u64;
+                        }
                         Some(ExecutionStatus::Paused) => counts.paused += count,
                         _ => {}
                     }
@@ -1036,23 +1060,26 @@ impl Store for SqliteStore {
                 let mut stmt = tx.prepare_cached(&sql)?;
                 let mut q = stmt.query(params_from_iter(args.iter()))?;
                 let mut items = Vec::new();
-                let mut more = false;
+                let (mut more, mut seen, mut last) = (false, 0i64, None);
                 while let Some(r) = q.next()? {
-                    if items.len() as i64 == limit {
+                    seen += 1;
+                    if seen > limit {
                         more = true;
                         break;
                     }
                     let body: String = r.get(0)?;
-                    let mut log: ExecutionLog = from_json(&body)?;
-                    log.organization_id = org.clone();
-                    items.push(log);
+                    let id: String = r.get(1)?;
+                    match from_json::<ExecutionLog>(&body) {
+                        Ok(mut log) => {
+                            log.organization_id = org.clone();
+                            items.push(log);
+                        }
+                        Err(e) => unreadable("logs", &id, &e),
+                    }
+                    last = Some(id);
                 }
                 // Log ids are the tailing cursor (`after`).
-                let next_cursor = if more {
-                    items.last().map(|l| l.id.clone())
-                } else {
-                    None
-                };
+                let next_cursor = if more { last } else { None };
                 Ok(Page { items, next_cursor })
             })
             .await

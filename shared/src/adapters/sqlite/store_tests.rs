@@ -767,18 +767,32 @@ async fn unfinished_executions_by_deadline_and_counts() {
         Err(StoreError::InvalidCursor)
     ));
 
-    // Created at 0..8 s; statuses by i % 4: pending 0,4,8; running 1,5; paused 2,6; success 3,7.
-    let counts = s.count_unfinished_executions(ts(4500)).await.unwrap();
+    // Created at 0..8 s; statuses by i % 4: pending 0,4,8; running 1,5; paused 2,6; success
+    // 3,7; organizations by i % 2: o1 0,2,4,6,8; o2 1,3,5,7. Counted per organization.
+    let o1 = s.count_unfinished_executions("o1", ts(4500)).await.unwrap();
     assert_eq!(
-        counts,
+        o1,
         UnfinishedCounts {
-            running: 2,
+            running: 0,
             pending: 3,
             paused: 2,
-            // pending 0, 4 and running 1 were created before 4.5 s.
-            stale: 3,
+            // pending 0 and 4 were created before 4.5 s.
+            stale: 2,
         }
     );
+    let o2 = s.count_unfinished_executions("o2", ts(4500)).await.unwrap();
+    assert_eq!(
+        o2,
+        UnfinishedCounts {
+            running: 2,
+            pending: 0,
+            paused: 0,
+            // running 1.
+            stale: 1,
+        }
+    );
+    let none = s.count_unfinished_executions("o3", ts(4500)).await.unwrap();
+    assert_eq!(none, UnfinishedCounts::default());
 }
 
 // ---- node runs -----------------------------------------------------------------------

@@ -466,15 +466,17 @@ impl DynamoStore {
 
     pub(super) async fn count_unfinished_executions_(
         &self,
+        org: &str,
         stale_before: Timestamp,
     ) -> StoreResult<UnfinishedCounts> {
         let mut e = Expr::new();
         let key_condition = format!("{} = {}", e.n(attr::GSI3PK), e.v(s(keys::UNFINISHED_PK)));
+        let filter = format!("{} = {}", e.n(attr::ORGANIZATION_ID), e.v(s(org)));
         let projection = format!("{}, {}", e.n(attr::STATUS), e.n(attr::CREATED_AT));
         let q = QuerySpec {
             index: Some(keys::GSI_UNFINISHED),
             key_condition,
-            filter: None,
+            filter: Some(filter),
             expr: e,
             forward: true,
             consistent: false,

@@ -68,7 +68,7 @@ pub mod json_text {
         d: D,
     ) -> Result<T, D::Error> {
         let text = String::deserialize(d)?;
-        serde_json::from_str(&text).map_err(D::Error::custom)
+        crate::limits::from_stored_json(&text).map_err(D::Error::custom)
     }
 }
 
@@ -88,7 +88,7 @@ pub mod json_text_opt {
         d: D,
     ) -> Result<Option<T>, D::Error> {
         match Option::<String>::deserialize(d)? {
-            Some(text) => serde_json::from_str(&text)
+            Some(text) => crate::limits::from_stored_json(&text)
                 .map(Some)
                 .map_err(D::Error::custom),
             None => Ok(None),

@@ -389,9 +389,10 @@ impl Store for DynamoStore {
     }
     async fn count_unfinished_executions(
         &self,
+        org: &str,
         stale_before: Timestamp,
     ) -> StoreResult<UnfinishedCounts> {
-        self.count_unfinished_executions_(stale_before).await
+        self.count_unfinished_executions_(org, stale_before).await
     }
 
     async fn put_node_runs(&self, org: &str, runs: &[NodeRun]) -> StoreResult<()> {
