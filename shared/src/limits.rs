@@ -25,6 +25,11 @@ pub const MAX_DESCRIPTION_CHARS: usize = 4_096;
 /// Request bodies of the API and of webhooks (bytes); a larger body is a 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Workflow definitions (`POST /workflows`, `PUT /workflows/{id}`, bytes): room for the
+/// largest workflow ([`MAX_WORKFLOW_NODES`] nodes with a join of all of them takes about
+/// 1.2 MB of JSON).
+pub const MAX_WORKFLOW_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 /// The expression limits (bytes of one string with `{{ }}`/`{% %}`, and the depth of the
 /// operators in one block) live with the expression engine.
 pub use crate::expr::{MAX_EXPRESSION_BYTES, MAX_EXPRESSION_DEPTH};

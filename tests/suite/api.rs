@@ -1172,9 +1172,19 @@ async fn monitoring_and_body_limits() {
     assert!(m.body["nodeDurationMs"]["p99"].is_u64());
     assert_eq!(m.body["statistics"]["total"], 1);
 
-    // API bodies over 1 MiB.
-    let big = json!({"name": "x".repeat(1_100_000), "nodes": []});
+    // API bodies over 1 MiB; workflow definitions over 4 MiB.
+    let big = json!({"workflowId": wf_id, "inputData": "x".repeat(1_100_000)});
+    a.post("/executions", &big).await.error(413);
+    let big = json!({"name": "x".repeat(4_300_000), "nodes": []});
     a.post("/workflows", &big).await.error(413);
+    let m = a
+        .post(
+            "/workflows",
+            &json!({"name": "x".repeat(1_100_000), "nodes": []}),
+        )
+        .await
+        .error(400);
+    assert!(m.contains("256"), "{m}");
     t.stop().await;
 }
 

@@ -228,6 +228,8 @@ async fn executions_stored_before_the_limit_are_read_back_and_fail_cleanly() {
                 organization_id: "victim-org".into(),
                 node_id: "start".into(),
                 attempt: 1,
+                workflow_id: None,
+                workflow_version: None,
                 not_before: None,
             }],
             Duration::ZERO,
@@ -313,5 +315,84 @@ async fn foreign_ids_cursors_names_and_health_are_strict() {
     long["nodes"][1]["name"] = json!("x".repeat(300));
     let m = a.post("/workflows", &long).await.error(400);
     assert!(m.contains("256"), "{m}");
+    t.stop().await;
+}
+
+/// Finding 3: the report's 10,000-node fan-out with a join runs to the end on the local
+/// server, while another organization's deadline still holds (deadline + one cleanup
+/// interval, with slack for a loaded machine); one node more than the limit is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_thousand_node_fan_out_finishes_and_deadlines_hold_meanwhile() {
+    let t = TestServer::start().await;
+    let heavy = t.api("heavy-org");
+    let other = t.api("other-org");
+    let wide = |width: usize| {
+        let mut nodes = vec![json!({"id": "start", "name": "Start", "type": "trigger.manual"})];
+        let mut connections = Vec::new();
+        for i in 0..width {
+            let id = format!("n{i}");
+            nodes.push(json!({"id": id, "name": id, "type": "flow.noop"}));
+            connections.push(json!({"source": "start", "target": id}));
+            connections.push(json!({"source": id, "target": "join"}));
+        }
+        nodes.push(json!({"id": "join", "name": "Join", "type": "flow.noop"}));
+        json!({"name": "Wide", "nodes": nodes, "connections": connections})
+    };
+    let m = heavy.post("/workflows", &wide(9_999)).await.error(400);
+    assert!(m.contains("10001 nodes") && m.contains("10000"), "{m}");
+    let wf = heavy.create_workflow(&wide(9_998)).await;
+    let slow = other.create_workflow(&slow_wf()).await;
+    let started = std::time::Instant::now();
+    let big = heavy.start(&id_of(&wf), json!({})).await;
+    let timed = other
+        .post(
+            "/executions",
+            &json!({"workflowId": id_of(&slow), "timeout": 2000}),
+        )
+        .await;
+    assert_eq!(timed.status, 201, "{timed:?}");
+    // Deadline 2 s, cleanup every 0.5 s: `timeout` well before the fan-out is done.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = other
+            .get(&format!("/executions/{}", id_of(&timed.body)))
+            .await;
+        if r.body["status"] == "timeout" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other organization's execution is still {} after 10 s",
+            r.body["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(300);
+    let done = loop {
+        let r = heavy
+            .get(&format!("/executions/{}/metrics", id_of(&big)))
+            .await;
+        let e = heavy
+            .get(&format!("/executions?workflowId={}", id_of(&wf)))
+            .await;
+        let status = e.body["items"][0]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if matches!(
+            status.as_str(),
+            "success" | "failed" | "timeout" | "cancelled"
+        ) {
+            break (status, r.body);
+        }
+        assert!(tokio::time::Instant::now() < until, "fan-out not done");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "10,000-node fan-out with a join through the server: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(done.0, "success");
+    assert_eq!(done.1["successfulNodes"], 10_000);
     t.stop().await;
 }

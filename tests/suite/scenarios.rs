@@ -561,9 +561,10 @@ pub async fn two_worker_pools_on_one_queue(backend: Backend) {
 }
 
 pub async fn worker_dies_mid_node(backend: Backend) {
-    // Short leases so the abandoned one expires quickly.
+    // Short leases so the abandoned one (500 ms, below) expires quickly; the live attempt
+    // has time for a loaded moto.
     let config = EngineConfig {
-        node_timeout_ms: 400,
+        node_timeout_ms: 2_000,
         lease_margin_ms: 200,
         ..test_config()
     };
@@ -862,6 +863,168 @@ pub async fn circuit_opens_after_consecutive_failures(backend: Backend) {
     h.stop_workers().await;
 }
 
+/// Issue 8, finding 3: a wide fan-out with a join. Every node runs once, the join once with
+/// every parent arrived, and the work per node does not grow with the width (no job reads
+/// the whole execution; the join counts arrivals; the finish check reads a count). The
+/// embedded store runs the report's 10,000 nodes; moto, slow per request, a few hundred.
+/// Timing is printed, never asserted (the benchmark has the figures).
+pub async fn wide_fan_out_with_a_join(backend: Backend) {
+    let width = if backend.name == "sqlite" { 9_998 } else { 60 };
+    let mut h = Harness::new(backend).await;
+    h.start_workers(2);
+    let mut nodes = vec![trigger()];
+    let mut conns = Vec::new();
+    for i in 0..width {
+        let id = format!("n{i}");
+        nodes.push(json!({"id": id, "name": id, "type": "flow.noop"}));
+        conns.push(conn("start", &id));
+        conns.push(conn(&id, "join"));
+    }
+    nodes.push(json!({"id": "join", "name": "join", "type": "flow.noop"}));
+    let wf = h
+        .workflow(json!({"name": "wide", "nodes": nodes, "connections": conns}))
+        .await;
+    let started = Instant::now();
+    let exec = h.start(&wf, json!({"wide": true})).await;
+    let d = h.wait_terminal(&exec.id, Duration::from_secs(300)).await;
+    eprintln!(
+        "fan-out of {width} with a join on {}: {:?}",
+        h.backend.name,
+        started.elapsed()
+    );
+    assert_eq!(
+        d.execution.status,
+        ExecutionStatus::Success,
+        "{:?}",
+        d.execution
+    );
+    assert_eq!(d.execution.metrics.successful_nodes as usize, width + 2);
+    assert!(
+        d.nodes.iter().all(|n| n.attempts == 1),
+        "every node ran once"
+    );
+    assert_eq!(output(&d, "join"), json!({"wide": true}));
+    h.stop_workers().await;
+}
+
+/// A long chain: the same work per node at node 10,000 as at node 1 (each node reads only
+/// what it names, not every output before it).
+pub async fn long_chain(backend: Backend) {
+    let length = if backend.name == "sqlite" { 9_999 } else { 50 };
+    let mut h = Harness::new(backend).await;
+    h.start_workers(2);
+    let mut nodes = vec![trigger()];
+    let mut conns = Vec::new();
+    let mut previous = "start".to_string();
+    for i in 0..length {
+        let id = format!("s{i}");
+        nodes.push(set(&id, json!({"n": "{{ json.n + 1 }}"})));
+        conns.push(conn(&previous, &id));
+        previous = id;
+    }
+    let wf = h
+        .workflow(json!({"name": "long", "nodes": nodes, "connections": conns}))
+        .await;
+    let started = Instant::now();
+    let exec = h.start(&wf, json!({"n": 0})).await;
+    let d = h.wait_terminal(&exec.id, Duration::from_secs(300)).await;
+    eprintln!(
+        "chain of {} on {}: {:?}",
+        length + 1,
+        h.backend.name,
+        started.elapsed()
+    );
+    assert_eq!(
+        d.execution.status,
+        ExecutionStatus::Success,
+        "{:?}",
+        d.execution
+    );
+    assert_eq!(d.execution.output_data, Some(json!({"n": length})));
+    h.stop_workers().await;
+}
+
+/// Issue 8, finding 4: starts raced with cancels and pauses. A claim cannot succeed once
+/// its execution is terminal or paused, and a cancel stamps its time once no claim can
+/// precede it: no node of any execution starts after the execution's `completedAt`.
+pub async fn starts_raced_with_cancels_and_pauses(backend: Backend) {
+    let (rounds, batch_size) = if backend.name == "sqlite" {
+        (2_000, 50)
+    } else {
+        (60, 20)
+    };
+    let backend = Arc::new(backend);
+    let mut h = Harness::from_parts(backend.clone(), backend.engine(test_config())).await;
+    h.start_workers(2);
+    let wf = h
+        .workflow(json!({"name": "race", "nodes": [trigger(), set("a", json!({"a": 1})), set("b", json!({"b": 2})),
+                                                   set("c", json!({"c": 3})), set("d", json!({"d": 4}))],
+                         "connections": [conn("start", "a"), conn("a", "b"), conn("start", "c"), conn("c", "d")]}))
+        .await;
+    let h = Arc::new(h);
+    let mut ids = Vec::new();
+    for batch in 0..rounds / batch_size {
+        let mut tasks = Vec::new();
+        for i in 0..batch_size {
+            let h = h.clone();
+            let wf = wf.clone();
+            tasks.push(tokio::spawn(async move {
+                let exec = h.start(&wf, json!({"i": i})).await;
+                // Into the middle of the run: a cancel or pause lands while nodes are
+                // being claimed.
+                let pause = (batch * batch_size + i) as u64 * 7919 % 4000;
+                tokio::time::sleep(Duration::from_micros(pause)).await;
+                let e = &h.engine;
+                match (batch * batch_size + i) % 3 {
+                    0 => {
+                        let _ = e.cancel_execution(&h.who, &exec.id).await;
+                    }
+                    1 => {
+                        let _ = e.pause_execution(&h.who, &exec.id).await;
+                        let _ = e.cancel_execution(&h.who, &exec.id).await;
+                    }
+                    _ => {
+                        if e.pause_execution(&h.who, &exec.id).await.is_ok() {
+                            e.resume_execution(&h.who, &exec.id)
+                                .await
+                                .expect("a paused execution resumes");
+                        }
+                    }
+                }
+                exec.id
+            }));
+        }
+        for t in tasks {
+            ids.push(t.await.expect("race task"));
+        }
+    }
+    let mut checked_nodes = 0;
+    for id in &ids {
+        let d = h.wait_terminal(id, LONG).await;
+        let Some(completed) = d.execution.completed_at else {
+            panic!("terminal without completedAt: {:?}", d.execution);
+        };
+        for n in &d.nodes {
+            if let Some(started) = n.started_at {
+                checked_nodes += 1;
+                assert!(
+                    started <= completed,
+                    "node {} of {} started at {started}, after the execution ended ({:?}) at {completed}",
+                    n.node_id,
+                    id,
+                    d.execution.status
+                );
+            }
+        }
+    }
+    eprintln!(
+        "{} raced executions on {}, {checked_nodes} started nodes checked",
+        ids.len(),
+        h.backend.name
+    );
+    assert!(checked_nodes > 0, "some nodes ran");
+}
+
 /// Instantiates every scenario for one backend: `backend_scenarios!(sqlite, Backend::sqlite());`
 #[macro_export]
 macro_rules! backend_scenarios {
@@ -879,7 +1042,8 @@ macro_rules! backend_scenarios {
                 output_over_the_limit_fails_the_node, stranded_pending_is_redispatched,
                 execution_created_without_its_runs_is_completed,
                 idempotency_key_starts_one_execution, node_runs_never_restart_after_success,
-                failed_to_queue_marks_the_execution_failed, circuit_opens_after_consecutive_failures);
+                failed_to_queue_marks_the_execution_failed, circuit_opens_after_consecutive_failures,
+                wide_fan_out_with_a_join, long_chain, starts_raced_with_cancels_and_pauses);
         }
     };
     (@each $make:expr; $($scenario:ident),* $(,)?) => {

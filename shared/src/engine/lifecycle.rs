@@ -1,7 +1,7 @@
 //! Cancel, pause, resume, retry and redrive.
 
 use super::{Engine, Principal};
-use crate::model::{Execution, ExecutionStatus, NodeRun, NodeRunStatus, new_id};
+use crate::model::{Execution, ExecutionMove, ExecutionStatus, NodeRun, NodeRunStatus, new_id};
 use crate::{EngineError, EngineResult};
 use std::time::Duration;
 
@@ -23,15 +23,13 @@ impl Engine {
     /// 409 (`Conflict`) unless pending, running or paused.
     pub async fn cancel_execution(&self, who: &Principal, id: &str) -> EngineResult<Execution> {
         let exec = self.own_execution(who, id).await?;
-        if exec.status.is_terminal() {
+        if !ExecutionMove::Cancel.allowed_from(exec.status) {
             return Err(Self::not_allowed("cancel", &exec));
         }
-        let mut cancelled = exec.clone();
-        cancelled.status = ExecutionStatus::Cancelled;
-        cancelled.completed_at = Some(self.clock().now());
+        let mut cancelled = ExecutionMove::Cancel.apply(&exec, self.clock().now());
         cancelled.error_message = Some("Execution cancelled".into());
         if !self
-            .finish_execution(&cancelled, &ExecutionStatus::UNFINISHED, Vec::new())
+            .finish_execution(&cancelled, ExecutionMove::Cancel, Vec::new())
             .await?
         {
             let now = self.own_execution(who, id).await?;
@@ -43,11 +41,12 @@ impl Engine {
     /// 409 unless pending or running.
     pub async fn pause_execution(&self, who: &Principal, id: &str) -> EngineResult<Execution> {
         let exec = self.own_execution(who, id).await?;
-        let mut paused = exec.clone();
-        paused.status = ExecutionStatus::Paused;
-        let from = [ExecutionStatus::Pending, ExecutionStatus::Running];
-        if !from.contains(&exec.status)
-            || !self.store().transition_execution(&paused, &from).await?
+        let paused = ExecutionMove::Pause.apply(&exec, self.clock().now());
+        if !ExecutionMove::Pause.allowed_from(exec.status)
+            || !self
+                .store()
+                .transition_execution(&paused, ExecutionMove::Pause.from())
+                .await?
         {
             let now = self.own_execution(who, id).await?;
             return Err(Self::not_allowed("pause", &now));
@@ -59,16 +58,11 @@ impl Engine {
     /// queued again (a duplicate of a job still queued is harmless).
     pub async fn resume_execution(&self, who: &Principal, id: &str) -> EngineResult<Execution> {
         let exec = self.own_execution(who, id).await?;
-        let mut resumed = exec.clone();
-        resumed.status = if exec.started_at.is_some() {
-            ExecutionStatus::Running
-        } else {
-            ExecutionStatus::Pending
-        };
-        if exec.status != ExecutionStatus::Paused
+        let resumed = ExecutionMove::Resume.apply(&exec, self.clock().now());
+        if !ExecutionMove::Resume.allowed_from(exec.status)
             || !self
                 .store()
-                .transition_execution(&resumed, &[ExecutionStatus::Paused])
+                .transition_execution(&resumed, ExecutionMove::Resume.from())
                 .await?
         {
             let now = self.own_execution(who, id).await?;

@@ -3,6 +3,7 @@
 //! redrive, and the sweep.
 
 mod detail;
+mod finish;
 mod lifecycle;
 mod metrics;
 mod retry;
@@ -136,6 +137,26 @@ impl Engine {
             .get_workflow_version(org, id, version)
             .await?
             .ok_or_else(|| crate::EngineError::NotFound("Workflow not found".into()))?;
+        Ok(self.remember(key, wf))
+    }
+
+    /// The cached plan of a workflow version the caller has just read (built and cached
+    /// when it is not there yet).
+    fn cached_version(&self, wf: &Workflow) -> CachedVersion {
+        let key = (wf.organization_id.clone(), wf.id.clone(), wf.version);
+        if let Some(found) = self
+            .inner
+            .versions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return found;
+        }
+        self.remember(key, wf.clone())
+    }
+
+    fn remember(&self, key: VersionKey, wf: Workflow) -> CachedVersion {
         let entry = (Arc::new(Plan::new(&wf)), Arc::new(wf));
         let entry = (entry.1, entry.0);
         if let Ok(mut m) = self.inner.versions.lock() {
@@ -144,6 +165,6 @@ impl Engine {
             }
             m.insert(key, entry.clone());
         }
-        Ok(entry)
+        entry
     }
 }

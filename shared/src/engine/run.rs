@@ -1,19 +1,26 @@
-//! Handling one job: claim, run, record, route and join, finalize.
+//! Handling one job: claim, load what the node needs, run it, record, route and join.
 //!
-//! A redelivered job whose node already finished *repairs* instead of running: it re-does the
-//! arrivals and enqueues its successor may not have done (the worker that finished it may have
-//! died before), using the state it just read, so a complete execution costs no extra writes.
+//! The rule for cached state: a finished node run never changes, so a handler trusts the
+//! finished runs it holds and reads again anything else it needs (see [`Engine::refresh`]).
+//! A job reads the execution and the runs its node needs (parents, triggers, the outputs its
+//! expressions name), never the whole execution: the work per node does not grow with the
+//! width or length of the graph.
+//!
+//! A redelivered job whose node already finished *repairs* instead of running: it re-does
+//! the arrivals and enqueues its successor may not have done (the worker that finished it may
+//! have died before).
 
 use super::Engine;
 use super::retry::retry_delay;
-use crate::expr::{self, ExprContext};
-use crate::graph::{Finished, Plan, effective_on_error, route};
+use crate::expr::{self, ExprContext, NodeRefs};
+use crate::graph::{Finished, Plan, effective_on_error, route as route_children};
 use crate::model::{
-    ErrorKind, Execution, ExecutionLog, ExecutionStatus, Job, LogLevel, Node, NodeError, NodeRun,
-    NodeRunStatus, OnError, Timestamp, Workflow, new_id,
+    AttemptEnd, Claim, ClaimOutcome, ErrorKind, Execution, ExecutionLog, ExecutionMove,
+    ExecutionStatus, Job, LogLevel, Node, NodeError, NodeOutcome, NodeRun, NodeRunStatus, OnError,
+    Timestamp, Workflow, new_id,
 };
-use crate::nodes::{NodeContext, NodeOutcome};
-use crate::ports::{Arrival, Claim, ClaimOutcome};
+use crate::nodes::NodeContext;
+use crate::ports::{Arrival, ArrivalAt};
 use crate::{EngineError, EngineResult};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -38,9 +45,21 @@ pub(super) struct RunContext {
     pub exec: Execution,
     pub wf: Arc<Workflow>,
     pub plan: Arc<Plan>,
+    /// The node runs this handler read or wrote (finished ones are final; see the module).
     pub runs: HashMap<String, NodeRun>,
     /// Logs not yet written (flushed once per node step).
     pub logs: Vec<ExecutionLog>,
+}
+
+impl RunContext {
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.plan.node(&self.wf, id)
+    }
+
+    /// A finished run this handler holds (final: it will not change).
+    fn finished(&self, id: &str) -> Option<&NodeRun> {
+        self.runs.get(id).filter(|r| r.status.is_finished())
+    }
 }
 
 /// How a finished node's connections are decided.
@@ -61,15 +80,8 @@ impl Route {
             Route::Output(v) => Finished::Output(v),
             Route::Continue => Finished::FailedContinue,
             Route::ErrorOutput => Finished::FailedErrorOutput,
-            Route::Dead => Finished::Output(&Value::Null),
+            Route::Dead => Finished::Dead,
         }
-    }
-    fn decide(&self, outgoing: &[crate::model::Connection]) -> Vec<(String, bool)> {
-        let mut out = route(outgoing, self.as_finished());
-        if matches!(self, Route::Dead) {
-            out.iter_mut().for_each(|(_, taken)| *taken = false);
-        }
-        out
     }
 }
 
@@ -100,7 +112,7 @@ pub(super) fn finished_route(ctx: &RunContext, run: &NodeRun) -> Option<Route> {
         NodeRunStatus::Success => Some(Route::Output(run.output.clone().unwrap_or(Value::Null))),
         NodeRunStatus::Skipped => Some(run.output.clone().map_or(Route::Dead, Route::Output)),
         NodeRunStatus::Failed => {
-            let node = ctx.wf.node(&run.node_id)?;
+            let node = ctx.node(&run.node_id)?;
             match effective_on_error(node, ctx.plan.outgoing(&run.node_id)) {
                 OnError::Stop => None,
                 OnError::Continue => Some(Route::Continue),
@@ -126,33 +138,47 @@ impl Engine {
             return Ok(JobOutcome::Done);
         }
         let org = job.organization_id.as_str();
-        let mut ctx = match self.load_run_context(org, &job.execution_id).await {
-            Ok(ctx) => ctx,
-            Err(EngineError::NotFound(what)) => {
-                tracing::warn!(execution_id = %job.execution_id, %what, "job dropped: not found");
-                return Ok(JobOutcome::Done);
-            }
-            Err(e) => return Err(e),
-        };
-        if !self.may_start_nodes(&mut ctx).await? {
+        let Some((wf, plan)) = self.job_workflow(job).await? else {
+            tracing::warn!(execution_id = %job.execution_id, "job dropped: execution or workflow not found");
             return Ok(JobOutcome::Done);
-        }
-        let Some(node) = ctx.wf.node(&job.node_id).cloned() else {
+        };
+        let Some(node) = plan.node(&wf, &job.node_id).cloned() else {
             tracing::warn!(node_id = %job.node_id, "job for an unknown node dropped");
             return Ok(JobOutcome::Done);
         };
         let claim = self.new_claim(&node);
-        match self
+        let outcome = self
             .store()
             .claim_node(org, &job.execution_id, &job.node_id, &claim)
-            .await?
-        {
+            .await?;
+        match outcome {
             ClaimOutcome::Claimed(run) => {
+                let needs = plan.needs(&node.id);
+                let Some(mut ctx) = self
+                    .load_context(org, &job.execution_id, wf, plan, needs)
+                    .await?
+                else {
+                    return Ok(JobOutcome::Done);
+                };
                 ctx.runs.insert(run.node_id.clone(), run.clone());
+                // The read after the claim: an execution that stopped meanwhile gets it back.
+                if !self.may_start_nodes(&mut ctx).await? {
+                    self.give_back(&ctx, run, &claim).await?;
+                    return Ok(JobOutcome::Done);
+                }
                 self.execute_chain(&mut ctx, run, claim, inline_until)
                     .await?;
             }
-            ClaimOutcome::Finished(run) => self.repair(&mut ctx, &run).await?,
+            ClaimOutcome::Finished(run) => {
+                let needs = Some(vec![run.node_id.clone()]);
+                if let Some(mut ctx) = self
+                    .load_context(org, &job.execution_id, wf, plan, needs)
+                    .await?
+                {
+                    ctx.runs.insert(run.node_id.clone(), run.clone());
+                    self.repair(&mut ctx, &run).await?;
+                }
+            }
             ClaimOutcome::Leased { until } => {
                 return Ok(JobOutcome::RetryAfter(Duration::from_millis(
                     until.millis_since(now) + 50,
@@ -166,10 +192,69 @@ impl Engine {
             ClaimOutcome::NotReady => {
                 tracing::debug!(node_id = %job.node_id, "job for a node that is not ready dropped");
             }
+            ClaimOutcome::Stopped(status) => {
+                // Terminal or paused: the job is dropped (resume queues the node again).
+                // Otherwise the deadline passed: the execution times out.
+                if status.runs_nodes()
+                    && let Some(exec) = self.store().get_execution(org, &job.execution_id).await?
+                    && self.clock().now() > exec.deadline
+                {
+                    self.time_out(&exec).await?;
+                }
+            }
         }
         Ok(JobOutcome::Done)
     }
 
+    /// The workflow version and plan a job runs: named by the job, or read from its
+    /// execution (jobs of earlier versions). None when either is gone.
+    async fn job_workflow(&self, job: &Job) -> EngineResult<Option<(Arc<Workflow>, Arc<Plan>)>> {
+        let org = &job.organization_id;
+        let (id, version) = match (&job.workflow_id, job.workflow_version) {
+            (Some(id), Some(version)) => (id.clone(), version),
+            _ => match self.store().get_execution(org, &job.execution_id).await? {
+                Some(exec) => (exec.workflow_id, exec.workflow_version),
+                None => return Ok(None),
+            },
+        };
+        match self.workflow_and_plan(org, &id, version).await {
+            Ok(found) => Ok(Some(found)),
+            Err(EngineError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The execution and the runs named by `needs` (None: all of them), in one read.
+    pub(super) async fn load_context(
+        &self,
+        org: &str,
+        execution_id: &str,
+        wf: Arc<Workflow>,
+        plan: Arc<Plan>,
+        needs: Option<Vec<String>>,
+    ) -> EngineResult<Option<RunContext>> {
+        let state = match &needs {
+            Some(ids) => {
+                self.store()
+                    .get_execution_runs(org, execution_id, ids)
+                    .await?
+            }
+            None => self.store().get_execution_state(org, execution_id).await?,
+        };
+        Ok(state.map(|state| RunContext {
+            exec: state.execution,
+            wf,
+            plan,
+            runs: state
+                .node_runs
+                .into_iter()
+                .map(|r| (r.node_id.clone(), r))
+                .collect(),
+            logs: Vec::new(),
+        }))
+    }
+
+    /// The execution with every node run (the detail, finalizing, lifecycle moves).
     pub(super) async fn load_run_context(
         &self,
         org: &str,
@@ -198,11 +283,40 @@ impl Engine {
         })
     }
 
-    /// Terminal or paused executions start no node; a pending one becomes running;
-    /// one past its deadline times out.
+    /// Reads the execution again (the check after an inline claim) with whatever `node_id`
+    /// needs that this handler does not hold finished.
+    async fn refresh(&self, ctx: &mut RunContext, node_id: &str) -> EngineResult<bool> {
+        let org = ctx.exec.organization_id.clone();
+        let state = match ctx.plan.needs(node_id) {
+            Some(ids) => {
+                let missing: Vec<String> = ids
+                    .into_iter()
+                    .filter(|id| ctx.finished(id).is_none())
+                    .collect();
+                self.store()
+                    .get_execution_runs(&org, &ctx.exec.id, &missing)
+                    .await?
+            }
+            None => self.store().get_execution_state(&org, &ctx.exec.id).await?,
+        };
+        let Some(state) = state else {
+            return Ok(false);
+        };
+        ctx.exec = state.execution;
+        for run in state.node_runs {
+            // What this handler wrote itself (the claimed run) is newer than a read of it.
+            if ctx.finished(&run.node_id).is_none() && run.node_id != node_id {
+                ctx.runs.insert(run.node_id.clone(), run);
+            }
+        }
+        Ok(true)
+    }
+
+    /// After a claim: terminal or paused executions start no node; a pending one becomes
+    /// running; one past its deadline times out.
     async fn may_start_nodes(&self, ctx: &mut RunContext) -> EngineResult<bool> {
         let now = self.clock().now();
-        if ctx.exec.status.is_terminal() || ctx.exec.status == ExecutionStatus::Paused {
+        if !ctx.exec.status.runs_nodes() {
             return Ok(false);
         }
         if now > ctx.exec.deadline {
@@ -210,12 +324,10 @@ impl Engine {
             return Ok(false);
         }
         if ctx.exec.status == ExecutionStatus::Pending {
-            let mut running = ctx.exec.clone();
-            running.status = ExecutionStatus::Running;
-            running.started_at = Some(now);
+            let running = ExecutionMove::Start.apply(&ctx.exec, now);
             if self
                 .store()
-                .transition_execution(&running, &[ExecutionStatus::Pending])
+                .transition_execution(&running, ExecutionMove::Start.from())
                 .await?
             {
                 ctx.exec = running;
@@ -241,7 +353,7 @@ impl Engine {
         Ok(true)
     }
 
-    fn new_claim(&self, node: &Node) -> Claim {
+    pub(super) fn new_claim(&self, node: &Node) -> Claim {
         let now = self.clock().now();
         let timeout = node.timeout_ms.unwrap_or(self.config().node_timeout_ms);
         Claim {
@@ -251,6 +363,31 @@ impl Engine {
                 timeout + self.config().lease_margin_ms,
             )),
         }
+    }
+
+    /// Gives back a claimed run that will not be started now (its execution stopped).
+    ///
+    /// A resume may have read the run while this handler held it, and so not queued it:
+    /// once the run is given back, the execution is read again, and if it runs nodes by
+    /// then the node is queued here (one of the two reads sees the other's write).
+    async fn give_back(&self, ctx: &RunContext, run: NodeRun, claim: &Claim) -> EngineResult<()> {
+        let org = &ctx.exec.organization_id;
+        let first = run.attempts == 1 && run.started_at == Some(claim.now);
+        if !self
+            .store()
+            .save_node_run(org, &run.unclaimed(first), &claim.token)
+            .await?
+        {
+            return Ok(());
+        }
+        if !ctx.exec.status.is_terminal()
+            && let Some(now) = self.store().get_execution(org, &ctx.exec.id).await?
+            && now.status.runs_nodes()
+        {
+            self.send_now(&mut vec![self.job_for(&now, &run.node_id)])
+                .await?;
+        }
+        Ok(())
     }
 
     /// Runs a claimed node, then whatever single child it makes ready, and so on. The logs
@@ -300,58 +437,15 @@ impl Engine {
                 }
                 return Ok(());
             };
-            if !self.still_running(ctx, &next).await? {
-                self.unclaim(ctx, next, &next_claim).await?;
+            // The read after an inline claim, with what the next node needs.
+            if !self.refresh(ctx, &next.node_id).await? || !self.may_start_nodes(ctx).await? {
+                self.give_back(ctx, next, &next_claim).await?;
                 return Ok(());
             }
             self.flush_logs_if_due(ctx).await;
             run = next;
             claim = next_claim;
         }
-    }
-
-    /// Before an inline node: is the execution still running and within its deadline?
-    /// Refreshes the state when the node's parents finished elsewhere.
-    async fn still_running(&self, ctx: &mut RunContext, next: &NodeRun) -> EngineResult<bool> {
-        let org = ctx.exec.organization_id.clone();
-        let parents_known = next
-            .arrived
-            .iter()
-            .all(|p| ctx.runs.get(p).is_some_and(|r| r.status.is_finished()));
-        if parents_known {
-            match self.store().get_execution(&org, &ctx.exec.id).await? {
-                Some(e) => ctx.exec = e,
-                None => return Ok(false),
-            }
-        } else {
-            // The store is newer than anything this handler holds.
-            let fresh = self.load_run_context(&org, &ctx.exec.id).await?;
-            ctx.exec = fresh.exec;
-            ctx.runs = fresh.runs;
-        }
-        if ctx.exec.status != ExecutionStatus::Running {
-            return Ok(false);
-        }
-        if self.clock().now() > ctx.exec.deadline {
-            self.time_out(&ctx.exec).await?;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    /// Gives back a claimed run that will not be started now (paused or stopped execution).
-    async fn unclaim(&self, ctx: &RunContext, mut run: NodeRun, claim: &Claim) -> EngineResult<()> {
-        if ctx.exec.status.is_terminal() {
-            return Ok(());
-        }
-        run.status = NodeRunStatus::Pending;
-        run.attempts = run.attempts.saturating_sub(1);
-        run.lease_token = None;
-        run.lease_until = None;
-        self.store()
-            .save_node_run(&ctx.exec.organization_id, &run, &claim.token)
-            .await?;
-        Ok(())
     }
 
     /// A redelivered job whose node already finished.
@@ -369,7 +463,7 @@ impl Engine {
         let mut step = Step::default();
         self.advance(ctx, &run.node_id, route, false, &mut step)
             .await?;
-        if step.enqueue.is_empty() {
+        if step.enqueue.is_empty() && !step.waiting {
             self.try_finalize(ctx).await?;
         } else {
             self.send_now(&mut step.enqueue).await?;
@@ -400,61 +494,35 @@ impl Engine {
         step: &mut Step,
     ) -> EngineResult<()> {
         let org = ctx.exec.organization_id.clone();
+        let exec_id = ctx.exec.id.clone();
+        let plan = ctx.plan.clone();
         let mut inline = inline;
         let mut work: Vec<(String, Route)> = vec![(from.to_string(), route)];
         while let Some((node_id, route)) = work.pop() {
-            let outgoing = ctx.plan.outgoing(&node_id).to_vec();
-            for (child, taken) in route.decide(&outgoing) {
-                if let Some(existing) = ctx
-                    .runs
-                    .get(&child)
-                    .filter(|r| r.arrived.contains(&node_id))
-                {
-                    // Recorded before (a redelivered job): redo only what may be missing.
-                    if existing.status.is_finished() {
-                        if let Some(r) = finished_route(ctx, existing) {
-                            work.push((child.clone(), r));
-                        }
-                    } else if existing.ready {
-                        step.enqueue.push(self.job_for(&ctx.exec, &child));
-                    }
-                    continue;
-                }
-                let parents = ctx.plan.parents(&child).len();
-                let claim = match (inline, ctx.wf.node(&child)) {
+            for (child, taken) in route_children(plan.outgoing(&node_id), route.as_finished()) {
+                let claim = match (inline, ctx.node(&child)) {
                     (true, Some(n)) => Some(self.new_claim(n)),
                     _ => None,
                 };
-                let arrival = self
-                    .store()
-                    .arrive(
-                        &org,
-                        &ctx.exec.id,
-                        &child,
-                        &node_id,
-                        taken,
-                        parents,
-                        self.clock().now(),
-                        claim.as_ref(),
-                    )
-                    .await?;
-                match arrival {
-                    Arrival::Waiting => {
-                        step.waiting = true;
-                        let entry = ctx
-                            .runs
-                            .entry(child.clone())
-                            .or_insert_with(|| NodeRun::new(&ctx.exec.id, &child));
-                        entry.arrived.insert(node_id.clone());
-                    }
+                let arrival = ArrivalAt {
+                    execution_id: &exec_id,
+                    child: &child,
+                    parent: &node_id,
+                    taken,
+                    parents: plan.parents(&child).len(),
+                    at: self.clock().now(),
+                };
+                match self.store().arrive(&org, &arrival, claim.as_ref()).await? {
+                    Arrival::Waiting => step.waiting = true,
                     Arrival::Ready(run) => {
-                        let claimed = claim
-                            .as_ref()
-                            .filter(|c| run.lease_token.as_deref() == Some(c.token.as_str()));
+                        let claimed = claim.filter(|c| {
+                            run.status == NodeRunStatus::Running
+                                && run.lease_token.as_deref() == Some(c.token.as_str())
+                        });
                         ctx.runs.insert(child.clone(), run.clone());
                         match claimed {
                             Some(c) => {
-                                step.inline = Some((run, c.clone()));
+                                step.inline = Some((run, c));
                                 inline = false;
                             }
                             None => step.enqueue.push(self.job_for(&ctx.exec, &child)),
@@ -462,22 +530,34 @@ impl Engine {
                     }
                     Arrival::Skipped(run) => {
                         let now = self.clock().now();
-                        if let Some(node) = ctx.wf.node(&child).cloned() {
-                            let step_no = ctx.plan.step(&child);
+                        if let Some(node) = ctx.node(&child).cloned() {
                             ctx.log(
                                 LogLevel::Info,
                                 "Node skipped: no taken connection reached it".into(),
                                 Some(&node),
-                                step_no,
+                                plan.step(&child),
                                 None,
                                 now,
                             );
                         }
                         ctx.runs.insert(child.clone(), run);
-                        work.push((child.clone(), Route::Dead));
+                        work.push((child, Route::Dead));
+                    }
+                    Arrival::Duplicate(run) => {
+                        // Recorded before (a redelivered job): redo only what may be missing.
+                        if run.status.is_finished() {
+                            if let Some(r) = finished_route(ctx, &run) {
+                                work.push((child.clone(), r));
+                            }
+                        } else if run.ready {
+                            step.enqueue.push(self.job_for(&ctx.exec, &child));
+                        } else {
+                            step.waiting = true;
+                        }
+                        ctx.runs.insert(child, run);
                     }
                     Arrival::AlreadyDecided => {
-                        // Our state was older than the store's; a duplicate job is harmless.
+                        // A duplicate job is harmless: it repairs or is dropped.
                         step.enqueue.push(self.job_for(&ctx.exec, &child));
                     }
                 }
@@ -486,15 +566,32 @@ impl Engine {
         Ok(())
     }
 
+    /// The outputs of the node's parents whose connection to it was taken, in parent order.
+    fn inputs(&self, ctx: &RunContext, node_id: &str) -> Vec<(String, Value)> {
+        let mut inputs = Vec::new();
+        for parent in ctx.plan.parents(node_id) {
+            let Some(run) = ctx.finished(parent) else {
+                continue;
+            };
+            let Some(route) = finished_route(ctx, run) else {
+                continue;
+            };
+            if ctx.plan.edge_taken(parent, node_id, route.as_finished()) {
+                inputs.push((parent.clone(), run.output.clone().unwrap_or(Value::Null)));
+            }
+        }
+        inputs
+    }
+
     /// Runs one claimed node and records its result (or its retry or wait).
     async fn execute_node(
         &self,
         ctx: &mut RunContext,
-        mut run: NodeRun,
+        run: NodeRun,
         claim: &Claim,
     ) -> EngineResult<NodeStep> {
         let org = ctx.exec.organization_id.clone();
-        let Some(node) = ctx.wf.node(&run.node_id).cloned() else {
+        let Some(node) = ctx.node(&run.node_id).cloned() else {
             return Ok(NodeStep::Stop(NodeError::new(
                 ErrorKind::Configuration,
                 "node not in workflow",
@@ -502,20 +599,8 @@ impl Engine {
         };
         let step_no = ctx.plan.step(&node.id);
         let started = self.clock().now();
-        run.started_at.get_or_insert(started);
-
-        let parents = ctx.plan.parents(&node.id);
-        let inputs: Vec<(String, Value)> = parents
-            .iter()
-            .filter(|p| run.taken_from.contains(*p))
-            .filter_map(|p| {
-                ctx.runs
-                    .get(p)
-                    .and_then(|r| r.output.clone())
-                    .map(|o| (p.clone(), o))
-            })
-            .collect();
-        let input = if parents.is_empty() {
+        let inputs = self.inputs(ctx, &node.id);
+        let input = if ctx.plan.parents(&node.id).is_empty() {
             ctx.exec.input_data.clone()
         } else {
             inputs
@@ -525,13 +610,12 @@ impl Engine {
         };
 
         if !node.enabled {
-            run.status = NodeRunStatus::Skipped;
-            run.output = Some(input.clone());
-            run.finished_at = Some(started);
-            run.duration_ms = Some(0);
-            run.not_before = None;
-            clear_lease(&mut run);
-            if !self.store().save_node_run(&org, &run, &claim.token).await? {
+            let skipped = run.disabled(input.clone(), started);
+            if !self
+                .store()
+                .save_node_run(&org, &skipped, &claim.token)
+                .await?
+            {
                 return Ok(NodeStep::LeaseLost);
             }
             ctx.log(
@@ -542,7 +626,7 @@ impl Engine {
                 None,
                 started,
             );
-            ctx.runs.insert(node.id.clone(), run);
+            ctx.runs.insert(node.id.clone(), skipped);
             return Ok(NodeStep::Finished(Route::Output(input)));
         }
 
@@ -554,81 +638,44 @@ impl Engine {
             Some(json!({ "attempt": run.attempts })),
             started,
         );
-        let timeout_ms = node.timeout_ms.unwrap_or(self.config().node_timeout_ms);
-        let outcome = match self.resolve_parameters(ctx, &node, &input) {
-            Err(e) => NodeOutcome::Failed(NodeError::new(ErrorKind::Expression, e.0)),
-            Ok(params) => {
-                let Some(node_type) = crate::nodes::node_type(&node.node_type) else {
-                    return Ok(NodeStep::Stop(NodeError::new(
-                        ErrorKind::Configuration,
-                        format!("unknown node type {:?}", node.node_type),
-                    )));
-                };
-                let node_ctx = NodeContext {
-                    execution: &ctx.exec,
-                    node: &node,
-                    attempt: run.attempts,
-                    services: &self.inner.nodes,
-                    wait_until: run.wait_until,
-                    timeout_ms,
-                    inputs: &inputs,
-                };
-                match tokio::time::timeout(
-                    Duration::from_millis(timeout_ms),
-                    node_type.run(&node_ctx, &params, &input),
-                )
-                .await
-                {
-                    Ok(outcome) => outcome,
-                    Err(_) => NodeOutcome::Failed(NodeError::new(
-                        ErrorKind::Timeout,
-                        format!("node timed out after {timeout_ms} ms"),
-                    )),
-                }
-            }
+        let outcome = self
+            .run_node(ctx, &node, &run, &inputs, &input)
+            .await
+            .map_err(|e| NodeError::new(ErrorKind::Configuration, e));
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => return Ok(NodeStep::Stop(e)),
         };
         let now = self.clock().now();
+        let policy = node.retry.clone().unwrap_or_default();
+        let (ended, end) = run.end_attempt(
+            outcome,
+            &policy,
+            self.config().retry_attempts,
+            |n| retry_delay(&policy, self.config(), n),
+            started,
+            now,
+        );
+        if !self
+            .store()
+            .save_node_run(&org, &ended, &claim.token)
+            .await?
+        {
+            ctx.log(
+                LogLevel::Warn,
+                "Node result discarded: lease lost".into(),
+                Some(&node),
+                step_no,
+                None,
+                now,
+            );
+            return Ok(NodeStep::LeaseLost);
+        }
+        let attempts = ended.attempts;
         let ran_ms = now.millis_since(started);
-        let outcome = match outcome {
-            NodeOutcome::Output(v) => {
-                let size = serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(0);
-                if size > self.config().max_output_bytes {
-                    NodeOutcome::Failed(NodeError::new(
-                        ErrorKind::OutputTooLarge,
-                        format!(
-                            "node output is {size} bytes, over the {} byte limit",
-                            self.config().max_output_bytes
-                        ),
-                    ))
-                } else if let Err(m) = crate::limits::check_json_depth(&v, "node output") {
-                    NodeOutcome::Failed(NodeError::new(ErrorKind::OutputTooLarge, m))
-                } else {
-                    NodeOutcome::Output(v)
-                }
-            }
-            other => other,
-        };
-
-        match outcome {
-            NodeOutcome::Output(output) => {
-                run.status = NodeRunStatus::Success;
-                run.output = Some(output.clone());
-                run.error = None;
-                run.finished_at = Some(now);
-                run.duration_ms = Some(ran_ms);
-                run.not_before = None;
-                clear_lease(&mut run);
-                if !self.store().save_node_run(&org, &run, &claim.token).await? {
-                    ctx.log(
-                        LogLevel::Warn,
-                        "Node result discarded: lease lost".into(),
-                        Some(&node),
-                        step_no,
-                        None,
-                        now,
-                    );
-                    return Ok(NodeStep::LeaseLost);
-                }
+        ctx.runs.insert(node.id.clone(), ended);
+        Ok(match end {
+            AttemptEnd::Succeeded(output) => {
                 self.metrics().node_ran(ran_ms);
                 ctx.log(
                     LogLevel::Info,
@@ -638,18 +685,9 @@ impl Engine {
                     Some(json!({ "durationMs": ran_ms })),
                     now,
                 );
-                ctx.runs.insert(node.id.clone(), run);
-                Ok(NodeStep::Finished(Route::Output(output)))
+                NodeStep::Finished(Route::Output(output))
             }
-            NodeOutcome::WaitUntil(until) => {
-                run.status = NodeRunStatus::Pending;
-                run.attempts = run.attempts.saturating_sub(1);
-                run.wait_until = Some(until);
-                run.not_before = Some(until);
-                clear_lease(&mut run);
-                if !self.store().save_node_run(&org, &run, &claim.token).await? {
-                    return Ok(NodeStep::LeaseLost);
-                }
+            AttemptEnd::Wait { until } => {
                 ctx.log(
                     LogLevel::Info,
                     format!("Node waiting until {until}"),
@@ -658,80 +696,117 @@ impl Engine {
                     None,
                     now,
                 );
-                ctx.runs.insert(node.id.clone(), run);
                 self.send_delayed(self.job_for(&ctx.exec, &node.id), until)
                     .await?;
-                Ok(NodeStep::Parked)
+                NodeStep::Parked
             }
-            NodeOutcome::Failed(error) => {
-                let policy = node.retry.clone().unwrap_or_default();
-                let max_attempts = policy
-                    .max_attempts
-                    .unwrap_or(self.config().retry_attempts)
-                    .clamp(1, 10);
-                let retry_on = policy
-                    .retry_on
-                    .clone()
-                    .unwrap_or_else(|| ErrorKind::TRANSIENT.to_vec());
-                if run.attempts < max_attempts && retry_on.contains(&error.kind) {
-                    let delay = retry_delay(&policy, self.config(), run.attempts);
-                    let due = now.plus(delay);
-                    run.status = NodeRunStatus::Pending;
-                    run.error = Some(error.clone());
-                    run.not_before = Some(due);
-                    clear_lease(&mut run);
-                    if !self.store().save_node_run(&org, &run, &claim.token).await? {
-                        return Ok(NodeStep::LeaseLost);
-                    }
-                    ctx.log(
-                        LogLevel::Warn,
-                        format!(
-                            "Node failed (attempt {}/{}): {}; retrying in {} ms",
-                            run.attempts,
-                            max_attempts,
-                            error.message,
-                            delay.as_millis()
-                        ),
-                        Some(&node),
-                        step_no,
-                        Some(json!({ "attempt": run.attempts, "errorKind": error.kind, "delayMs": delay.as_millis() as u64 })),
-                        now,
-                    );
-                    let mut job = self.job_for(&ctx.exec, &node.id);
-                    job.attempt = run.attempts + 1;
-                    ctx.runs.insert(node.id.clone(), run);
-                    self.send_delayed(job, due).await?;
-                    return Ok(NodeStep::Parked);
-                }
-                run.status = NodeRunStatus::Failed;
-                run.output = Some(error.to_output());
-                run.error = Some(error.clone());
-                run.finished_at = Some(now);
-                run.duration_ms = Some(ran_ms);
-                run.not_before = None;
-                clear_lease(&mut run);
-                if !self.store().save_node_run(&org, &run, &claim.token).await? {
-                    return Ok(NodeStep::LeaseLost);
-                }
+            AttemptEnd::Retry {
+                error,
+                delay,
+                due,
+                max_attempts,
+            } => {
+                ctx.log(
+                    LogLevel::Warn,
+                    format!(
+                        "Node failed (attempt {attempts}/{max_attempts}): {}; retrying in {} ms",
+                        error.message,
+                        delay.as_millis()
+                    ),
+                    Some(&node),
+                    step_no,
+                    Some(json!({ "attempt": attempts, "errorKind": error.kind, "delayMs": delay.as_millis() as u64 })),
+                    now,
+                );
+                let mut job = self.job_for(&ctx.exec, &node.id);
+                job.attempt = attempts + 1;
+                self.send_delayed(job, due).await?;
+                NodeStep::Parked
+            }
+            AttemptEnd::Failed(error) => {
                 self.metrics().node_ran(ran_ms);
                 ctx.log(
                     LogLevel::Error,
-                    format!("Node failed after {} attempt(s): {}", run.attempts, error.message),
+                    format!("Node failed after {attempts} attempt(s): {}", error.message),
                     Some(&node),
                     step_no,
-                    Some(json!({ "errorKind": error.kind, "statusCode": error.status_code, "attempts": run.attempts })),
+                    Some(json!({ "errorKind": error.kind, "statusCode": error.status_code, "attempts": attempts })),
                     now,
                 );
-                ctx.runs.insert(node.id.clone(), run);
-                Ok(
-                    match effective_on_error(&node, ctx.plan.outgoing(&node.id)) {
-                        OnError::Stop => NodeStep::Stop(error),
-                        OnError::Continue => NodeStep::Finished(Route::Continue),
-                        OnError::ErrorOutput => NodeStep::Finished(Route::ErrorOutput),
-                    },
-                )
+                match effective_on_error(&node, ctx.plan.outgoing(&node.id)) {
+                    OnError::Stop => NodeStep::Stop(error),
+                    OnError::Continue => NodeStep::Finished(Route::Continue),
+                    OnError::ErrorOutput => NodeStep::Finished(Route::ErrorOutput),
+                }
             }
+        })
+    }
+
+    /// Resolves the node's parameters and runs it within its timeout, its output checked
+    /// against the limits. `Err`: the node's type is unknown (a configuration error that
+    /// stops the execution).
+    async fn run_node(
+        &self,
+        ctx: &RunContext,
+        node: &Node,
+        run: &NodeRun,
+        inputs: &[(String, Value)],
+        input: &Value,
+    ) -> Result<NodeOutcome, String> {
+        let Some(node_type) = crate::nodes::node_type(&node.node_type) else {
+            return Err(format!("unknown node type {:?}", node.node_type));
+        };
+        let timeout_ms = node.timeout_ms.unwrap_or(self.config().node_timeout_ms);
+        let params = match self.resolve_parameters(ctx, node, input) {
+            Ok(params) => params,
+            Err(e) => {
+                return Ok(NodeOutcome::Failed(NodeError::new(
+                    ErrorKind::Expression,
+                    e.0,
+                )));
+            }
+        };
+        let node_ctx = NodeContext {
+            execution: &ctx.exec,
+            node,
+            attempt: run.attempts,
+            services: &self.inner.nodes,
+            wait_until: run.wait_until,
+            timeout_ms,
+            inputs,
+        };
+        let outcome = match tokio::time::timeout(
+            Duration::from_millis(timeout_ms),
+            node_type.run(&node_ctx, &params, input),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => NodeOutcome::Failed(NodeError::new(
+                ErrorKind::Timeout,
+                format!("node timed out after {timeout_ms} ms"),
+            )),
+        };
+        Ok(match outcome {
+            NodeOutcome::Output(v) => self.checked_output(v),
+            other => other,
+        })
+    }
+
+    /// An output over the size or nesting limit fails the node.
+    fn checked_output(&self, v: Value) -> NodeOutcome {
+        let size = serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(0);
+        let max = self.config().max_output_bytes;
+        if size > max {
+            return NodeOutcome::Failed(NodeError::new(
+                ErrorKind::OutputTooLarge,
+                format!("node output is {size} bytes, over the {max} byte limit"),
+            ));
         }
+        if let Err(m) = crate::limits::check_json_depth(&v, "node output") {
+            return NodeOutcome::Failed(NodeError::new(ErrorKind::OutputTooLarge, m));
+        }
+        NodeOutcome::Output(v)
     }
 
     fn resolve_parameters(
@@ -740,13 +815,25 @@ impl Engine {
         node: &Node,
         input: &Value,
     ) -> Result<Map<String, Value>, expr::ExprError> {
+        // Only the outputs the expressions name (all of them when one reads `nodes` whole).
         let mut nodes = Map::new();
-        for (id, r) in &ctx.runs {
+        let mut add = |id: &String, r: &NodeRun| {
             if r.status.is_finished()
                 && let Some(out) = &r.output
             {
                 nodes.insert(id.clone(), json!({ "output": out }));
             }
+        };
+        match ctx.plan.reads(&node.id) {
+            NodeRefs::None => {}
+            NodeRefs::Some(ids) => {
+                for id in ids {
+                    if let Some(r) = ctx.runs.get(id) {
+                        add(id, r);
+                    }
+                }
+            }
+            NodeRefs::All => ctx.runs.iter().for_each(|(id, r)| add(id, r)),
         }
         let trigger = ctx
             .runs
@@ -783,7 +870,7 @@ impl Engine {
     }
 
     /// Logs are observability, not state: a failure to write them is reported, not raised.
-    async fn append_logs(&self, exec: &Execution, logs: &[ExecutionLog]) {
+    pub(super) async fn append_logs(&self, exec: &Execution, logs: &[ExecutionLog]) {
         if logs.is_empty() {
             return;
         }
@@ -803,209 +890,6 @@ impl Engine {
             self.flush_logs(ctx).await;
         }
     }
-
-    /// When every node has finished or been skipped, the execution succeeds (once). A chain
-    /// (no fan-out, no join) has no other writer, so its handler's state is complete; any other
-    /// shape is read again, since other workers may have finished other branches.
-    pub(super) async fn try_finalize(&self, ctx: &mut RunContext) -> EngineResult<()> {
-        if !ctx.plan.is_chain() {
-            let fresh = self
-                .load_run_context(&ctx.exec.organization_id, &ctx.exec.id)
-                .await?;
-            ctx.exec = fresh.exec;
-            ctx.runs = fresh.runs;
-        }
-        if !matches!(
-            ctx.exec.status,
-            ExecutionStatus::Pending | ExecutionStatus::Running
-        ) {
-            return Ok(());
-        }
-        let all_done = ctx
-            .wf
-            .nodes
-            .iter()
-            .all(|n| ctx.runs.get(&n.id).is_some_and(|r| r.status.is_finished()));
-        if !all_done {
-            return Ok(());
-        }
-        let now = self.clock().now();
-        let mut done = ctx.exec.clone();
-        done.status = ExecutionStatus::Success;
-        done.output_data = last_output(ctx);
-        done.completed_at = Some(now);
-        self.apply_metrics(&mut done, ctx);
-        // One `from` status when it is known: a conditional write on a single value is cheaper.
-        let from: &[ExecutionStatus] = if ctx.exec.status == ExecutionStatus::Running {
-            &[ExecutionStatus::Running]
-        } else {
-            &[ExecutionStatus::Pending, ExecutionStatus::Running]
-        };
-        let logs = std::mem::take(&mut ctx.logs);
-        self.finish_execution(&done, from, logs).await?;
-        Ok(())
-    }
-
-    /// A node failed with `onError: stop`: the execution fails, naming it.
-    async fn fail_execution(
-        &self,
-        ctx: &mut RunContext,
-        node_id: &str,
-        error: &NodeError,
-    ) -> EngineResult<()> {
-        let fresh = self
-            .load_run_context(&ctx.exec.organization_id.clone(), &ctx.exec.id.clone())
-            .await?;
-        let node = ctx.wf.node(node_id);
-        let name = node.map_or(node_id, |n| n.name.as_str());
-        let now = self.clock().now();
-        let mut failed = fresh.exec.clone();
-        failed.status = ExecutionStatus::Failed;
-        failed.completed_at = Some(now);
-        failed.error_message = Some(format!("Node '{name}' failed: {}", error.message));
-        failed.error_details = Some(json!({
-            "nodeId": node_id,
-            "nodeName": name,
-            "nodeType": node.map(|n| n.node_type.clone()),
-            "errorKind": error.kind,
-            "statusCode": error.status_code,
-            "message": error.message,
-            "attempts": fresh.runs.get(node_id).map(|r| r.attempts),
-            "details": error.details,
-        }));
-        self.apply_metrics(&mut failed, &fresh);
-        self.finish_execution(
-            &failed,
-            &[
-                ExecutionStatus::Pending,
-                ExecutionStatus::Running,
-                ExecutionStatus::Paused,
-            ],
-            std::mem::take(&mut ctx.logs),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Past its deadline: `timeout`, and no further node starts.
-    pub(super) async fn time_out(&self, exec: &Execution) -> EngineResult<bool> {
-        let now = self.clock().now();
-        let mut timed_out = exec.clone();
-        timed_out.status = ExecutionStatus::Timeout;
-        timed_out.completed_at = Some(now);
-        timed_out.error_message = Some(format!(
-            "Execution timed out: deadline {} passed ({} ms after creation)",
-            exec.deadline,
-            exec.deadline.millis_since(exec.created_at)
-        ));
-        if let Ok(ctx) = self.load_run_context(&exec.organization_id, &exec.id).await {
-            self.apply_metrics(&mut timed_out, &ctx);
-        }
-        self.finish_execution(&timed_out, &ExecutionStatus::UNFINISHED, Vec::new())
-            .await
-    }
-
-    /// The one way to a terminal status: conditional, then counted, logged and published.
-    /// `logs`: buffered logs written together with the final one.
-    pub(super) async fn finish_execution(
-        &self,
-        exec: &Execution,
-        from: &[ExecutionStatus],
-        mut logs: Vec<ExecutionLog>,
-    ) -> EngineResult<bool> {
-        let mut exec = exec.clone();
-        let end = exec.completed_at.unwrap_or_else(|| self.clock().now());
-        exec.completed_at = Some(end);
-        exec.duration = end.millis_since(exec.started_at.unwrap_or(exec.created_at));
-        if !self.store().transition_execution(&exec, from).await? {
-            self.append_logs(&exec, &logs).await;
-            return Ok(false);
-        }
-        self.metrics().execution_finished(exec.status.as_str());
-        let level = if exec.status == ExecutionStatus::Success {
-            LogLevel::Info
-        } else {
-            LogLevel::Error
-        };
-        let log = ExecutionLog {
-            id: new_id(),
-            execution_id: exec.id.clone(),
-            organization_id: exec.organization_id.clone(),
-            node_id: None,
-            level,
-            message: match &exec.error_message {
-                Some(m) => format!("Execution {}: {m}", exec.status.as_str()),
-                None => format!("Execution {} in {} ms", exec.status.as_str(), exec.duration),
-            },
-            data: None,
-            timestamp: end,
-            execution_step: 0,
-            node_type: None,
-            node_name: None,
-        };
-        logs.push(log);
-        self.append_logs(&exec, &logs).await;
-        let event = crate::ports::ExecutionEvent {
-            execution_id: exec.id.clone(),
-            organization_id: exec.organization_id.clone(),
-            workflow_id: exec.workflow_id.clone(),
-            status: exec.status,
-            duration: exec.duration,
-            error_message: exec.error_message.clone(),
-            at: end,
-        };
-        if let Err(e) = self.ports().events.publish(&event).await {
-            tracing::warn!(execution_id = %exec.id, error = %e, "could not publish execution event");
-        }
-        tracing::info!(execution_id = %exec.id, status = exec.status.as_str(), duration_ms = exec.duration, "execution finished");
-        Ok(true)
-    }
-
-    fn apply_metrics(&self, exec: &mut Execution, ctx: &RunContext) {
-        let runs: Vec<&NodeRun> = ctx
-            .wf
-            .nodes
-            .iter()
-            .filter_map(|n| ctx.runs.get(&n.id))
-            .collect();
-        let count = |s: NodeRunStatus| runs.iter().filter(|r| r.status == s).count() as u32;
-        let timed: Vec<u64> = runs
-            .iter()
-            .filter(|r| matches!(r.status, NodeRunStatus::Success | NodeRunStatus::Failed))
-            .filter_map(|r| r.duration_ms)
-            .collect();
-        let usage = super::metrics::process_usage();
-        exec.metrics.total_nodes = ctx.wf.nodes.len() as u32;
-        exec.metrics.successful_nodes = count(NodeRunStatus::Success);
-        exec.metrics.failed_nodes = count(NodeRunStatus::Failed);
-        exec.metrics.skipped_nodes = count(NodeRunStatus::Skipped);
-        exec.metrics.average_node_execution_time = if timed.is_empty() {
-            0.0
-        } else {
-            timed.iter().sum::<u64>() as f64 / timed.len() as f64
-        };
-        exec.metrics.memory_usage = usage.peak_rss_bytes;
-        exec.metrics.cpu_usage = usage.cpu_time_ms;
-        exec.nodes_executed = exec.metrics.successful_nodes + exec.metrics.failed_nodes;
-        exec.nodes_failed = exec.metrics.failed_nodes;
-    }
-}
-
-/// The output of the node that finished last (ties: the later in topological order).
-fn last_output(ctx: &RunContext) -> Option<Value> {
-    ctx.plan
-        .order()
-        .iter()
-        .filter_map(|id| ctx.runs.get(id))
-        .filter(|r| matches!(r.status, NodeRunStatus::Success | NodeRunStatus::Failed))
-        .enumerate()
-        .max_by_key(|(i, r)| (r.finished_at, *i))
-        .and_then(|(_, r)| r.output.clone())
-}
-
-fn clear_lease(run: &mut NodeRun) {
-    run.lease_token = None;
-    run.lease_until = None;
 }
 
 impl RunContext {

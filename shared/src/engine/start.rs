@@ -2,10 +2,9 @@
 
 use super::run::{Route, Step};
 use super::{Engine, Principal};
-use crate::graph::Plan;
 use crate::model::{
-    Execution, ExecutionMetrics, ExecutionMode, ExecutionStatus, Job, NodeRun, NodeRunStatus,
-    Timestamp, Workflow, WorkflowStatus, new_id,
+    Execution, ExecutionMetrics, ExecutionMode, ExecutionMove, ExecutionStatus, Job, NodeRun,
+    NodeRunStatus, Timestamp, Workflow, WorkflowStatus, new_id,
 };
 use crate::ports::Created;
 use crate::{EngineError, EngineResult};
@@ -140,7 +139,7 @@ impl Engine {
         copied: Vec<NodeRun>,
     ) -> EngineResult<(Execution, bool)> {
         let now = self.clock().now();
-        let plan = Plan::new(wf);
+        let (_, plan) = self.cached_version(wf);
 
         // The start trigger is ready; every other trigger is skipped (its path is dead).
         let mut runs: Vec<NodeRun> = copied;
@@ -151,7 +150,7 @@ impl Engine {
                 continue;
             }
             let mut run = NodeRun::new(&exec.id, root);
-            if root == exec.start_node_id {
+            if *root == exec.start_node_id {
                 run.ready = true;
             } else {
                 run.status = NodeRunStatus::Skipped;
@@ -228,24 +227,19 @@ impl Engine {
             organization_id: exec.organization_id.clone(),
             node_id: node_id.to_string(),
             attempt: 0,
+            workflow_id: Some(exec.workflow_id.clone()),
+            workflow_version: Some(exec.workflow_version),
             not_before: None,
         }
     }
 
     /// Seed 000 made real: an execution whose first job could not be queued is `failed`.
     async fn fail_to_queue(&self, exec: &Execution, reason: &str) {
-        let mut failed = exec.clone();
-        let now = self.clock().now();
-        failed.status = ExecutionStatus::Failed;
-        failed.completed_at = Some(now);
+        let mut failed = ExecutionMove::Fail.apply(exec, self.clock().now());
         failed.error_message = Some("Failed to queue execution".into());
         failed.error_details = Some(json!({ "details": reason }));
         if let Err(e) = self
-            .finish_execution(
-                &failed,
-                &[ExecutionStatus::Pending, ExecutionStatus::Running],
-                Vec::new(),
-            )
+            .finish_execution(&failed, ExecutionMove::Fail, Vec::new())
             .await
         {
             tracing::error!(execution_id = %exec.id, error = %e, "could not mark execution failed");

@@ -3,7 +3,7 @@
 
 use super::Engine;
 use crate::EngineResult;
-use crate::model::{Execution, ExecutionStatus, NodeRun, Timestamp};
+use crate::model::{Execution, ExecutionMove, ExecutionStatus, NodeRun, Timestamp};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -93,16 +93,14 @@ impl Engine {
                 report.timed_out += 1;
             }
         } else if exec.status != ExecutionStatus::Paused && exec.created_at < stale_before {
-            let mut cancelled = exec.clone();
-            cancelled.status = ExecutionStatus::Cancelled;
-            cancelled.completed_at = Some(now);
+            let mut cancelled = ExecutionMove::Cancel.apply(exec, now);
             cancelled.error_message = Some(format!(
                 "Cancelled by cleanup: still {} after {} ms",
                 exec.status.as_str(),
                 self.config().stale_execution_threshold_ms
             ));
             if self
-                .finish_execution(&cancelled, &[exec.status], Vec::new())
+                .finish_execution(&cancelled, ExecutionMove::Cancel, Vec::new())
                 .await?
             {
                 report.stale_cancelled += 1;
@@ -112,13 +110,11 @@ impl Engine {
                 Ok(()) => report.redispatched += 1,
                 Err(e) => {
                     tracing::warn!(execution_id = %exec.id, error = %e, "stranded execution could not be queued");
-                    let mut failed = exec.clone();
-                    failed.status = ExecutionStatus::Failed;
-                    failed.completed_at = Some(now);
+                    let mut failed = ExecutionMove::Fail.apply(exec, now);
                     failed.error_message = Some("Failed to queue execution".into());
                     failed.error_details = Some(serde_json::json!({ "details": e.to_string() }));
                     if self
-                        .finish_execution(&failed, &[ExecutionStatus::Pending], Vec::new())
+                        .finish_execution(&failed, ExecutionMove::Fail, Vec::new())
                         .await?
                     {
                         report.failed_to_queue += 1;

@@ -63,6 +63,11 @@ pub struct Info<'s> {
     pub roots: BTreeSet<&'static str>,
     /// Names bound by `for`, `set` or `with` (and `loop`).
     pub bound: BTreeSet<&'s str>,
+    /// Upstream nodes read as `nodes.<id>` or `nodes["<id>"]`.
+    pub node_refs: BTreeSet<String>,
+    /// `nodes` used otherwise (as a whole, with a computed key, or rebound): any node's
+    /// output may be read.
+    pub all_nodes: bool,
 }
 
 fn syntax_message(e: &Error, source: &str) -> String {
@@ -276,6 +281,9 @@ pub fn check<'s>(parsed: &Parsed<'s>) -> Result<Info<'s>, Rejected> {
     };
     w.stmt(parsed.stmt()).map_err(Rejected::Policy)?;
     w.info.bound.insert("loop");
+    if w.info.bound.contains("nodes") {
+        w.info.all_nodes = true;
+    }
     for name in &w.vars {
         if let Some(root) = CONTEXT_VARIABLES.iter().find(|v| **v == *name) {
             w.info.roots.insert(root);
@@ -543,6 +551,9 @@ impl<'s> Walker<'s> {
             ast::Expr::Var(v) => {
                 self.name(v.id)?;
                 self.vars.push(v.id);
+                if v.id == "nodes" {
+                    self.info.all_nodes = true;
+                }
                 None
             }
             ast::Expr::Const(c) => match c.value.kind() {
@@ -620,12 +631,32 @@ impl<'s> Walker<'s> {
                 None
             }
             ast::Expr::GetAttr(g) => {
-                self.expr(&g.expr)?;
+                match &g.expr {
+                    ast::Expr::Var(v) if v.id == "nodes" => {
+                        self.vars.push(v.id);
+                        self.info.node_refs.insert(g.name.to_string());
+                    }
+                    other => {
+                        self.expr(other)?;
+                    }
+                }
                 None
             }
             ast::Expr::GetItem(g) => {
-                self.expr(&g.expr)?;
-                self.expr(&g.subscript_expr)?;
+                match (&g.expr, &g.subscript_expr) {
+                    (ast::Expr::Var(v), ast::Expr::Const(c))
+                        if v.id == "nodes" && c.value.as_str().is_some() =>
+                    {
+                        self.vars.push(v.id);
+                        if let Some(name) = c.value.as_str() {
+                            self.info.node_refs.insert(name.to_string());
+                        }
+                    }
+                    (e, sub) => {
+                        self.expr(e)?;
+                        self.expr(sub)?;
+                    }
+                }
                 None
             }
             ast::Expr::Call(c) => self.call(c)?,

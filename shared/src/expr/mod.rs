@@ -92,6 +92,49 @@ pub fn check_template(text: &str) -> Result<(), ExprError> {
     })
 }
 
+/// The upstream node outputs some expressions read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NodeRefs {
+    /// None (no expression reads `nodes`).
+    #[default]
+    None,
+    /// Exactly these (`nodes.<id>` or `nodes["<id>"]`), sorted.
+    Some(Vec<String>),
+    /// Any of them: `nodes` is read as a whole or with a computed key.
+    All,
+}
+
+/// The node outputs the expressions inside `params` read (strings that do not parse read
+/// nothing: validation refuses them).
+pub fn referenced_nodes(params: &serde_json::Map<String, Value>) -> NodeRefs {
+    let mut named = std::collections::BTreeSet::new();
+    let mut stack: Vec<&Value> = params.values().collect();
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(text) if is_template(text) && text.contains("nodes") => {
+                let info = with_stack_for(text, || {
+                    let parsed = compile::parse(text).map_err(|r| rejected(text, r))?;
+                    let info = compile::check(&parsed).map_err(|r| rejected(text, r))?;
+                    Ok((info.all_nodes, info.node_refs))
+                });
+                match info {
+                    Ok((true, _)) => return NodeRefs::All,
+                    Ok((false, refs)) => named.extend(refs),
+                    Err(_) => {}
+                }
+            }
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            _ => {}
+        }
+    }
+    if named.is_empty() {
+        NodeRefs::None
+    } else {
+        NodeRefs::Some(named.into_iter().collect())
+    }
+}
+
 /// Levels (see [`MAX_EXPRESSION_DEPTH`]) evaluated on the caller's stack; deeper strings run
 /// on a thread of their own whose stack is sized for their depth.
 const INLINE_DEPTH: usize = 16;

@@ -996,3 +996,32 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn referenced_nodes_are_found_statically() {
+    let params = |v: Value| v.as_object().unwrap().clone();
+    assert_eq!(
+        referenced_nodes(&params(json!({"a": "{{ json.x }}", "b": "plain"}))),
+        NodeRefs::None
+    );
+    assert_eq!(
+        referenced_nodes(&params(json!({
+            "a": "{{ nodes.http.output.body }}",
+            "b": {"c": ["x {{ nodes['set-1'].output }} y", "{% if nodes.http %}1{% endif %}"]}
+        }))),
+        NodeRefs::Some(vec!["http".into(), "set-1".into()])
+    );
+    for whole in [
+        "{{ nodes }}",
+        "{{ nodes[json.key] }}",
+        "{{ nodes | length }}",
+        "{% for k, v in nodes | items %}{{ k }}{% endfor %}",
+        "{% set nodes = json %}{{ nodes.a }}",
+    ] {
+        assert_eq!(
+            referenced_nodes(&params(json!({ "a": whole }))),
+            NodeRefs::All,
+            "{whole}"
+        );
+    }
+}

@@ -5,5 +5,7 @@ mod routing;
 mod validate;
 
 pub use plan::Plan;
-pub use routing::{Finished, connection_taken, effective_on_error, route, signals_failure};
+pub use routing::{
+    Finished, connection_taken, effective_on_error, kind_taken, route, signals_failure,
+};
 pub use validate::{ValidationError, validate};

@@ -56,20 +56,34 @@ pub enum Finished<'a> {
     FailedContinue,
     /// Failed, `onError: errorOutput`: only `error` connections are taken.
     FailedErrorOutput,
+    /// Skipped on a dead path: nothing is taken.
+    Dead,
 }
 
-/// Each distinct child with whether at least one connection to it was taken.
+/// Is a connection of type `kind` taken when its source finished so?
+pub fn kind_taken(kind: &str, finished: Finished<'_>) -> bool {
+    match finished {
+        Finished::Output(output) => connection_taken(kind, output),
+        Finished::FailedContinue => kind == MAIN,
+        Finished::FailedErrorOutput => kind == ERROR,
+        Finished::Dead => false,
+    }
+}
+
+/// Each distinct child, in connection order, with whether at least one connection to it was
+/// taken. Linear in the number of connections.
 pub fn route(outgoing: &[Connection], finished: Finished<'_>) -> Vec<(String, bool)> {
-    let mut out: Vec<(String, bool)> = Vec::new();
+    let mut out: Vec<(String, bool)> = Vec::with_capacity(outgoing.len());
+    let mut position: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(outgoing.len());
     for c in outgoing {
-        let taken = match finished {
-            Finished::Output(output) => connection_taken(&c.kind, output),
-            Finished::FailedContinue => c.kind == MAIN,
-            Finished::FailedErrorOutput => c.kind == ERROR,
-        };
-        match out.iter_mut().find(|(t, _)| *t == c.target) {
-            Some(entry) => entry.1 |= taken,
-            None => out.push((c.target.clone(), taken)),
+        let taken = kind_taken(&c.kind, finished);
+        match position.get(c.target.as_str()) {
+            Some(&i) => out[i].1 |= taken,
+            None => {
+                position.insert(&c.target, out.len());
+                out.push((c.target.clone(), taken));
+            }
         }
     }
     out

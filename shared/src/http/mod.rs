@@ -42,6 +42,8 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 pub struct HttpLimits {
     /// API request bodies (bytes).
     pub api_body_bytes: usize,
+    /// Workflow definitions (bytes).
+    pub workflow_body_bytes: usize,
     /// Webhook request bodies (bytes).
     pub webhook_body_bytes: usize,
     /// How long a `responseMode: lastNode` webhook waits for the execution to finish.
@@ -51,8 +53,9 @@ pub struct HttpLimits {
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
-            api_body_bytes: 1024 * 1024,
-            webhook_body_bytes: 1024 * 1024,
+            api_body_bytes: crate::limits::MAX_BODY_BYTES,
+            workflow_body_bytes: crate::limits::MAX_WORKFLOW_BODY_BYTES,
+            webhook_body_bytes: crate::limits::MAX_BODY_BYTES,
             last_node_wait: Duration::from_secs(25),
         }
     }
@@ -154,9 +157,7 @@ pub fn router(state: AppState) -> Router {
 /// The routes of `set` (others answer the spec's 404), with the same layers as [`router`].
 pub fn router_for(state: AppState, set: RouteSet) -> Router {
     let limits = state.limits;
-    let api = Router::new()
-        .route("/monitoring/health", get(monitoring::health))
-        .route("/monitoring/metrics", get(monitoring::metrics))
+    let workflows = Router::new()
         .route("/workflows", get(workflows::list).post(workflows::create))
         .route(
             "/workflows/{id}",
@@ -164,6 +165,10 @@ pub fn router_for(state: AppState, set: RouteSet) -> Router {
                 .put(workflows::update)
                 .delete(workflows::delete),
         )
+        .layer(DefaultBodyLimit::max(limits.workflow_body_bytes));
+    let api = Router::new()
+        .route("/monitoring/health", get(monitoring::health))
+        .route("/monitoring/metrics", get(monitoring::metrics))
         .route(
             "/credentials",
             get(credentials::list).post(credentials::create),
@@ -185,7 +190,8 @@ pub fn router_for(state: AppState, set: RouteSet) -> Router {
         .route("/executions/{id}/retry", post(executions::retry))
         .route("/executions/{id}/logs", get(executions::logs))
         .route("/executions/{id}/metrics", get(executions::metrics))
-        .layer(DefaultBodyLimit::max(limits.api_body_bytes));
+        .layer(DefaultBodyLimit::max(limits.api_body_bytes))
+        .merge(workflows);
     let hooks = Router::new()
         .route("/webhook/{id}", any(webhooks::handle))
         .route("/webhook/handler/{id}", any(webhooks::handle))
@@ -200,7 +206,10 @@ pub fn router_for(state: AppState, set: RouteSet) -> Router {
     app.fallback(unknown_route)
         .layer(axum::middleware::from_fn(move |req, next| {
             refuse_oversized(
-                limits.api_body_bytes.max(limits.webhook_body_bytes),
+                limits
+                    .api_body_bytes
+                    .max(limits.webhook_body_bytes)
+                    .max(limits.workflow_body_bytes),
                 req,
                 next,
             )

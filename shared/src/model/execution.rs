@@ -3,7 +3,6 @@
 use super::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -248,12 +247,13 @@ pub struct NodeRun {
     pub output: Option<Value>,
     #[serde(default)]
     pub error: Option<NodeError>,
-    /// Parents that have finished (or been skipped) and arrived here.
-    #[serde(default)]
-    pub arrived: BTreeSet<String>,
-    /// Parents whose connection to this node was taken.
-    #[serde(default)]
-    pub taken_from: BTreeSet<String>,
+    /// How many parents have finished (or been skipped) and arrived here. (Stores keep who
+    /// arrived where they need it to make arrivals idempotent.)
+    #[serde(default, deserialize_with = "count_or_list")]
+    pub arrived: u32,
+    /// How many of them took their connection here.
+    #[serde(default, alias = "takenFrom", deserialize_with = "count_or_list")]
+    pub taken: u32,
     /// Set once, by the one write that found every parent arrived with a taken connection:
     /// from then on the node is due to run (a job exists or will be re-sent).
     #[serde(default)]
@@ -283,8 +283,8 @@ impl NodeRun {
             duration_ms: None,
             output: None,
             error: None,
-            arrived: BTreeSet::new(),
-            taken_from: BTreeSet::new(),
+            arrived: 0,
+            taken: 0,
             ready: false,
             lease_token: None,
             lease_until: None,
@@ -292,6 +292,20 @@ impl NodeRun {
             wait_until: None,
         }
     }
+}
+
+/// A count, also read from the list of ids earlier versions stored.
+fn count_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum CountOrList {
+        Count(u32),
+        List(Vec<String>),
+    }
+    Ok(match CountOrList::deserialize(d)? {
+        CountOrList::Count(n) => n,
+        CountOrList::List(ids) => ids.len() as u32,
+    })
 }
 
 /// An execution with every node run recorded so far.
@@ -361,6 +375,12 @@ pub struct Job {
     pub node_id: String,
     #[serde(default)]
     pub attempt: u32,
+    /// The execution's workflow and version, so that a worker knows what the node needs
+    /// before it reads the execution (absent in jobs of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_version: Option<u32>,
     /// Deliveries before this are sent back to the queue (delays longer than the queue allows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Timestamp>,

@@ -2,11 +2,13 @@
 
 mod credential;
 mod execution;
+mod lifecycle;
 mod time;
 mod workflow;
 
 pub use credential::*;
 pub use execution::*;
+pub use lifecycle::*;
 pub use time::Timestamp;
 pub use workflow::*;
 

@@ -22,7 +22,7 @@ pub mod schedule;
 pub mod ssrf;
 
 use crate::config::EngineConfig;
-use crate::model::{Execution, Node, NodeError, Timestamp};
+use crate::model::{Execution, Node, Timestamp};
 use crate::ports::{Clock, Store};
 use crate::secrets::Vault;
 use async_trait::async_trait;
@@ -30,16 +30,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-/// What running a node produced.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NodeOutcome {
-    /// Finished with this output (routing decides where it goes).
-    Output(Value),
-    /// Failed; the engine retries per the node's policy, then applies `onError`.
-    Failed(NodeError),
-    /// Not finished: run the node again at `until` (durable wait, never a sleeping worker).
-    WaitUntil(Timestamp),
-}
+pub use crate::model::NodeOutcome;
 
 /// Shared services a node may use. Built once per process.
 #[derive(Clone)]

@@ -135,17 +135,21 @@ impl Store for MemStore {
     async fn save_node_run(&self, _: &str, _: &NodeRun, _: &str) -> StoreResult<bool> {
         unused()
     }
-    async fn arrive(
+    async fn arrive(&self, _: &str, _: &ArrivalAt<'_>, _: Option<&Claim>) -> StoreResult<Arrival> {
+        unused()
+    }
+    async fn get_execution_runs(
         &self,
         _: &str,
         _: &str,
-        _: &str,
-        _: &str,
-        _: bool,
-        _: usize,
-        _: Timestamp,
-        _: Option<&Claim>,
-    ) -> StoreResult<Arrival> {
+        _: &[String],
+    ) -> StoreResult<Option<ExecutionState>> {
+        unused()
+    }
+    async fn count_finished_nodes(&self, _: &str, _: &str) -> StoreResult<u32> {
+        unused()
+    }
+    async fn set_completed_at(&self, _: &str, _: &str, _: Timestamp, _: u64) -> StoreResult<()> {
         unused()
     }
     async fn append_logs(&self, _: &[ExecutionLog]) -> StoreResult<()> {

@@ -2,6 +2,7 @@
 //! implemented with a transaction (SQLite) or a conditional write (DynamoDB).
 
 use crate::model::*;
+pub use crate::model::{Claim, ClaimOutcome};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -85,26 +86,18 @@ pub struct UnfinishedCounts {
     pub stale: u64,
 }
 
-/// A claim on a node run: who (a random token) and until when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub token: String,
-    pub now: Timestamp,
-    pub lease_until: Timestamp,
-}
-
+/// A finished (or skipped) parent arriving at one of its children.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ClaimOutcome {
-    /// The caller now holds the run (status `running`, `attempts` + 1, lease set).
-    Claimed(NodeRun),
-    /// The run already finished: the job is a duplicate.
-    Finished(NodeRun),
-    /// Another claim holds a live lease until then: leave the job for redelivery.
-    Leased { until: Timestamp },
-    /// The run must not start before then (backoff, wait): re-send the job delayed.
-    NotYet { not_before: Timestamp },
-    /// No ready run for this node (never scheduled): the job is stale; drop it.
-    NotReady,
+pub struct ArrivalAt<'a> {
+    pub execution_id: &'a str,
+    pub child: &'a str,
+    pub parent: &'a str,
+    /// Whether the parent's connection to the child was taken.
+    pub taken: bool,
+    /// The child's number of distinct parents.
+    pub parents: usize,
+    /// When a child skipped by this arrival finishes.
+    pub at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,7 +111,12 @@ pub enum Arrival {
     /// This arrival completed the set with no taken connection; the caller flipped the
     /// run to `skipped` and must propagate the skip (exactly one caller sees this).
     Skipped(NodeRun),
-    /// The set was already complete and decided: a duplicate arrival; do nothing.
+    /// This parent had arrived before (a redelivered job): the child as it is now, so the
+    /// caller can redo what may be missing after it (queue it if ready, follow it if
+    /// finished).
+    Duplicate(NodeRun),
+    /// The child was already decided and the store cannot tell whether this parent had
+    /// arrived: the caller queues the child's job (harmless if it is a duplicate).
     AlreadyDecided,
 }
 
@@ -208,6 +206,17 @@ pub trait Store: Send + Sync + 'static {
     /// The execution and all its node runs, in one read where the backend allows.
     async fn get_execution_state(&self, org: &str, id: &str)
     -> StoreResult<Option<ExecutionState>>;
+    /// The execution and those of the named node runs that exist, in one read where the
+    /// backend allows (a job reads what its node needs, not the whole execution).
+    async fn get_execution_runs(
+        &self,
+        org: &str,
+        id: &str,
+        node_ids: &[String],
+    ) -> StoreResult<Option<ExecutionState>>;
+    /// How many of the execution's node runs have finished (success, failed, skipped,
+    /// cancelled): when it is the workflow's node count, the execution is complete.
+    async fn count_finished_nodes(&self, org: &str, id: &str) -> StoreResult<u32>;
     /// Replaces the stored execution with `exec` if the stored status is one of `from`.
     /// The one way an execution's status changes; terminal moves update the statistics.
     async fn transition_execution(
@@ -215,6 +224,16 @@ pub trait Store: Send + Sync + 'static {
         exec: &Execution,
         from: &[ExecutionStatus],
     ) -> StoreResult<bool>;
+    /// Sets the `completedAt` (and `duration`, ms) of an execution already terminal. A
+    /// cancel, failure or timeout stamps its time again once its status is written: every
+    /// node that could still be claimed before that write then started before `completedAt`.
+    async fn set_completed_at(
+        &self,
+        org: &str,
+        id: &str,
+        completed_at: Timestamp,
+        duration: u64,
+    ) -> StoreResult<()>;
     /// Newest first.
     async fn list_executions(
         &self,
@@ -246,8 +265,10 @@ pub trait Store: Send + Sync + 'static {
     // ---- node runs: the execution protocol -------------------------------------------
     /// Creates runs that do not exist yet (start node, skipped triggers, redrive copies).
     async fn put_node_runs(&self, org: &str, runs: &[NodeRun]) -> StoreResult<()>;
-    /// Claims a ready run: `pending` (not before `not_before`) or `running` with an expired
-    /// lease moves to `running` with the claim's lease and `attempts + 1`.
+    /// Claims a ready run as [`NodeRun::claim`] decides: `pending` (not before `not_before`)
+    /// or `running` with an expired lease moves to `running` with the claim's lease and
+    /// `attempts + 1`. A store that can read the execution in the same write refuses the
+    /// claim of a terminal or paused execution, or one past its deadline (`Stopped`).
     async fn claim_node(
         &self,
         org: &str,
@@ -257,21 +278,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<ClaimOutcome>;
     /// Writes `run` (result, retry state or wait state) if the stored run is still held
     /// by `token`. `Ok(false)`: the lease was lost; the caller's result is discarded.
+    /// A run that finishes here counts in [`count_finished_nodes`](Self::count_finished_nodes).
     async fn save_node_run(&self, org: &str, run: &NodeRun, token: &str) -> StoreResult<bool>;
-    /// Records that `parent` finished and whether its connection to `child` was taken.
-    /// `parents` is the child's number of distinct parents. A run skipped by this arrival
-    /// finishes `at`. With `claim`, a run that becomes ready is claimed in the same write
-    /// (inline execution).
-    #[allow(clippy::too_many_arguments)]
+    /// Records that a parent finished and whether its connection to the child was taken,
+    /// once per (child, parent) however often it is called, in O(1) whatever the number of
+    /// parents. The arrival that completes the parents decides the child: ready, or skipped
+    /// (which counts as finished). With `claim`, a child that becomes ready is claimed in the
+    /// same write (inline execution) — unless the store sees in that write that the
+    /// execution may not start nodes, in which case it is only made ready.
     async fn arrive(
         &self,
         org: &str,
-        execution_id: &str,
-        child: &str,
-        parent: &str,
-        taken: bool,
-        parents: usize,
-        at: Timestamp,
+        arrival: &ArrivalAt<'_>,
         claim: Option<&Claim>,
     ) -> StoreResult<Arrival>;
 

@@ -181,6 +181,8 @@ mod tests {
             organization_id: "o".into(),
             node_id: "n".into(),
             attempt: 2,
+            workflow_id: None,
+            workflow_version: None,
             not_before: None,
         };
         let body = serde_json::to_string(&job).unwrap();

@@ -6,7 +6,10 @@ use super::SqliteError;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// In order; never edit a released one, append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_width.sql"),
+];
 
 pub(crate) fn apply(conn: &mut Connection) -> Result<(), SqliteError> {
     let known = MIGRATIONS.len() as i64;

@@ -296,6 +296,8 @@ mod tests {
             organization_id: "org".into(),
             node_id: format!("node-{n}"),
             attempt: n,
+            workflow_id: None,
+            workflow_version: None,
             not_before: None,
         }
     }

@@ -143,24 +143,43 @@ fn load_run(
     body.map(|b| from_json(&b)).transpose()
 }
 
-fn upsert_run(tx: &Connection, org: &str, run: &NodeRun) -> Result<(), Fail> {
+/// Writes `run`; `was_finished`: whether the stored run (if any) had finished. A run that
+/// finishes here is counted on its execution.
+fn upsert_run(tx: &Connection, org: &str, run: &NodeRun, was_finished: bool) -> Result<(), Fail> {
     tx.prepare_cached(
         "INSERT INTO node_runs (execution_id, node_id, org, body) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (execution_id, node_id) DO UPDATE SET body = excluded.body",
     )?
     .execute(params![run.execution_id, run.node_id, org, to_json(run)?])?;
+    if run.status.is_finished() && !was_finished {
+        count_finished(tx, &run.execution_id, 1)?;
+    }
     Ok(())
 }
 
-/// Moves a run to `running` under `claim`: new token and lease, one more attempt.
-fn take(run: &mut NodeRun, claim: &Claim) {
-    run.status = NodeRunStatus::Running;
-    run.attempts += 1;
-    run.lease_token = Some(claim.token.clone());
-    run.lease_until = Some(claim.lease_until);
-    if run.started_at.is_none() {
-        run.started_at = Some(claim.now);
-    }
+fn count_finished(tx: &Connection, execution_id: &str, n: i64) -> Result<(), Fail> {
+    tx.prepare_cached("UPDATE executions SET finished_nodes = finished_nodes + ?2 WHERE id = ?1")?
+        .execute(params![execution_id, n])?;
+    Ok(())
+}
+
+/// Why no node of the execution may start now, read in the caller's transaction: its
+/// status when terminal or paused, or when past its deadline (None: nodes may start; also
+/// when the execution is unknown, which the caller finds out otherwise).
+fn stopped(
+    tx: &Connection,
+    org: &str,
+    execution_id: &str,
+    now: Timestamp,
+) -> Result<Option<ExecutionStatus>, Fail> {
+    let row: Option<(String, i64)> = tx
+        .prepare_cached("SELECT status, deadline FROM executions WHERE id = ?1 AND org = ?2")?
+        .query_row([execution_id, org], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.and_then(|(status, deadline)| {
+        let status = ExecutionStatus::parse(&status)?;
+        (!status.runs_nodes() || now.millis() > deadline).then_some(status)
+    }))
 }
 
 /// Inserts a new execution (see `Store::create_execution`) inside the caller's transaction.
@@ -225,24 +244,40 @@ fn insert_execution(
     Ok(None)
 }
 
-/// (execution id, node id, body) of each run, serialized before the write.
-fn run_rows(runs: &[NodeRun]) -> StoreResult<Vec<(String, String, String)>> {
+/// A run serialized before the write.
+struct RunRow {
+    execution_id: String,
+    node_id: String,
+    finished: bool,
+    body: String,
+}
+
+fn run_rows(runs: &[NodeRun]) -> StoreResult<Vec<RunRow>> {
     runs.iter()
         .map(|run| {
             let body = serde_json::to_string(run)
                 .map_err(|e| StoreError::Backend(format!("node run: {e}")))?;
-            Ok((run.execution_id.clone(), run.node_id.clone(), body))
+            Ok(RunRow {
+                execution_id: run.execution_id.clone(),
+                node_id: run.node_id.clone(),
+                finished: run.status.is_finished(),
+                body,
+            })
         })
         .collect()
 }
 
 /// Creates the runs that do not exist yet.
-fn insert_runs(tx: &Connection, org: &str, rows: &[(String, String, String)]) -> Result<(), Fail> {
+/// Creates the runs that do not exist yet; the finished ones are counted.
+fn insert_runs(tx: &Connection, org: &str, rows: &[RunRow]) -> Result<(), Fail> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO node_runs (execution_id, node_id, org, body) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    for (execution_id, node_id, body) in rows {
-        stmt.execute(params![execution_id, node_id, org, body])?;
+    for row in rows {
+        let inserted = stmt.execute(params![row.execution_id, row.node_id, org, row.body])?;
+        if inserted == 1 && row.finished {
+            count_finished(tx, &row.execution_id, 1)?;
+        }
     }
     Ok(())
 }
@@ -295,6 +330,11 @@ fn execution_scope(org: &str, f: &ExecutionFilter) -> String {
         &opt_ts(f.start_date),
         &opt_ts(f.end_date),
     ])
+}
+
+/// Reads of this many runs by key stay on the calling thread (microseconds each).
+fn node_ids_are_few(n: usize) -> bool {
+    n <= 16
 }
 
 /// Logs a stored row left out of a list because it cannot be read.
@@ -591,8 +631,9 @@ impl Store for SqliteStore {
         id: &str,
     ) -> StoreResult<Option<ExecutionState>> {
         let (org, id) = (org.to_string(), id.to_string());
+        // Every run: as many rows as the workflow has nodes, so off the calling thread.
         self.db
-            .read_key(move |tx| {
+            .read(move |tx| {
                 let Some(execution) = load_execution(tx, &org, &id)? else {
                     return Ok(None);
                 };
@@ -609,6 +650,80 @@ impl Store for SqliteStore {
                     execution,
                     node_runs,
                 }))
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn get_execution_runs(
+        &self,
+        org: &str,
+        id: &str,
+        node_ids: &[String],
+    ) -> StoreResult<Option<ExecutionState>> {
+        let (org, id) = (org.to_string(), id.to_string());
+        let few = node_ids_are_few(node_ids.len());
+        let node_ids = node_ids.to_vec();
+        // Lookups by key: on the calling thread while they are few.
+        let read = move |tx: &Connection| {
+            let Some(execution) = load_execution(tx, &org, &id)? else {
+                return Ok(None);
+            };
+            let mut node_runs = Vec::with_capacity(node_ids.len());
+            for node_id in &node_ids {
+                if let Some(run) = load_run(tx, &org, &id, node_id)? {
+                    node_runs.push(run);
+                }
+            }
+            Ok(Some(ExecutionState {
+                execution,
+                node_runs,
+            }))
+        };
+        if few {
+            self.db.read_key(read).await.map_err(Into::into)
+        } else {
+            self.db.read(read).await.map_err(Into::into)
+        }
+    }
+
+    async fn count_finished_nodes(&self, org: &str, id: &str) -> StoreResult<u32> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.db
+            .read_key(move |tx| {
+                let n: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT finished_nodes FROM executions WHERE id = ?1 AND org = ?2",
+                    )?
+                    .query_row([&id, &org], |r| r.get(0))
+                    .optional()?;
+                Ok(n.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn set_completed_at(
+        &self,
+        org: &str,
+        id: &str,
+        completed_at: Timestamp,
+        duration: u64,
+    ) -> StoreResult<()> {
+        let (org, id) = (org.to_string(), id.to_string());
+        let duration = duration.min(i64::MAX as u64) as i64;
+        self.db
+            .write(move |tx| {
+                let Some(mut exec) = load_execution(tx, &org, &id)? else {
+                    return Ok(());
+                };
+                exec.completed_at = Some(completed_at);
+                exec.duration = duration as u64;
+                tx.prepare_cached(
+                    "UPDATE executions SET duration = ?3, body = ?4 WHERE id = ?1 AND org = ?2",
+                )?
+                .execute(params![id, org, duration, to_json(&exec)?])?;
+                Ok(())
             })
             .await
             .map_err(Into::into)
@@ -890,34 +1005,17 @@ impl Store for SqliteStore {
         let claim = claim.clone();
         self.db
             .write(move |tx| {
-                let Some(mut run) = load_run(tx, &org, &execution_id, &node_id)? else {
-                    return Ok(ClaimOutcome::NotReady);
-                };
-                if run.status.is_finished() {
-                    return Ok(ClaimOutcome::Finished(run));
+                // The execution's status in the same transaction: once it is terminal or
+                // paused (a write that queues behind this one sees the claim), nothing starts.
+                if let Some(status) = stopped(tx, &org, &execution_id, claim.now)? {
+                    return Ok(ClaimOutcome::Stopped(status));
                 }
-                match run.status {
-                    NodeRunStatus::Running => {
-                        if let Some(until) = run.lease_until
-                            && until > claim.now
-                        {
-                            return Ok(ClaimOutcome::Leased { until });
-                        }
-                    }
-                    _ => {
-                        if !run.ready {
-                            return Ok(ClaimOutcome::NotReady);
-                        }
-                        if let Some(not_before) = run.not_before
-                            && not_before > claim.now
-                        {
-                            return Ok(ClaimOutcome::NotYet { not_before });
-                        }
-                    }
+                let stored = load_run(tx, &org, &execution_id, &node_id)?;
+                let outcome = NodeRun::claim(stored.as_ref(), &claim);
+                if let ClaimOutcome::Claimed(run) = &outcome {
+                    upsert_run(tx, &org, run, false)?;
                 }
-                take(&mut run, &claim);
-                upsert_run(tx, &org, &run)?;
-                Ok(ClaimOutcome::Claimed(run))
+                Ok(outcome)
             })
             .await
             .map_err(Into::into)
@@ -925,7 +1023,7 @@ impl Store for SqliteStore {
 
     async fn save_node_run(&self, org: &str, run: &NodeRun, token: &str) -> StoreResult<bool> {
         let org = org.to_string();
-        let mut run = run.clone();
+        let run = run.clone();
         let token = token.to_string();
         self.db
             .write(move |tx| {
@@ -935,10 +1033,7 @@ impl Store for SqliteStore {
                 if stored.lease_token.as_deref() != Some(token.as_str()) {
                     return Ok(false);
                 }
-                // Arrivals are facts: never forget one.
-                run.arrived.extend(stored.arrived);
-                run.taken_from.extend(stored.taken_from);
-                upsert_run(tx, &org, &run)?;
+                upsert_run(tx, &org, &run, stored.status.is_finished())?;
                 Ok(true)
             })
             .await
@@ -948,49 +1043,61 @@ impl Store for SqliteStore {
     async fn arrive(
         &self,
         org: &str,
-        execution_id: &str,
-        child: &str,
-        parent: &str,
-        taken: bool,
-        parents: usize,
-        at: Timestamp,
+        a: &ArrivalAt<'_>,
         claim: Option<&Claim>,
     ) -> StoreResult<Arrival> {
-        let (org, execution_id, child, parent) = (
-            org.to_string(),
-            execution_id.to_string(),
-            child.to_string(),
-            parent.to_string(),
+        let org = org.to_string();
+        let (execution_id, child, parent) = (
+            a.execution_id.to_string(),
+            a.child.to_string(),
+            a.parent.to_string(),
         );
+        let (taken, parents, at) = (a.taken, a.parents, a.at);
         let claim = claim.cloned();
         self.db
             .write(move |tx| {
-                let mut run = load_run(tx, &org, &execution_id, &child)?
-                    .unwrap_or_else(|| NodeRun::new(&execution_id, &child));
-                if run.ready || run.status != NodeRunStatus::Pending {
-                    return Ok(Arrival::AlreadyDecided);
+                let stored = load_run(tx, &org, &execution_id, &child)?;
+                // Has this parent arrived before? A join records each arrival (one row, so
+                // an arrival costs the same whatever the number of parents); a child with
+                // one parent exists only once that parent arrived.
+                let first = if parents > 1 {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO arrivals (execution_id, node_id, parent) \
+                         VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute([&execution_id, &child, &parent])?
+                        == 1
+                } else {
+                    stored.is_none()
+                };
+                let mut run = match stored {
+                    Some(run) if !first || run.ready || run.status != NodeRunStatus::Pending => {
+                        return Ok(Arrival::Duplicate(run));
+                    }
+                    Some(run) => run,
+                    None => NodeRun::new(&execution_id, &child),
+                };
+                run.arrived += 1;
+                if taken {
+                    run.taken += 1;
                 }
-                let new_parent = run.arrived.insert(parent.clone());
-                let new_taken = taken && run.taken_from.insert(parent);
-                if !new_parent && !new_taken {
-                    // A duplicate arrival before the set is complete.
+                if (run.arrived as usize) < parents {
+                    upsert_run(tx, &org, &run, false)?;
                     return Ok(Arrival::Waiting);
                 }
-                if run.arrived.len() < parents {
-                    upsert_run(tx, &org, &run)?;
-                    return Ok(Arrival::Waiting);
-                }
-                if run.taken_from.is_empty() {
+                if run.taken == 0 {
                     run.status = NodeRunStatus::Skipped;
                     run.finished_at = Some(at);
-                    upsert_run(tx, &org, &run)?;
+                    upsert_run(tx, &org, &run, false)?;
                     return Ok(Arrival::Skipped(run));
                 }
                 run.ready = true;
-                if let Some(claim) = &claim {
-                    take(&mut run, claim);
+                if let Some(claim) = &claim
+                    && stopped(tx, &org, &execution_id, claim.now)?.is_none()
+                {
+                    run = run.claimed(claim);
                 }
-                upsert_run(tx, &org, &run)?;
+                upsert_run(tx, &org, &run, false)?;
                 Ok(Arrival::Ready(run))
             })
             .await
@@ -1266,6 +1373,8 @@ impl Store for SqliteStore {
                         continue;
                     }
                     tx.prepare_cached("DELETE FROM node_runs WHERE execution_id = ?1")?
+                        .execute([&id])?;
+                    tx.prepare_cached("DELETE FROM arrivals WHERE execution_id = ?1")?
                         .execute([&id])?;
                     tx.prepare_cached("DELETE FROM logs WHERE execution_id = ?1")?
                         .execute([&id])?;

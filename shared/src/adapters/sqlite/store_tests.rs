@@ -105,6 +105,23 @@ fn claim_at(now: i64) -> Claim {
     }
 }
 
+fn arrival<'a>(
+    execution_id: &'a str,
+    child: &'a str,
+    parent: &'a str,
+    taken: bool,
+    parents: usize,
+) -> ArrivalAt<'a> {
+    ArrivalAt {
+        execution_id,
+        child,
+        parent,
+        taken,
+        parents,
+        at: ts(0),
+    }
+}
+
 fn ready_run(execution_id: &str, node_id: &str) -> NodeRun {
     let mut run = NodeRun::new(execution_id, node_id);
     run.ready = true;
@@ -942,26 +959,26 @@ async fn arrivals_decide_a_join_once() {
 
     // Three parents; `a` arrives twice before the set is complete.
     assert_eq!(
-        s.arrive("o1", x, "join", "a", true, 3, ts(0), None)
+        s.arrive("o1", &arrival(x, "join", "a", true, 3), None)
             .await
             .unwrap(),
         Arrival::Waiting
     );
-    assert_eq!(
-        s.arrive("o1", x, "join", "a", true, 3, ts(0), None)
+    assert!(matches!(
+        s.arrive("o1", &arrival(x, "join", "a", true, 3), None)
             .await
             .unwrap(),
-        Arrival::Waiting
-    );
+        Arrival::Duplicate(r) if !r.ready && r.arrived == 1
+    ));
     assert_eq!(
-        s.arrive("o1", x, "join", "b", false, 3, ts(0), None)
+        s.arrive("o1", &arrival(x, "join", "b", false, 3), None)
             .await
             .unwrap(),
         Arrival::Waiting
     );
     let c = claim_at(1000);
     let Arrival::Ready(run) = s
-        .arrive("o1", x, "join", "c", false, 3, ts(0), Some(&c))
+        .arrive("o1", &arrival(x, "join", "c", false, 3), Some(&c))
         .await
         .unwrap()
     else {
@@ -972,27 +989,19 @@ async fn arrivals_decide_a_join_once() {
     assert_eq!(run.status, NodeRunStatus::Running);
     assert_eq!(run.attempts, 1);
     assert_eq!(run.lease_token.as_deref(), Some(c.token.as_str()));
-    assert_eq!(
-        run.arrived,
-        ["a", "b", "c"].into_iter().map(String::from).collect()
-    );
-    assert_eq!(
-        run.taken_from,
-        ["a"].into_iter().map(String::from).collect()
-    );
-    // Late duplicates: already decided.
+    assert_eq!((run.arrived, run.taken), (3, 1));
+    // Late duplicates: the child as it is.
     for p in ["a", "b", "c"] {
-        assert_eq!(
-            s.arrive("o1", x, "join", p, true, 3, ts(0), None)
-                .await
-                .unwrap(),
-            Arrival::AlreadyDecided
-        );
+        let again = s
+            .arrive("o1", &arrival(x, "join", p, true, 3), None)
+            .await
+            .unwrap();
+        assert!(matches!(again, Arrival::Duplicate(r) if r.ready), "{p}");
     }
 
     // Without a claim the run is ready and pending, claimable by its job.
     let Arrival::Ready(run) = s
-        .arrive("o1", x, "single", "a", true, 1, ts(0), None)
+        .arrive("o1", &arrival(x, "single", "a", true, 1), None)
         .await
         .unwrap()
     else {
@@ -1009,13 +1018,13 @@ async fn arrivals_decide_a_join_once() {
 
     // No taken connection: skipped, once.
     assert_eq!(
-        s.arrive("o1", x, "dead", "a", false, 2, ts(0), None)
+        s.arrive("o1", &arrival(x, "dead", "a", false, 2), None)
             .await
             .unwrap(),
         Arrival::Waiting
     );
     let Arrival::Skipped(run) = s
-        .arrive("o1", x, "dead", "b", false, 2, ts(0), Some(&claim_at(0)))
+        .arrive("o1", &arrival(x, "dead", "b", false, 2), Some(&claim_at(0)))
         .await
         .unwrap()
     else {
@@ -1023,12 +1032,12 @@ async fn arrivals_decide_a_join_once() {
     };
     assert_eq!(run.status, NodeRunStatus::Skipped);
     assert!(!run.ready);
-    assert_eq!(
-        s.arrive("o1", x, "dead", "b", false, 2, ts(0), None)
+    assert!(matches!(
+        s.arrive("o1", &arrival(x, "dead", "b", false, 2), None)
             .await
             .unwrap(),
-        Arrival::AlreadyDecided
-    );
+        Arrival::Duplicate(r) if r.status == NodeRunStatus::Skipped
+    ));
     assert!(matches!(
         s.claim_node("o1", x, "dead", &claim_at(0)).await.unwrap(),
         ClaimOutcome::Finished(_)
@@ -1050,12 +1059,7 @@ async fn ten_parents_arriving_twice_concurrently_make_one_ready() {
                 let claim = claim_at(1000);
                 s.arrive(
                     "o1",
-                    &id,
-                    "join",
-                    &format!("p{p}"),
-                    p % 3 == round,
-                    10,
-                    ts(0),
+                    &arrival(&id, "join", &format!("p{p}"), p % 3 == round, 10),
                     Some(&claim),
                 )
                 .await
@@ -1068,17 +1072,18 @@ async fn ten_parents_arriving_twice_concurrently_make_one_ready() {
         match t.await.unwrap() {
             Arrival::Ready(run) => {
                 ready += 1;
-                assert_eq!(run.arrived.len(), 10);
+                assert_eq!(run.arrived, 10);
                 assert_eq!(run.status, NodeRunStatus::Running);
             }
-            Arrival::Waiting | Arrival::AlreadyDecided => {}
+            Arrival::Waiting | Arrival::Duplicate(_) => {}
+            Arrival::AlreadyDecided => panic!("the store knows every arrival"),
             Arrival::Skipped(_) => panic!("taken connections exist"),
         }
     }
     assert_eq!(ready, 1);
     let state = s.get_execution_state("o1", &e.id).await.unwrap().unwrap();
     let run = state.run("join").unwrap();
-    assert_eq!(run.arrived.len(), 10);
+    assert_eq!(run.arrived, 10);
     assert_eq!(run.attempts, 1);
 }
 
@@ -1287,7 +1292,7 @@ async fn everything_survives_reopening() {
             s.claim_node("o1", &e.id, "start", &c).await.unwrap(),
             ClaimOutcome::Claimed(_)
         ));
-        s.arrive("o1", &e.id, "join", "start", true, 2, ts(0), None)
+        s.arrive("o1", &arrival(&e.id, "join", "start", true, 2), None)
             .await
             .unwrap();
         s.append_logs(std::slice::from_ref(&l)).await.unwrap();
@@ -1323,7 +1328,7 @@ async fn everything_survives_reopening() {
         }
     );
     let state = s.get_execution_state("o1", &e.id).await.unwrap().unwrap();
-    assert_eq!(state.run("join").unwrap().arrived.len(), 1);
+    assert_eq!(state.run("join").unwrap().arrived, 1);
     assert_eq!(
         s.list_logs("o1", &e.id, &LogFilter::default(), 10)
             .await

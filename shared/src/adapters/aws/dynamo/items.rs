@@ -505,6 +505,8 @@ pub struct NodeRunItem {
         skip_serializing_if = "Option::is_none"
     )]
     pub error: Option<NodeError>,
+    /// Parents that arrived, while the run waits for them (`ADD` makes arrivals
+    /// idempotent); a put of the run's later states leaves the set out.
     #[serde(
         with = "serde_dynamo::string_set",
         default,
@@ -544,8 +546,8 @@ impl NodeRunItem {
             duration_ms: run.duration_ms,
             output: run.output.clone(),
             error: run.error.clone(),
-            arrived: run.arrived.iter().cloned().collect(),
-            taken_from: run.taken_from.iter().cloned().collect(),
+            arrived: Vec::new(),
+            taken_from: Vec::new(),
             ready: run.ready,
             lease_token: run.lease_token.clone(),
             lease_until: run.lease_until,
@@ -565,8 +567,8 @@ impl NodeRunItem {
             duration_ms: self.duration_ms,
             output: self.output,
             error: self.error,
-            arrived: self.arrived.into_iter().collect(),
-            taken_from: self.taken_from.into_iter().collect(),
+            arrived: self.arrived.len() as u32,
+            taken: self.taken_from.len() as u32,
             ready: self.ready,
             lease_token: self.lease_token,
             lease_until: self.lease_until,
@@ -718,8 +720,6 @@ mod tests {
 
     fn run() -> NodeRun {
         let mut r = NodeRun::new("e1", "n1");
-        r.arrived.insert("a".into());
-        r.taken_from.insert("a".into());
         r.output = Some(serde_json::json!({"x": [1, 2, {"": null}], "y": "z"}));
         r.error = Some(NodeError::new(ErrorKind::Http5xx, "boom"));
         r.lease_until = Some(Timestamp::from_millis(5));
@@ -728,11 +728,18 @@ mod tests {
 
     #[test]
     fn node_runs_round_trip_with_sparse_sets() {
-        let item = to_item(&NodeRunItem::new("o", &run(), 9), "run").unwrap();
-        assert!(matches!(item.get("arrived"), Some(AttributeValue::Ss(v)) if v == &["a"]));
+        let mut item = to_item(&NodeRunItem::new("o", &run(), 9), "run").unwrap();
         assert!(matches!(item.get("output"), Some(AttributeValue::S(_))));
         assert!(!item.contains_key("notBefore"));
-        assert_eq!(run_from_item(item).unwrap(), run());
+        assert_eq!(run_from_item(item.clone()).unwrap(), run());
+        // The arrival sets `arrive` maintains read as counts.
+        item.insert(
+            "arrived".into(),
+            AttributeValue::Ss(vec!["a".into(), "b".into()]),
+        );
+        item.insert("takenFrom".into(), AttributeValue::Ss(vec!["a".into()]));
+        let read = run_from_item(item).unwrap();
+        assert_eq!((read.arrived, read.taken), (2, 1));
 
         let empty = to_item(&NodeRunItem::new("o", &NodeRun::new("e", "n"), 9), "run").unwrap();
         assert!(!empty.contains_key("arrived") && !empty.contains_key("takenFrom"));

@@ -348,6 +348,27 @@ impl Store for DynamoStore {
     ) -> StoreResult<Option<ExecutionState>> {
         self.get_execution_state_(org, id).await
     }
+    async fn get_execution_runs(
+        &self,
+        org: &str,
+        id: &str,
+        node_ids: &[String],
+    ) -> StoreResult<Option<ExecutionState>> {
+        self.get_execution_runs_(org, id, node_ids).await
+    }
+    async fn count_finished_nodes(&self, org: &str, id: &str) -> StoreResult<u32> {
+        self.count_finished_nodes_(org, id).await
+    }
+    async fn set_completed_at(
+        &self,
+        org: &str,
+        id: &str,
+        completed_at: Timestamp,
+        duration: u64,
+    ) -> StoreResult<()> {
+        self.set_completed_at_(org, id, completed_at, duration)
+            .await
+    }
     async fn transition_execution(
         &self,
         exec: &Execution,
@@ -413,16 +434,10 @@ impl Store for DynamoStore {
     async fn arrive(
         &self,
         org: &str,
-        execution_id: &str,
-        child: &str,
-        parent: &str,
-        taken: bool,
-        parents: usize,
-        at: Timestamp,
+        arrival: &ArrivalAt<'_>,
         claim: Option<&Claim>,
     ) -> StoreResult<Arrival> {
-        self.arrive_(org, execution_id, child, parent, taken, parents, at, claim)
-            .await
+        self.arrive_(org, arrival, claim).await
     }
 
     async fn append_logs(&self, logs: &[ExecutionLog]) -> StoreResult<()> {

@@ -140,16 +140,17 @@ impl DynamoStore {
             e.v(num(self.expiry_from_now(UNFINISHED_GRACE)))
         ));
         let now = e.v(s(claim.now.to_string()));
+        // `NodeRun::claim` as a condition; when it fails, the stored run is classified by
+        // `NodeRun::claim` itself.
         let cond = format!(
-            "({st} = {pending} AND ({ready} = {yes} OR attribute_not_exists({arrived})) \
+            "({st} = {pending} AND {ready} = {yes} \
              AND (attribute_not_exists({nb}) OR {nb} <= {now})) \
-             OR ({st} = {running} AND (attribute_not_exists({lu}) OR {lu} < {now}))",
+             OR ({st} = {running} AND (attribute_not_exists({lu}) OR {lu} <= {now}))",
             st = e.n(attr::STATUS),
             pending = e.v(av(&NodeRunStatus::Pending)?),
             running = e.v(av(&NodeRunStatus::Running)?),
             ready = e.n(attr::READY),
             yes = e.v(b(true)),
-            arrived = e.n(attr::ARRIVED),
             nb = e.n(attr::NOT_BEFORE),
             lu = e.n(attr::LEASE_UNTIL),
         );
@@ -162,17 +163,10 @@ impl DynamoStore {
             Updated::ConditionFailed(None) => Ok(ClaimOutcome::NotReady),
             Updated::ConditionFailed(Some(item)) => {
                 let run = run_from_item(item)?;
-                Ok(match run.status {
-                    s if s.is_finished() => ClaimOutcome::Finished(run),
-                    NodeRunStatus::Running => ClaimOutcome::Leased {
-                        until: run.lease_until.unwrap_or(claim.now),
-                    },
-                    _ => match run.not_before {
-                        Some(nb) if nb > claim.now && (run.ready || run.arrived.is_empty()) => {
-                            ClaimOutcome::NotYet { not_before: nb }
-                        }
-                        _ => ClaimOutcome::NotReady,
-                    },
+                Ok(match NodeRun::claim(Some(&run), claim) {
+                    // The condition and the decision agree; should they not, leave it.
+                    ClaimOutcome::Claimed(_) => ClaimOutcome::NotReady,
+                    other => other,
                 })
             }
         }
@@ -249,27 +243,20 @@ impl DynamoStore {
         ])
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn arrive_(
         &self,
         org: &str,
-        execution_id: &str,
-        child: &str,
-        parent: &str,
-        taken: bool,
-        parents: usize,
-        at: Timestamp,
+        a: &ArrivalAt<'_>,
         claim: Option<&Claim>,
     ) -> StoreResult<Arrival> {
-        if parents <= 1 {
-            return self
-                .arrive_single(org, execution_id, child, parent, taken, at, claim)
-                .await;
+        if a.parents <= 1 {
+            return self.arrive_single(org, a, claim).await;
         }
-        // 1. Add the parent to the arrived set (idempotent) and read the set back.
+        let (execution_id, child, parent) = (a.execution_id, a.child, a.parent);
+        // 1. Add the parent to the arrived set, unless it is there (a duplicate arrival).
         let mut e = Expr::new();
         let mut adds = vec![format!("{} {}", e.n(attr::ARRIVED), e.v(ss(&[parent])))];
-        if taken {
+        if a.taken {
             adds.push(format!("{} {}", e.n(attr::TAKEN_FROM), e.v(ss(&[parent]))));
         }
         let mut sets = Self::identity_clauses(&mut e, execution_id, child)?;
@@ -294,25 +281,27 @@ impl DynamoStore {
             v = e.v(num(self.expiry_from_now(UNFINISHED_GRACE)))
         ));
         let update = format!("ADD {} SET {}", adds.join(", "), sets.join(", "));
-        let Updated::Done(item) = self
-            .update_run(org, execution_id, child, update, None, e)
+        let cond = format!("NOT contains({}, {})", e.n(attr::ARRIVED), e.v(s(parent)));
+        let run = match self
+            .update_run(org, execution_id, child, update, Some(cond), e)
             .await?
-        else {
-            return Err(StoreError::Backend(
-                "unconditional update reported a condition".into(),
-            ));
+        {
+            Updated::Done(item) => run_from_item(item)?,
+            Updated::ConditionFailed(Some(item)) => {
+                return Ok(Arrival::Duplicate(run_from_item(item)?));
+            }
+            Updated::ConditionFailed(None) => return Ok(Arrival::AlreadyDecided),
         };
-        let run = run_from_item(item)?;
         if run.ready || run.status != NodeRunStatus::Pending {
             return Ok(Arrival::AlreadyDecided);
         }
-        if run.arrived.len() < parents {
+        if (run.arrived as usize) < a.parents {
             return Ok(Arrival::Waiting);
         }
         // 2. Complete and undecided: one conditional flip, which exactly one arrival wins.
-        let ready = !run.taken_from.is_empty();
+        let ready = run.taken > 0;
         let mut e = Expr::new();
-        let sets = self.decide_clauses(&mut e, ready, at, claim)?;
+        let sets = self.decide_clauses(&mut e, ready, a.at, claim)?;
         let cond = format!(
             "{} = {} AND {} = {}",
             e.n(attr::READY),
@@ -337,18 +326,15 @@ impl DynamoStore {
         }
     }
 
-    /// A child with one parent: arrive, decide (and claim) in one conditional write.
-    #[allow(clippy::too_many_arguments)]
+    /// A child with one parent: arrive, decide (and claim) in one conditional write. The
+    /// child exists only once its parent arrived, so a failed condition is a duplicate.
     async fn arrive_single(
         &self,
         org: &str,
-        execution_id: &str,
-        child: &str,
-        parent: &str,
-        taken: bool,
-        at: Timestamp,
+        a: &ArrivalAt<'_>,
         claim: Option<&Claim>,
     ) -> StoreResult<Arrival> {
+        let (execution_id, child, parent, taken) = (a.execution_id, a.child, a.parent, a.taken);
         let mut e = Expr::new();
         let mut sets = Self::identity_clauses(&mut e, execution_id, child)?;
         sets.push(format!("{} = {}", e.n(attr::ARRIVED), e.v(ss(&[parent]))));
@@ -382,15 +368,8 @@ impl DynamoStore {
                 v = e.v(b(false))
             ));
         }
-        sets.extend(self.decide_clauses(&mut e, taken, at, claim)?);
-        let cond = format!(
-            "attribute_not_exists({pk}) OR ({ready} = {no} AND {st} = {pending})",
-            pk = e.n(attr::PK),
-            ready = e.n(attr::READY),
-            no = e.v(b(false)),
-            st = e.n(attr::STATUS),
-            pending = e.v(av(&NodeRunStatus::Pending)?),
-        );
+        sets.extend(self.decide_clauses(&mut e, taken, a.at, claim)?);
+        let cond = format!("attribute_not_exists({pk})", pk = e.n(attr::PK));
         let update = format!("SET {}", sets.join(", "));
         match self
             .update_run(org, execution_id, child, update, Some(cond), e)
@@ -404,7 +383,162 @@ impl DynamoStore {
                     Arrival::Skipped(run)
                 })
             }
-            Updated::ConditionFailed(_) => Ok(Arrival::AlreadyDecided),
+            Updated::ConditionFailed(Some(item)) => Ok(Arrival::Duplicate(run_from_item(item)?)),
+            Updated::ConditionFailed(None) => Ok(Arrival::AlreadyDecided),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Items by key with strongly consistent reads: `BatchGetItem`s of up to 100 keys,
+    /// unprocessed keys retried.
+    async fn get_many(&self, wanted: Vec<Item>) -> StoreResult<Vec<Item>> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found = Vec::with_capacity(wanted.len());
+        for chunk in wanted.chunks(100) {
+            let mut keys_ = chunk.to_vec();
+            for round in 0..8u32 {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(keys_))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(super::executions::build_err)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .set_return_consumed_capacity(self.capacity.clone())
+                    .send()
+                    .await
+                    .map_err(backend)?;
+                found.extend(
+                    out.responses
+                        .and_then(|mut r| r.remove(&self.table))
+                        .unwrap_or_default(),
+                );
+                keys_ = out
+                    .unprocessed_keys
+                    .and_then(|mut m| m.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if keys_.is_empty() {
+                    break;
+                }
+                if round == 7 {
+                    return Err(StoreError::Backend("batch read left unprocessed".into()));
+                }
+                super::expr::conflict_pause(round).await;
+            }
+        }
+        Ok(found)
+    }
+
+    /// One `BatchGetItem` (per 100 keys): the execution item and the named runs.
+    pub(super) async fn get_execution_runs_(
+        &self,
+        org: &str,
+        id: &str,
+        node_ids: &[String],
+    ) -> StoreResult<Option<ExecutionState>> {
+        let pk = keys::execution_pk(org, id);
+        let mut wanted = vec![key(pk.clone(), keys::EXECUTION_SK.to_string())];
+        let mut seen = std::collections::HashSet::new();
+        for node_id in node_ids {
+            if seen.insert(node_id) {
+                wanted.push(key(pk.clone(), keys::run_sk(node_id)));
+            }
+        }
+        let mut execution = None;
+        let mut node_runs = Vec::with_capacity(node_ids.len());
+        for item in self.get_many(wanted).await? {
+            let sk = super::items::string_of(&item, attr::SK).unwrap_or_default();
+            if sk == keys::EXECUTION_SK {
+                execution = Some(
+                    super::items::from_item::<super::items::ExecutionItem>(item, "execution")?
+                        .into_execution(),
+                );
+            } else {
+                node_runs.push(run_from_item(item)?);
+            }
+        }
+        Ok(execution.map(|execution| ExecutionState {
+            execution,
+            node_runs,
+        }))
+    }
+
+    /// A strongly consistent Query of the runs' statuses. (It reads every run item, so it
+    /// costs what the execution's size costs; the embedded store keeps a counter.)
+    pub(super) async fn count_finished_nodes_(&self, org: &str, id: &str) -> StoreResult<u32> {
+        let mut e = Expr::new();
+        let key_condition = format!(
+            "{} = {} AND begins_with({}, {})",
+            e.n(attr::PK),
+            e.v(s(keys::execution_pk(org, id))),
+            e.n(attr::SK),
+            e.v(s(keys::RUN_PREFIX))
+        );
+        let projection = e.n(attr::STATUS);
+        let q = super::QuerySpec {
+            index: None,
+            key_condition,
+            filter: None,
+            expr: e,
+            forward: true,
+            consistent: true,
+            projection: Some(projection),
+        };
+        let finished = self
+            .query_all(&q)
+            .await?
+            .iter()
+            .filter_map(|item| super::items::string_of(item, attr::STATUS))
+            .filter(|status| {
+                serde_json::from_value::<NodeRunStatus>(serde_json::Value::String(status.clone()))
+                    .is_ok_and(|s| s.is_finished())
+            })
+            .count();
+        Ok(finished as u32)
+    }
+
+    /// `SET completedAt, duration` on the execution item.
+    pub(super) async fn set_completed_at_(
+        &self,
+        org: &str,
+        id: &str,
+        completed_at: Timestamp,
+        duration: u64,
+    ) -> StoreResult<()> {
+        let mut e = Expr::new();
+        let update = format!(
+            "SET {} = {}, {} = {}",
+            e.n("completedAt"),
+            e.v(s(completed_at.to_string())),
+            e.n("duration"),
+            e.v(num(duration.min(i64::MAX as u64) as i64))
+        );
+        let cond = format!("attribute_exists({})", e.n(attr::PK));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                keys::execution_pk(org, id),
+                keys::EXECUTION_SK.to_string(),
+            )))
+            .update_expression(update)
+            .condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .set_return_consumed_capacity(self.capacity.clone())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                _ => Err(backend(err)),
+            },
         }
     }
 }
