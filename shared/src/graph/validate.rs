@@ -312,13 +312,9 @@ fn check_triggers(def: &WorkflowDefinition) -> Result<(), ValidationError> {
             json!({"field": "nodes"}),
         ));
     }
-    for trigger in triggers {
-        if let Some((index, c)) = def
-            .connections
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.target == trigger.id)
-        {
+    let by_id: HashMap<&str, &Node> = triggers.iter().map(|t| (t.id.as_str(), *t)).collect();
+    for (index, c) in def.connections.iter().enumerate() {
+        if let Some(trigger) = by_id.get(c.target.as_str()) {
             return Err(ValidationError::new(
                 format!(
                     "trigger {} has an incoming connection: {}",
@@ -341,9 +337,10 @@ fn find_cycle(def: &WorkflowDefinition) -> Option<Vec<String>> {
         .map(|(i, n)| (n.id.as_str(), i))
         .collect();
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); def.nodes.len()];
+    let mut seen: std::collections::HashSet<(usize, usize)> = std::collections::HashSet::new();
     for c in &def.connections {
         if let (Some(&s), Some(&t)) = (index.get(c.source.as_str()), index.get(c.target.as_str()))
-            && !edges[s].contains(&t)
+            && seen.insert((s, t))
         {
             edges[s].push(t);
         }

@@ -433,13 +433,23 @@ impl DynamoStore {
         Ok(found)
     }
 
-    /// One `BatchGetItem` (per 100 keys): the execution item and the named runs.
+    /// One `BatchGetItem` (per 100 keys): the execution item and the named runs (a
+    /// `GetItem` when no run is named).
     pub(super) async fn get_execution_runs_(
         &self,
         org: &str,
         id: &str,
         node_ids: &[String],
     ) -> StoreResult<Option<ExecutionState>> {
+        if node_ids.is_empty() {
+            return Ok(self
+                .get_execution_(org, id)
+                .await?
+                .map(|execution| ExecutionState {
+                    execution,
+                    node_runs: Vec::new(),
+                }));
+        }
         let pk = keys::execution_pk(org, id);
         let mut wanted = vec![key(pk.clone(), keys::EXECUTION_SK.to_string())];
         let mut seen = std::collections::HashSet::new();
