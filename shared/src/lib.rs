@@ -16,6 +16,7 @@ pub mod model;
 pub mod nodes;
 pub mod ports;
 pub mod secrets;
+pub mod triggers;
 
 pub use config::EngineConfig;
 pub use engine::Engine;

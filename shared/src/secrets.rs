@@ -2,7 +2,7 @@
 //! (base64 of 32 bytes) or, on the local server, a key generated into the data folder.
 
 use crate::model::{CredentialType, StoredCredential};
-use crate::ports::{Store, StoreError};
+use crate::ports::{CredentialStore, StoreError};
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine as _;
@@ -111,11 +111,11 @@ impl OpenCredential {
 #[derive(Clone)]
 pub struct Vault {
     pub secrets: SecretBox,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn CredentialStore>,
 }
 
 impl Vault {
-    pub fn new(secrets: SecretBox, store: Arc<dyn Store>) -> Self {
+    pub fn new(secrets: SecretBox, store: Arc<dyn CredentialStore>) -> Self {
         Self { secrets, store }
     }
 

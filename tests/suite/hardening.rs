@@ -170,7 +170,7 @@ async fn executions_stored_before_the_limit_are_read_back_and_fail_cleanly() {
     use weconnect_engine::model::{
         Execution, ExecutionMetrics, ExecutionMode, ExecutionStatus, NodeRun, Timestamp,
     };
-    use weconnect_engine::ports::{JobQueue, Store};
+    use weconnect_engine::ports::{ExecutionStore, JobQueue};
 
     let t = TestServer::start().await;
     let victim = t.api("victim-org");

@@ -1025,6 +1025,42 @@ pub async fn starts_raced_with_cancels_and_pauses(backend: Backend) {
     assert!(checked_nodes > 0, "some nodes ran");
 }
 
+/// Issue 9's bug: with two schedule triggers, the first disabled, a tick starts the run at
+/// the enabled one (never at the disabled node), and a tick of the disabled one starts nothing.
+pub async fn a_tick_never_starts_a_disabled_schedule_trigger(backend: Backend) {
+    let mut h = Harness::new(backend).await;
+    h.start_workers(1);
+    let wf = h
+        .workflow(json!({"name": "two schedules", "nodes": [
+            {"id": "off", "name": "Off", "type": "trigger.schedule", "enabled": false, "parameters": {"rate": "1 minute"}},
+            {"id": "on", "name": "On", "type": "trigger.schedule", "parameters": {"rate": "5 minutes"}},
+            set("after_off", json!({"from": "off"})),
+            set("after_on", json!({"from": "on"}))
+        ], "connections": [conn("off", "after_off"), conn("on", "after_on")]}))
+        .await;
+    let org = h.who.organization_id.clone();
+    let tick = weconnect_engine::model::Timestamp::from(chrono::Utc::now());
+    let none = h
+        .engine
+        .fire_schedule(&org, &wf.id, Some("off"), tick)
+        .await
+        .expect("fire");
+    assert!(none.is_none(), "a disabled trigger starts nothing");
+    let exec = h
+        .engine
+        .fire_schedule(&org, &wf.id, None, tick)
+        .await
+        .expect("fire")
+        .expect("the enabled trigger starts");
+    assert_eq!(exec.start_node_id, "on");
+    let d = h.wait_terminal(&exec.id, LONG).await;
+    assert_eq!(d.execution.status, ExecutionStatus::Success, "{d:#?}");
+    assert_eq!(status(&d, "after_on"), "success");
+    assert_eq!(status(&d, "off"), "skipped");
+    assert_eq!(status(&d, "after_off"), "skipped");
+    h.stop_workers().await;
+}
+
 /// Instantiates every scenario for one backend: `backend_scenarios!(sqlite, Backend::sqlite());`
 #[macro_export]
 macro_rules! backend_scenarios {
@@ -1043,7 +1079,8 @@ macro_rules! backend_scenarios {
                 execution_created_without_its_runs_is_completed,
                 idempotency_key_starts_one_execution, node_runs_never_restart_after_success,
                 failed_to_queue_marks_the_execution_failed, circuit_opens_after_consecutive_failures,
-                wide_fan_out_with_a_join, long_chain, starts_raced_with_cancels_and_pauses);
+                wide_fan_out_with_a_join, long_chain, starts_raced_with_cancels_and_pauses,
+                a_tick_never_starts_a_disabled_schedule_trigger);
         }
     };
     (@each $make:expr; $($scenario:ident),* $(,)?) => {

@@ -10,9 +10,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
 use weconnect_engine::Engine;
-use weconnect_engine::engine::workflows::SCHEDULE_TRIGGER;
-use weconnect_engine::model::{Timestamp, Workflow};
-use weconnect_engine::nodes::schedule::Schedule;
+use weconnect_engine::model::Timestamp;
+use weconnect_engine::triggers;
 
 /// At most this many ticks of one trigger are fired per look (a tiny rate after a pause).
 const MAX_TICKS_PER_LOOK: usize = 100;
@@ -44,8 +43,8 @@ pub async fn look(engine: &Engine, started: Timestamp, cursors: &mut Cursors) {
     let now = engine.clock().now();
     let mut seen = Vec::new();
     for wf in &workflows {
-        for (node_id, schedule) in schedules_of(wf) {
-            let key = (wf.organization_id.clone(), wf.id.clone(), node_id);
+        for (node, schedule) in triggers::schedules(wf) {
+            let key = (wf.organization_id.clone(), wf.id.clone(), node.id.clone());
             let from = cursors
                 .get(&key)
                 .copied()
@@ -56,7 +55,7 @@ pub async fn look(engine: &Engine, started: Timestamp, cursors: &mut Cursors) {
                     break;
                 };
                 match engine
-                    .fire_schedule(&wf.organization_id, &wf.id, tick)
+                    .fire_schedule(&wf.organization_id, &wf.id, Some(&node.id), tick)
                     .await
                 {
                     Ok(_) => last = tick,
@@ -71,18 +70,4 @@ pub async fn look(engine: &Engine, started: Timestamp, cursors: &mut Cursors) {
         }
     }
     cursors.retain(|k, _| seen.contains(k));
-}
-
-fn schedules_of(wf: &Workflow) -> Vec<(String, Schedule)> {
-    wf.nodes
-        .iter()
-        .filter(|n| n.node_type == SCHEDULE_TRIGGER && n.enabled)
-        .filter_map(|n| match Schedule::parse(&n.parameters) {
-            Ok(s) => Some((n.id.clone(), s)),
-            Err(e) => {
-                tracing::warn!(workflow_id = %wf.id, node_id = %n.id, error = %e, "bad schedule");
-                None
-            }
-        })
-        .collect()
 }

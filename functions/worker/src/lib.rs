@@ -183,7 +183,7 @@ impl Worker {
                 scheduled_at,
             } => match self
                 .engine
-                .fire_schedule(&organization_id, &workflow_id, scheduled_at)
+                .fire_schedule(&organization_id, &workflow_id, None, scheduled_at)
                 .await
             {
                 Ok(Some(execution)) => {

@@ -71,7 +71,7 @@ impl Engine {
     pub fn new(ports: Ports, config: EngineConfig, secrets: SecretBox) -> Self {
         let nodes = NodeServices {
             http: crate::nodes::ssrf::http_client(config.http_allow_private),
-            store: ports.store.clone(),
+            circuits: ports.store.clone(),
             vault: Vault::new(secrets, ports.store.clone()),
             clock: ports.clock.clone(),
             config: config.clone(),

@@ -21,7 +21,7 @@ pub struct StartRequest {
     pub input: Value,
     /// Execution timeout (ms); None: the workflow's `settings.timeoutMs` or the default.
     pub timeout_ms: Option<u64>,
-    /// Already scoped by the caller (e.g. `api:{key}`, `webhook:{id}:{key}`, `schedule:{wf}:{t}`).
+    /// Already scoped by the caller (e.g. `api:{key}`, `webhook:{id}:{key}`, `schedule:{wf}:{node}:{t}`).
     pub idempotency_key: Option<String>,
     /// The trigger node to start from; None: the first `trigger.manual`, else the first trigger.
     pub start_node_id: Option<String>,
@@ -63,7 +63,8 @@ impl Engine {
                 self.config().max_timeout_ms
             )));
         }
-        let start_node_id = choose_start_node(wf, req.start_node_id.as_deref())?;
+        let start_node_id = crate::triggers::start_node(wf, req.start_node_id.as_deref())
+            .map_err(EngineError::BadRequest)?;
         let now = self.clock().now();
         let exec = Execution {
             id: new_id(),
@@ -99,21 +100,22 @@ impl Engine {
     /// One tick of a `trigger.schedule` node: starts an execution (mode `scheduled`, input
     /// `{scheduledAt}`) of an `active` workflow, once per (workflow, tick) however often it is
     /// delivered. None when the workflow is gone or no longer active.
+    /// `node_id`: the schedule trigger that ticked (None: the first enabled one, as a
+    /// platform scheduler with one schedule per workflow sends). A disabled trigger starts
+    /// nothing.
     pub async fn fire_schedule(
         &self,
         org: &str,
         workflow_id: &str,
+        node_id: Option<&str>,
         scheduled_at: Timestamp,
     ) -> EngineResult<Option<Execution>> {
         let Some(wf) = self.store().get_workflow(org, workflow_id).await? else {
             return Ok(None);
         };
-        let Some(node) = wf.nodes.iter().find(|n| n.node_type == "trigger.schedule") else {
+        let Some(node) = crate::triggers::schedule_node(&wf, node_id) else {
             return Ok(None);
         };
-        if wf.status != WorkflowStatus::Active {
-            return Ok(None);
-        }
         let req = StartRequest {
             principal: Principal {
                 user_id: wf.user_id.clone(),
@@ -123,7 +125,12 @@ impl Engine {
             mode: ExecutionMode::Scheduled,
             input: json!({ "scheduledAt": scheduled_at }),
             timeout_ms: None,
-            idempotency_key: Some(format!("schedule:{}:{}", wf.id, scheduled_at.millis())),
+            idempotency_key: Some(format!(
+                "schedule:{}:{}:{}",
+                wf.id,
+                node.id,
+                scheduled_at.millis()
+            )),
             start_node_id: Some(node.id.clone()),
         };
         Ok(Some(self.start_execution_of(&wf, req).await?.0))
@@ -245,22 +252,4 @@ impl Engine {
             tracing::error!(execution_id = %exec.id, error = %e, "could not mark execution failed");
         }
     }
-}
-
-fn choose_start_node(wf: &Workflow, wanted: Option<&str>) -> EngineResult<String> {
-    let is_trigger = |t: &str| crate::nodes::node_type(t).is_some_and(|n| n.is_trigger());
-    if let Some(id) = wanted {
-        return match wf.node(id) {
-            Some(n) if is_trigger(&n.node_type) => Ok(id.to_string()),
-            _ => Err(EngineError::BadRequest(format!(
-                "node {id:?} is not a trigger of this workflow"
-            ))),
-        };
-    }
-    wf.nodes
-        .iter()
-        .find(|n| n.node_type == "trigger.manual")
-        .or_else(|| wf.nodes.iter().find(|n| is_trigger(&n.node_type)))
-        .map(|n| n.id.clone())
-        .ok_or_else(|| EngineError::BadRequest("workflow has no trigger node".into()))
 }

@@ -15,159 +15,13 @@
 use super::{Engine, Principal};
 use crate::model::{Node, Workflow, WorkflowDefinition, WorkflowStatus};
 use crate::nodes::schedule::Schedule;
-use crate::ports::{Page, StoreError, WebhookRoute};
+use crate::ports::{Page, StoreError};
+use crate::triggers::{
+    SCHEDULE_TRIGGER, WEBHOOK_TRIGGER, WebhookConfig, generate_webhook_id, webhook_routes,
+};
 use crate::{EngineError, EngineResult};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeSet;
-
-/// The node type of webhook triggers.
-pub const WEBHOOK_TRIGGER: &str = "trigger.webhook";
-/// The node type of schedule triggers.
-pub const SCHEDULE_TRIGGER: &str = "trigger.schedule";
-/// Longest webhook id accepted.
-pub const MAX_WEBHOOK_ID_LEN: usize = crate::nodes::triggers::MAX_WEBHOOK_PATH;
-
-/// The webhook routes a workflow's `trigger.webhook` nodes declare (those with a `path`).
-pub fn webhook_routes(wf: &Workflow) -> Vec<WebhookRoute> {
-    wf.nodes
-        .iter()
-        .filter(|n| n.node_type == WEBHOOK_TRIGGER)
-        .filter_map(|n| {
-            let path = n.parameters.get("path")?.as_str()?;
-            Some(WebhookRoute {
-                webhook_id: path.to_string(),
-                organization_id: wf.organization_id.clone(),
-                workflow_id: wf.id.clone(),
-                node_id: n.id.clone(),
-            })
-        })
-        .collect()
-}
-
-/// A new random webhook id: 128 random bits, base64url without padding (22 characters).
-pub fn generate_webhook_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Is `id` usable as a webhook id (one URL path segment): 1–128 of `[A-Za-z0-9_-]`
-/// (the `trigger.webhook` node's own rule).
-pub fn is_valid_webhook_id(id: &str) -> bool {
-    crate::nodes::triggers::valid_webhook_path(id)
-}
-
-/// Webhook authentication of a `trigger.webhook` node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WebhookAuth {
-    None,
-    /// The request header `name` must equal the value of the `httpHeader` credential
-    /// (`name` defaults to the credential's own header name).
-    Header {
-        name: Option<String>,
-        credential: String,
-    },
-    /// Standard Webhooks signature with the `hmacSecret` credential.
-    Hmac {
-        credential: String,
-    },
-}
-
-/// When the webhook answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseMode {
-    /// 202 `{executionId, status}` at once.
-    OnReceived,
-    /// Waits for the execution to finish and returns its output.
-    LastNode,
-}
-
-/// The parameters of a `trigger.webhook` node, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookConfig {
-    pub path: Option<String>,
-    /// Upper-case HTTP method (default `POST`).
-    pub method: String,
-    pub auth: WebhookAuth,
-    pub response_mode: ResponseMode,
-}
-
-use crate::nodes::triggers::WEBHOOK_METHODS as METHODS;
-
-impl WebhookConfig {
-    /// From a `trigger.webhook` node's parameters; the message names the bad parameter.
-    pub fn parse(params: &Map<String, Value>) -> Result<Self, String> {
-        let path = match params.get("path") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(p)) if is_valid_webhook_id(p) => Some(p.clone()),
-            Some(_) => {
-                return Err(format!(
-                    "parameter `path` must be 1 to {MAX_WEBHOOK_ID_LEN} characters of \
-                     letters, digits, `-` and `_`"
-                ));
-            }
-        };
-        let method = match params.get("method") {
-            None | Some(Value::Null) => "POST".to_string(),
-            Some(Value::String(m)) if METHODS.contains(&m.as_str()) => m.clone(),
-            Some(_) => {
-                return Err(format!(
-                    "parameter `method` must be one of {}",
-                    METHODS.join(", ")
-                ));
-            }
-        };
-        let auth = match params.get("auth") {
-            None | Some(Value::Null) => WebhookAuth::None,
-            Some(Value::Object(a)) => parse_auth(a)?,
-            Some(_) => return Err("parameter `auth` must be an object with a `type`".into()),
-        };
-        let response_mode = match params.get("responseMode") {
-            None | Some(Value::Null) => ResponseMode::OnReceived,
-            Some(Value::String(m)) if m == "onReceived" => ResponseMode::OnReceived,
-            Some(Value::String(m)) if m == "lastNode" => ResponseMode::LastNode,
-            Some(_) => {
-                return Err("parameter `responseMode` must be `onReceived` or `lastNode`".into());
-            }
-        };
-        Ok(Self {
-            path,
-            method,
-            auth,
-            response_mode,
-        })
-    }
-}
-
-fn parse_auth(a: &Map<String, Value>) -> Result<WebhookAuth, String> {
-    let credential = || -> Result<String, String> {
-        match a.get("credential") {
-            Some(Value::String(c)) if !c.trim().is_empty() => Ok(c.clone()),
-            _ => Err("parameter `auth.credential` (a credential id or name) is required".into()),
-        }
-    };
-    match a.get("type").and_then(Value::as_str) {
-        Some("none") => Ok(WebhookAuth::None),
-        Some("header") => {
-            let name = match a.get("name") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(n)) if http::HeaderName::from_bytes(n.as_bytes()).is_ok() => {
-                    Some(n.to_ascii_lowercase())
-                }
-                Some(_) => return Err("parameter `auth.name` must be a valid header name".into()),
-            };
-            Ok(WebhookAuth::Header {
-                name,
-                credential: credential()?,
-            })
-        }
-        Some("hmac") => Ok(WebhookAuth::Hmac {
-            credential: credential()?,
-        }),
-        _ => Err("parameter `auth.type` must be `none`, `header` or `hmac`".into()),
-    }
-}
 
 /// Checks beyond the graph validation: webhook and schedule parameters, webhook ids unique
 /// within the workflow.
@@ -387,7 +241,8 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::triggers::{ResponseMode, WebhookAuth, is_valid_webhook_id};
+    use serde_json::{Map, json};
 
     fn node(id: &str, ty: &str, params: Value) -> Node {
         serde_json::from_value(json!({"id": id, "name": id, "type": ty, "parameters": params}))

@@ -14,7 +14,7 @@
 
 use crate::config::EngineConfig;
 use crate::model::{ErrorKind, Timestamp};
-use crate::ports::{CircuitState, Clock, Store};
+use crate::ports::{CircuitState, CircuitStore, Clock};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ pub struct CircuitOpen {
 
 #[derive(Clone)]
 pub struct CircuitBreaker {
-    store: Arc<dyn Store>,
+    store: Arc<dyn CircuitStore>,
     clock: Arc<dyn Clock>,
     failure_threshold: u32,
     open_for: Duration,
@@ -56,7 +56,7 @@ pub struct CircuitBreaker {
 }
 
 impl CircuitBreaker {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: &EngineConfig) -> Self {
+    pub fn new(store: Arc<dyn CircuitStore>, clock: Arc<dyn Clock>, config: &EngineConfig) -> Self {
         Self {
             store,
             clock,

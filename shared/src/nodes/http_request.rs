@@ -544,7 +544,7 @@ impl NodeType for HttpRequest {
                 .to_string())
         );
         let breaker = CircuitBreaker::new(
-            services.store.clone(),
+            services.circuits.clone(),
             services.clock.clone(),
             &services.config,
         );

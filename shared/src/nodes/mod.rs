@@ -23,7 +23,7 @@ pub mod ssrf;
 
 use crate::config::EngineConfig;
 use crate::model::{Execution, Node, Timestamp};
-use crate::ports::{Clock, Store};
+use crate::ports::{CircuitStore, Clock};
 use crate::secrets::Vault;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -37,7 +37,8 @@ pub use crate::model::NodeOutcome;
 pub struct NodeServices {
     /// Outbound HTTP with the SSRF guard (see [`ssrf`]).
     pub http: reqwest::Client,
-    pub store: Arc<dyn Store>,
+    /// Circuit state (the only storage a node uses; credentials come through the vault).
+    pub circuits: Arc<dyn CircuitStore>,
     pub vault: Vault,
     pub clock: Arc<dyn Clock>,
     pub config: EngineConfig,

@@ -1,6 +1,5 @@
-//! Test helpers for node unit tests: a `Store` double that keeps circuits and credentials
-//! (every other method panics: node tests never call them), and a harness that builds a
-//! `NodeContext` around one node.
+//! Test helpers for node unit tests: circuits and credentials in memory (all the storage a
+//! node reaches), and a harness that builds a `NodeContext` around one node.
 
 use super::{NodeContext, NodeOutcome, NodeServices, node_type};
 use crate::config::EngineConfig;
@@ -34,136 +33,8 @@ impl MemStore {
     }
 }
 
-fn unused() -> ! {
-    panic!("not used by node unit tests")
-}
-
 #[async_trait]
-impl Store for MemStore {
-    async fn create_workflow(&self, _: &Workflow, _: &[WebhookRoute]) -> StoreResult<()> {
-        unused()
-    }
-    async fn update_workflow(&self, _: &Workflow, _: &[WebhookRoute]) -> StoreResult<bool> {
-        unused()
-    }
-    async fn get_workflow(&self, _: &str, _: &str) -> StoreResult<Option<Workflow>> {
-        unused()
-    }
-    async fn get_workflow_version(
-        &self,
-        _: &str,
-        _: &str,
-        _: u32,
-    ) -> StoreResult<Option<Workflow>> {
-        unused()
-    }
-    async fn list_workflows(
-        &self,
-        _: &str,
-        _: usize,
-        _: Option<&str>,
-    ) -> StoreResult<Page<Workflow>> {
-        unused()
-    }
-    async fn delete_workflow(&self, _: &str, _: &str) -> StoreResult<bool> {
-        unused()
-    }
-    async fn find_webhook(&self, _: &str) -> StoreResult<Option<WebhookRoute>> {
-        unused()
-    }
-    async fn list_scheduled_workflows(&self) -> StoreResult<Vec<Workflow>> {
-        unused()
-    }
-    async fn create_execution(
-        &self,
-        _: &Execution,
-        _: Option<&str>,
-        _: Timestamp,
-    ) -> StoreResult<Created> {
-        unused()
-    }
-    async fn get_execution(&self, _: &str, _: &str) -> StoreResult<Option<Execution>> {
-        unused()
-    }
-    async fn get_execution_state(&self, _: &str, _: &str) -> StoreResult<Option<ExecutionState>> {
-        unused()
-    }
-    async fn transition_execution(
-        &self,
-        _: &Execution,
-        _: &[ExecutionStatus],
-    ) -> StoreResult<bool> {
-        unused()
-    }
-    async fn list_executions(
-        &self,
-        _: &str,
-        _: &ExecutionFilter,
-        _: usize,
-        _: Option<&str>,
-    ) -> StoreResult<Page<Execution>> {
-        unused()
-    }
-    async fn execution_statistics(
-        &self,
-        _: &str,
-        _: Option<Timestamp>,
-        _: Option<Timestamp>,
-    ) -> StoreResult<ExecutionStatistics> {
-        unused()
-    }
-    async fn list_unfinished_executions(
-        &self,
-        _: usize,
-        _: Option<&str>,
-    ) -> StoreResult<Page<Execution>> {
-        unused()
-    }
-    async fn count_unfinished_executions(
-        &self,
-        _: &str,
-        _: Timestamp,
-    ) -> StoreResult<UnfinishedCounts> {
-        unused()
-    }
-    async fn put_node_runs(&self, _: &str, _: &[NodeRun]) -> StoreResult<()> {
-        unused()
-    }
-    async fn claim_node(&self, _: &str, _: &str, _: &str, _: &Claim) -> StoreResult<ClaimOutcome> {
-        unused()
-    }
-    async fn save_node_run(&self, _: &str, _: &NodeRun, _: &str) -> StoreResult<bool> {
-        unused()
-    }
-    async fn arrive(&self, _: &str, _: &ArrivalAt<'_>, _: Option<&Claim>) -> StoreResult<Arrival> {
-        unused()
-    }
-    async fn get_execution_runs(
-        &self,
-        _: &str,
-        _: &str,
-        _: &[String],
-    ) -> StoreResult<Option<ExecutionState>> {
-        unused()
-    }
-    async fn count_finished_nodes(&self, _: &str, _: &str) -> StoreResult<u32> {
-        unused()
-    }
-    async fn set_completed_at(&self, _: &str, _: &str, _: Timestamp, _: u64) -> StoreResult<()> {
-        unused()
-    }
-    async fn append_logs(&self, _: &[ExecutionLog]) -> StoreResult<()> {
-        unused()
-    }
-    async fn list_logs(
-        &self,
-        _: &str,
-        _: &str,
-        _: &LogFilter,
-        _: usize,
-    ) -> StoreResult<Page<ExecutionLog>> {
-        unused()
-    }
+impl CredentialStore for MemStore {
     async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<()> {
         self.credentials.lock().unwrap().push(cred.clone());
         Ok(())
@@ -186,11 +57,27 @@ impl Store for MemStore {
         _: usize,
         _: Option<&str>,
     ) -> StoreResult<Page<Credential>> {
-        unused()
+        Ok(Page {
+            items: self
+                .credentials
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|c| c.credential.clone())
+                .collect(),
+            next_cursor: None,
+        })
     }
-    async fn delete_credential(&self, _: &str, _: &str) -> StoreResult<bool> {
-        unused()
+    async fn delete_credential(&self, _: &str, id: &str) -> StoreResult<bool> {
+        let mut creds = self.credentials.lock().unwrap();
+        let before = creds.len();
+        creds.retain(|c| c.credential.id != id);
+        Ok(creds.len() < before)
     }
+}
+
+#[async_trait]
+impl CircuitStore for MemStore {
     async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>> {
         if self.fail_reads.load(Ordering::SeqCst) {
             return Err(StoreError::Backend("injected read failure".into()));
@@ -244,7 +131,7 @@ impl Harness {
         let secrets = SecretBox::new(&[7u8; 32]);
         let services = NodeServices {
             http: super::ssrf::http_client(config.http_allow_private),
-            store: store.clone(),
+            circuits: store.clone(),
             vault: Vault::new(secrets, store.clone()),
             clock: clock.clone(),
             config,

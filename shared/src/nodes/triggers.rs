@@ -2,15 +2,10 @@
 //! shaped (`{body, headers, query, method, path}` for webhooks, `{scheduledAt}` for schedules,
 //! the request's `inputData` for manual and API runs).
 
-use super::params::get;
 use super::schedule::Schedule;
 use super::{NodeContext, NodeOutcome, NodeType};
+use crate::triggers::WebhookConfig;
 use serde_json::{Map, Value};
-
-/// Webhook methods a trigger may listen to.
-pub const WEBHOOK_METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
-/// Longest webhook path (id).
-pub const MAX_WEBHOOK_PATH: usize = 128;
 
 pub struct ManualTrigger;
 
@@ -34,43 +29,6 @@ impl NodeType for ManualTrigger {
 
 pub struct WebhookTrigger;
 
-/// Is `path` a valid webhook id: 1–128 of `[A-Za-z0-9_-]`?
-pub fn valid_webhook_path(path: &str) -> bool {
-    (1..=MAX_WEBHOOK_PATH).contains(&path.len())
-        && path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn non_empty_str<'a>(auth: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
-    match auth.get(key) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
-        _ => Err(format!(
-            "parameter `auth.{key}` is required and must be a non-empty string"
-        )),
-    }
-}
-
-fn validate_auth(auth: &Value) -> Result<(), String> {
-    let Value::Object(auth) = auth else {
-        return Err("parameter `auth` must be an object with a `type`".into());
-    };
-    match auth.get("type").and_then(Value::as_str) {
-        Some("none") => Ok(()),
-        Some("header") => {
-            let name = non_empty_str(auth, "name")?;
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(format!(
-                    "parameter `auth.name` is not a valid header name: {name:?}"
-                ));
-            }
-            non_empty_str(auth, "credential").map(|_| ())
-        }
-        Some("hmac") => non_empty_str(auth, "credential").map(|_| ()),
-        _ => Err("parameter `auth.type` must be one of \"none\", \"header\", \"hmac\"".into()),
-    }
-}
-
 #[async_trait::async_trait]
 impl NodeType for WebhookTrigger {
     fn type_name(&self) -> &'static str {
@@ -80,36 +38,9 @@ impl NodeType for WebhookTrigger {
         true
     }
     /// The webhook's settings are read by the intake, not resolved: no expressions here.
+    /// One parser for the settings ([`WebhookConfig`]), here and at the intake.
     fn validate(&self, params: &Map<String, Value>) -> Result<(), String> {
-        match get(params, "method") {
-            None => {}
-            Some(Value::String(m)) if WEBHOOK_METHODS.contains(&m.as_str()) => {}
-            Some(_) => {
-                return Err(format!(
-                    "parameter `method` must be one of {} (default POST)",
-                    WEBHOOK_METHODS.join(", ")
-                ));
-            }
-        }
-        match get(params, "path") {
-            None => {}
-            Some(Value::String(p)) if valid_webhook_path(p) => {}
-            Some(_) => {
-                return Err(format!(
-                    "parameter `path` must be 1-{MAX_WEBHOOK_PATH} characters of A-Z, a-z, 0-9, `_` and `-`"
-                ));
-            }
-        }
-        if let Some(auth) = get(params, "auth") {
-            validate_auth(auth)?;
-        }
-        match get(params, "responseMode") {
-            None => Ok(()),
-            Some(Value::String(m)) if m == "onReceived" || m == "lastNode" => Ok(()),
-            Some(_) => {
-                Err("parameter `responseMode` must be \"onReceived\" or \"lastNode\"".into())
-            }
-        }
+        WebhookConfig::parse(params).map(|_| ())
     }
     async fn run(
         &self,
@@ -191,10 +122,6 @@ mod tests {
             (json!({"path": "{{ json.x }}"}), "path"),
             (json!({"auth": "none"}), "auth"),
             (json!({"auth": {"type": "basic"}}), "auth.type"),
-            (
-                json!({"auth": {"type": "header", "credential": "c"}}),
-                "auth.name",
-            ),
             (
                 json!({"auth": {"type": "header", "name": "Bad Header", "credential": "c"}}),
                 "auth.name",

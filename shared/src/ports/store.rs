@@ -142,9 +142,21 @@ pub struct CircuitState {
     pub version: u64,
 }
 
+/// Everything a backend stores, as the capabilities below; each part of the product takes
+/// only the ones it uses (nodes: circuits; the vault: credentials).
+pub trait Store:
+    WorkflowStore + ExecutionStore + LogStore + CredentialStore + CircuitStore
+{
+}
+
+impl<T> Store for T where
+    T: WorkflowStore + ExecutionStore + LogStore + CredentialStore + CircuitStore
+{
+}
+
+/// Workflows, their versions and webhook routes.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // ---- workflows -------------------------------------------------------------------
+pub trait WorkflowStore: Send + Sync + 'static {
     /// Stores version `wf.version` (1) as current, plus its webhook routes.
     /// `Conflict` when one of its webhook ids is taken by another workflow.
     async fn create_workflow(&self, wf: &Workflow, webhooks: &[WebhookRoute]) -> StoreResult<()>;
@@ -172,8 +184,13 @@ pub trait Store: Send + Sync + 'static {
     async fn find_webhook(&self, webhook_id: &str) -> StoreResult<Option<WebhookRoute>>;
     /// Every `active` workflow with a `trigger.schedule` node, across organizations.
     async fn list_scheduled_workflows(&self) -> StoreResult<Vec<Workflow>>;
+}
 
-    // ---- executions ------------------------------------------------------------------
+/// Executions and their node runs: creation (with the idempotency key), reads, the one
+/// conditional status change, the execution protocol's conditional writes on node runs,
+/// lists, statistics, the cleanup run's view and retention.
+#[async_trait]
+pub trait ExecutionStore: Send + Sync + 'static {
     /// Creates the execution, bumps its workflow's `executionCount` and `lastExecutedAt`
     /// and the statistics counters. With an idempotency key (already scoped by the caller),
     /// a key used since `key_valid_after` returns that execution instead.
@@ -262,7 +279,22 @@ pub trait Store: Send + Sync + 'static {
         stale_before: Timestamp,
     ) -> StoreResult<UnfinishedCounts>;
 
-    // ---- node runs: the execution protocol -------------------------------------------
+    // ---- retention (the cleanup run) -------------------------------------------------
+    /// Deletes, oldest first, up to `limit` finished executions created before
+    /// `executions_before` with their node runs and logs, and idempotency keys used before
+    /// `keys_before`. Backends that expire items themselves (DynamoDB TTL) keep this
+    /// default, which deletes nothing.
+    async fn prune(
+        &self,
+        executions_before: Timestamp,
+        keys_before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Pruned> {
+        let _ = (executions_before, keys_before, limit);
+        Ok(Pruned::default())
+    }
+
+    // ---- node runs: the execution protocol's conditional writes (claim, record, arrive)
     /// Creates runs that do not exist yet (start node, skipped triggers, redrive copies).
     async fn put_node_runs(&self, org: &str, runs: &[NodeRun]) -> StoreResult<()>;
     /// Claims a ready run as [`NodeRun::claim`] decides: `pending` (not before `not_before`)
@@ -292,8 +324,11 @@ pub trait Store: Send + Sync + 'static {
         arrival: &ArrivalAt<'_>,
         claim: Option<&Claim>,
     ) -> StoreResult<Arrival>;
+}
 
-    // ---- logs ------------------------------------------------------------------------
+/// Execution logs.
+#[async_trait]
+pub trait LogStore: Send + Sync + 'static {
     async fn append_logs(&self, logs: &[ExecutionLog]) -> StoreResult<()>;
     /// Oldest first.
     async fn list_logs(
@@ -303,8 +338,11 @@ pub trait Store: Send + Sync + 'static {
         filter: &LogFilter,
         limit: usize,
     ) -> StoreResult<Page<ExecutionLog>>;
+}
 
-    // ---- credentials -----------------------------------------------------------------
+/// Credentials (sealed data).
+#[async_trait]
+pub trait CredentialStore: Send + Sync + 'static {
     /// `Conflict` when the organization already has a credential with that name.
     async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<()>;
     /// By id, or else by name.
@@ -320,27 +358,15 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
     ) -> StoreResult<Page<Credential>>;
     async fn delete_credential(&self, org: &str, id: &str) -> StoreResult<bool>;
+}
 
-    // ---- circuit breaker -------------------------------------------------------------
+/// Circuit breaker state, shared by every worker (spec §6).
+#[async_trait]
+pub trait CircuitStore: Send + Sync + 'static {
     async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>>;
     /// Writes `state` (with `version` = stored version + 1) if the stored version is still
     /// `state.version - 1` (0: no stored state yet).
     async fn put_circuit(&self, key: &str, state: &CircuitState) -> StoreResult<bool>;
-
-    // ---- retention (the cleanup run) -------------------------------------------------
-    /// Deletes, oldest first, up to `limit` finished executions created before
-    /// `executions_before` with their node runs and logs, and idempotency keys used before
-    /// `keys_before`. Backends that expire items themselves (DynamoDB TTL) keep this
-    /// default, which deletes nothing.
-    async fn prune(
-        &self,
-        executions_before: Timestamp,
-        keys_before: Timestamp,
-        limit: usize,
-    ) -> StoreResult<Pruned> {
-        let _ = (executions_before, keys_before, limit);
-        Ok(Pruned::default())
-    }
 }
 
 /// What one [`Store::prune`] call deleted.

@@ -10,7 +10,7 @@
 //! to it for rules named `weconnect-*` (template.yaml: `JobQueuePolicy`). Deactivating,
 //! archiving or deleting the workflow removes the target and the rule.
 
-use crate::model::{Node, Workflow, WorkflowStatus};
+use crate::model::{Node, Workflow};
 use crate::ports::{EventSink, ExecutionEvent, ScheduleSync};
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::{InputTransformer, PutEventsRequestEntry, RuleState, Target};
@@ -96,12 +96,7 @@ pub fn rule_name(workflow_id: &str) -> String {
 
 /// The schedule node a workflow is started by, when it should have a rule at all.
 pub fn scheduled_node(wf: &Workflow) -> Option<&Node> {
-    if wf.status != WorkflowStatus::Active {
-        return None;
-    }
-    wf.nodes
-        .iter()
-        .find(|n| n.node_type == "trigger.schedule" && n.enabled)
+    crate::triggers::schedule_node(wf, None)
 }
 
 /// The input transformer's template: the queue message of one tick.

@@ -102,7 +102,7 @@ pub fn parse_message(body: &str) -> Result<QueueMessage, MessageError> {
 
 /// Handles the schedule ticks that [`SqsQueue`]'s `JobQueue::receive` meets (a process that
 /// pulls the queue itself; on Lambda the worker gets them from the SQS event). Implement it
-/// with `engine.fire_schedule(org, workflow, at)`.
+/// with `engine.fire_schedule(org, workflow, None, at)`.
 #[async_trait]
 pub trait TickHandler: Send + Sync + 'static {
     async fn tick(

@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
 /// The node type whose presence makes a workflow scheduled.
-const SCHEDULE_TRIGGER: &str = "trigger.schedule";
 /// Statuses counted as finished in the statistics.
 const FINISHED: &str = "('success','failed','cancelled','timeout')";
 
@@ -51,10 +50,6 @@ fn log_level(l: LogLevel) -> &'static str {
         LogLevel::Warn => "warn",
         LogLevel::Error => "error",
     }
-}
-
-fn is_scheduled(wf: &Workflow) -> bool {
-    wf.nodes.iter().any(|n| n.node_type == SCHEDULE_TRIGGER)
 }
 
 /// Clamp a page size to something SQLite's LIMIT takes; one more row is read to know
@@ -386,7 +381,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl WorkflowStore for SqliteStore {
     // ---- workflows -------------------------------------------------------------------
 
     async fn create_workflow(&self, wf: &Workflow, webhooks: &[WebhookRoute]) -> StoreResult<()> {
@@ -407,7 +402,7 @@ impl Store for SqliteStore {
                         wf.id,
                         wf.version,
                         workflow_status(wf.status),
-                        is_scheduled(&wf),
+                        crate::triggers::has_schedule(&wf),
                         wf.created_at.millis(),
                         wf.execution_count.min(i64::MAX as u64) as i64,
                         wf.last_executed_at.map(|t| t.millis()),
@@ -451,7 +446,7 @@ impl Store for SqliteStore {
                     wf.id,
                     wf.version,
                     workflow_status(wf.status),
-                    is_scheduled(&wf),
+                    crate::triggers::has_schedule(&wf),
                     body
                 ])?;
                 insert_version(tx, &wf, &body)?;
@@ -579,7 +574,10 @@ impl Store for SqliteStore {
             .await
             .map_err(Into::into)
     }
+}
 
+#[async_trait]
+impl ExecutionStore for SqliteStore {
     // ---- executions ------------------------------------------------------------------
 
     async fn create_execution(
@@ -976,6 +974,67 @@ impl Store for SqliteStore {
             .map_err(Into::into)
     }
 
+    // ---- retention -------------------------------------------------------------------
+
+    /// Walks executions and keys oldest first (rowid order is creation order) and stops at
+    /// the first one inside the retention, so a call reads only what it may delete.
+    async fn prune(
+        &self,
+        executions_before: Timestamp,
+        keys_before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Pruned> {
+        let limit = limit.clamp(1, 10_000) as i64;
+        self.db
+            .write(move |tx| {
+                let mut pruned = Pruned::default();
+                let oldest: Vec<(i64, String, bool, i64)> = tx
+                    .prepare_cached(
+                        "SELECT rowid, id, unfinished, created_at FROM executions \
+                         ORDER BY rowid LIMIT ?1",
+                    )?
+                    .query_map([limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                for (rowid, id, unfinished, created_at) in oldest {
+                    if created_at >= executions_before.millis() {
+                        break;
+                    }
+                    if unfinished {
+                        // The cleanup run times it out first (its deadline has long passed).
+                        continue;
+                    }
+                    tx.prepare_cached("DELETE FROM node_runs WHERE execution_id = ?1")?
+                        .execute([&id])?;
+                    tx.prepare_cached("DELETE FROM arrivals WHERE execution_id = ?1")?
+                        .execute([&id])?;
+                    tx.prepare_cached("DELETE FROM logs WHERE execution_id = ?1")?
+                        .execute([&id])?;
+                    tx.prepare_cached("DELETE FROM executions WHERE rowid = ?1")?
+                        .execute([rowid])?;
+                    pruned.executions += 1;
+                }
+                let keys: Vec<(i64, i64)> = tx
+                    .prepare_cached(
+                        "SELECT rowid, created_at FROM idempotency_keys ORDER BY rowid LIMIT ?1",
+                    )?
+                    .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                for (rowid, created_at) in keys {
+                    if created_at >= keys_before.millis() {
+                        break;
+                    }
+                    tx.prepare_cached("DELETE FROM idempotency_keys WHERE rowid = ?1")?
+                        .execute([rowid])?;
+                    pruned.idempotency_keys += 1;
+                }
+                Ok(pruned)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
     // ---- node runs -------------------------------------------------------------------
 
     async fn put_node_runs(&self, org: &str, runs: &[NodeRun]) -> StoreResult<()> {
@@ -1103,7 +1162,10 @@ impl Store for SqliteStore {
             .await
             .map_err(Into::into)
     }
+}
 
+#[async_trait]
+impl LogStore for SqliteStore {
     // ---- logs ------------------------------------------------------------------------
 
     async fn append_logs(&self, logs: &[ExecutionLog]) -> StoreResult<()> {
@@ -1192,7 +1254,10 @@ impl Store for SqliteStore {
             .await
             .map_err(Into::into)
     }
+}
 
+#[async_trait]
+impl CredentialStore for SqliteStore {
     // ---- credentials -----------------------------------------------------------------
 
     async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<()> {
@@ -1296,7 +1361,10 @@ impl Store for SqliteStore {
             .await
             .map_err(Into::into)
     }
+}
 
+#[async_trait]
+impl CircuitStore for SqliteStore {
     // ---- circuit breaker -------------------------------------------------------------
 
     async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>> {
@@ -1336,67 +1404,6 @@ impl Store for SqliteStore {
                     .execute(params![key, version, body, version - 1])?
                 };
                 Ok(changed == 1)
-            })
-            .await
-            .map_err(Into::into)
-    }
-
-    // ---- retention -------------------------------------------------------------------
-
-    /// Walks executions and keys oldest first (rowid order is creation order) and stops at
-    /// the first one inside the retention, so a call reads only what it may delete.
-    async fn prune(
-        &self,
-        executions_before: Timestamp,
-        keys_before: Timestamp,
-        limit: usize,
-    ) -> StoreResult<Pruned> {
-        let limit = limit.clamp(1, 10_000) as i64;
-        self.db
-            .write(move |tx| {
-                let mut pruned = Pruned::default();
-                let oldest: Vec<(i64, String, bool, i64)> = tx
-                    .prepare_cached(
-                        "SELECT rowid, id, unfinished, created_at FROM executions \
-                         ORDER BY rowid LIMIT ?1",
-                    )?
-                    .query_map([limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })?
-                    .collect::<Result<_, _>>()?;
-                for (rowid, id, unfinished, created_at) in oldest {
-                    if created_at >= executions_before.millis() {
-                        break;
-                    }
-                    if unfinished {
-                        // The cleanup run times it out first (its deadline has long passed).
-                        continue;
-                    }
-                    tx.prepare_cached("DELETE FROM node_runs WHERE execution_id = ?1")?
-                        .execute([&id])?;
-                    tx.prepare_cached("DELETE FROM arrivals WHERE execution_id = ?1")?
-                        .execute([&id])?;
-                    tx.prepare_cached("DELETE FROM logs WHERE execution_id = ?1")?
-                        .execute([&id])?;
-                    tx.prepare_cached("DELETE FROM executions WHERE rowid = ?1")?
-                        .execute([rowid])?;
-                    pruned.executions += 1;
-                }
-                let keys: Vec<(i64, i64)> = tx
-                    .prepare_cached(
-                        "SELECT rowid, created_at FROM idempotency_keys ORDER BY rowid LIMIT ?1",
-                    )?
-                    .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<_, _>>()?;
-                for (rowid, created_at) in keys {
-                    if created_at >= keys_before.millis() {
-                        break;
-                    }
-                    tx.prepare_cached("DELETE FROM idempotency_keys WHERE rowid = ?1")?
-                        .execute([rowid])?;
-                    pruned.idempotency_keys += 1;
-                }
-                Ok(pruned)
             })
             .await
             .map_err(Into::into)

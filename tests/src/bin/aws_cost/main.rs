@@ -36,7 +36,8 @@ use weconnect_engine::model::{
     WorkflowStatus, new_id,
 };
 use weconnect_engine::ports::{
-    Delivery, EventSink, ExecutionEvent, JobQueue, QueueDepth, QueueResult, Store, SystemClock,
+    Delivery, EventSink, ExecutionEvent, ExecutionStore, JobQueue, QueueDepth, QueueResult, Store,
+    SystemClock,
 };
 use weconnect_engine::secrets::SecretBox;
 use weconnect_engine::{Engine, EngineConfig};

@@ -232,8 +232,7 @@ pub const WORKFLOW_KEEP: &[&str] = &[
 ];
 
 pub fn is_scheduled(wf: &Workflow) -> bool {
-    wf.status == WorkflowStatus::Active
-        && wf.nodes.iter().any(|n| n.node_type == "trigger.schedule")
+    crate::triggers::is_scheduled(wf)
 }
 
 impl WorkflowItem {

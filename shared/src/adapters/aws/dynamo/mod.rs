@@ -293,7 +293,7 @@ fn cursor_key(item: &Item, attrs: &[&str]) -> CursorKey {
 }
 
 #[async_trait]
-impl Store for DynamoStore {
+impl WorkflowStore for DynamoStore {
     async fn create_workflow(&self, wf: &Workflow, webhooks: &[WebhookRoute]) -> StoreResult<()> {
         self.create_workflow_(wf, webhooks).await
     }
@@ -328,7 +328,10 @@ impl Store for DynamoStore {
     async fn list_scheduled_workflows(&self) -> StoreResult<Vec<Workflow>> {
         self.list_scheduled_workflows_().await
     }
+}
 
+#[async_trait]
+impl ExecutionStore for DynamoStore {
     async fn create_execution(
         &self,
         exec: &Execution,
@@ -439,7 +442,10 @@ impl Store for DynamoStore {
     ) -> StoreResult<Arrival> {
         self.arrive_(org, arrival, claim).await
     }
+}
 
+#[async_trait]
+impl LogStore for DynamoStore {
     async fn append_logs(&self, logs: &[ExecutionLog]) -> StoreResult<()> {
         self.append_logs_(logs).await
     }
@@ -452,7 +458,10 @@ impl Store for DynamoStore {
     ) -> StoreResult<Page<ExecutionLog>> {
         self.list_logs_(org, execution_id, filter, limit).await
     }
+}
 
+#[async_trait]
+impl CredentialStore for DynamoStore {
     async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<()> {
         self.put_credential_(cred).await
     }
@@ -474,7 +483,10 @@ impl Store for DynamoStore {
     async fn delete_credential(&self, org: &str, id: &str) -> StoreResult<bool> {
         self.delete_credential_(org, id).await
     }
+}
 
+#[async_trait]
+impl CircuitStore for DynamoStore {
     async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>> {
         self.get_circuit_(key).await
     }
