@@ -1,11 +1,15 @@
-//! The one integration test binary: conformance scenarios on every backend, and the suites
-//! of the API, the AWS adapters and the Lambda functions.
+//! The one integration test binary: conformance scenarios and the store contract on every
+//! backend, and the suites of the API, the AWS adapters and the Lambda functions.
 
 mod api;
 mod aws;
 mod hardening;
 mod lambda;
 mod scenarios;
+mod store_contract;
 
 backend_scenarios!(sqlite, Backend::sqlite());
 backend_scenarios!(dynamo, Backend::moto());
+
+store_contract!(store_contract_sqlite, Backend::sqlite());
+store_contract!(store_contract_dynamo, Backend::moto());

@@ -327,6 +327,14 @@ impl DynamoStore {
                 "executions".to_string(),
             ),
         };
+        // The cursor is bound to every filter: a cursor of another query is refused.
+        let query = format!(
+            "{query}:{}:{}:{}:{}",
+            filter.status.map(|s| s.as_str()).unwrap_or(""),
+            filter.mode.map(|m| m.as_str()).unwrap_or(""),
+            filter.start_date.map(|t| t.millis().to_string()).unwrap_or_default(),
+            filter.end_date.map(|t| t.millis().to_string()).unwrap_or_default(),
+        );
         let start = self.open_cursor(cursor, org, &query, pk_attr, &partition)?;
         let mut e = Expr::new();
         let mut key_condition = format!("{} = {}", e.n(pk_attr), e.v(s(&partition)));
