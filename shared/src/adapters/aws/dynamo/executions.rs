@@ -332,8 +332,14 @@ impl DynamoStore {
             "{query}:{}:{}:{}:{}",
             filter.status.map(|s| s.as_str()).unwrap_or(""),
             filter.mode.map(|m| m.as_str()).unwrap_or(""),
-            filter.start_date.map(|t| t.millis().to_string()).unwrap_or_default(),
-            filter.end_date.map(|t| t.millis().to_string()).unwrap_or_default(),
+            filter
+                .start_date
+                .map(|t| t.millis().to_string())
+                .unwrap_or_default(),
+            filter
+                .end_date
+                .map(|t| t.millis().to_string())
+                .unwrap_or_default(),
         );
         let start = self.open_cursor(cursor, org, &query, pk_attr, &partition)?;
         let mut e = Expr::new();
