@@ -41,6 +41,8 @@ pub struct EngineConfig {
     /// RETENTION_DAYS (in ms here): finished executions, their logs and dead-lettered jobs
     /// are deleted this long after they were created (DynamoDB: by TTL).
     pub retention_ms: u64,
+    /// WECONNECT_PUBLIC_URL: the base of callback URLs (locally `http://127.0.0.1:{port}`).
+    pub public_url: String,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +65,7 @@ impl Default for EngineConfig {
             idempotency_window_ms: 24 * 3_600_000,
             jobs_per_worker: 32,
             retention_ms: 30 * DAY_MS,
+            public_url: "http://127.0.0.1:3000".into(),
         }
     }
 }
@@ -101,6 +104,9 @@ impl EngineConfig {
             retention_ms: env_or("RETENTION_DAYS", d.retention_ms / DAY_MS)?
                 .max(1)
                 .saturating_mul(DAY_MS),
+            public_url: env_or("WECONNECT_PUBLIC_URL", d.public_url)?
+                .trim_end_matches('/')
+                .to_string(),
         })
     }
 

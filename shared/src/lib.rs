@@ -3,6 +3,7 @@
 //! thin host around this crate.
 
 pub mod adapters;
+pub mod callbacks;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -26,6 +26,9 @@ pub enum SecretError {
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    /// The key of callback tokens, derived from the encryption key (HMAC-SHA256 of a label):
+    /// every function of an installation computes the same tokens.
+    callback_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -36,9 +39,19 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn new(key: &[u8; 32]) -> Self {
+        use hmac::Mac as _;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(b"weconnect callback tokens v1");
         Self {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
+            callback_key: mac.finalize().into_bytes().into(),
         }
+    }
+
+    /// Callback tokens of this installation.
+    pub fn callback_tokens(&self) -> crate::callbacks::CallbackTokens {
+        crate::callbacks::CallbackTokens::new(self.callback_key)
     }
 
     /// From base64 of 32 bytes.

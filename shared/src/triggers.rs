@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 
 /// The node type of manual and API starts.
 pub const MANUAL_TRIGGER: &str = "trigger.manual";
+/// The node type error workflows start from.
+pub const ERROR_TRIGGER: &str = "trigger.error";
 
 /// The node type of webhook triggers.
 pub const WEBHOOK_TRIGGER: &str = "trigger.webhook";

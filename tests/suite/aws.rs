@@ -77,6 +77,12 @@ fn execution(org: &str, wf: &str, created_at: Timestamp) -> Execution {
         deadline: created_at.plus(Duration::from_secs(300)),
         created_at,
         start_node_id: "start".into(),
+        parent_execution_id: None,
+        parent_node_id: None,
+        item_index: None,
+        depth: 0,
+        inline_of: None,
+        pending_reason: None,
     }
 }
 
@@ -102,6 +108,7 @@ fn claim(token: &str, at: Timestamp, lease: Duration) -> Claim {
         token: token.into(),
         now: at,
         lease_until: at.plus(lease),
+        resume: false,
     }
 }
 
@@ -413,6 +420,8 @@ fn job(i: usize) -> Job {
         attempt: 1,
         workflow_id: None,
         workflow_version: None,
+        heartbeat: None,
+        inline_of: None,
         not_before: None,
     }
 }

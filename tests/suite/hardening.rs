@@ -214,6 +214,12 @@ async fn executions_stored_before_the_limit_are_read_back_and_fail_cleanly() {
         deadline: now.plus(Duration::from_secs(60)),
         created_at: now,
         start_node_id: "start".into(),
+        parent_execution_id: None,
+        parent_node_id: None,
+        item_index: None,
+        depth: 0,
+        inline_of: None,
+        pending_reason: None,
     };
     let mut first = NodeRun::new(&exec.id, "start");
     first.ready = true;
@@ -230,6 +236,8 @@ async fn executions_stored_before_the_limit_are_read_back_and_fail_cleanly() {
                 attempt: 1,
                 workflow_id: None,
                 workflow_version: None,
+                heartbeat: None,
+                inline_of: None,
                 not_before: None,
             }],
             Duration::ZERO,

@@ -598,6 +598,7 @@ pub async fn worker_dies_mid_node(backend: Backend) {
         token: "dead-worker".into(),
         now,
         lease_until: now.plus(Duration::from_millis(500)),
+        resume: false,
     };
     let claimed = h
         .backend

@@ -115,6 +115,12 @@ fn execution_at(org: &str, workflow_id: &str, created_at: Timestamp) -> Executio
         deadline: created_at.plus(Duration::from_secs(300)),
         created_at,
         start_node_id: "start".into(),
+        parent_execution_id: None,
+        parent_node_id: None,
+        item_index: None,
+        depth: 0,
+        inline_of: None,
+        pending_reason: None,
     }
 }
 
@@ -134,6 +140,7 @@ fn claim_at(now: i64) -> Claim {
         token: new_id(),
         now: ts(now),
         lease_until: ts(now + 30_000),
+        resume: false,
     }
 }
 
@@ -1153,7 +1160,7 @@ pub async fn statistics_by_status_and_mode_over_whole_days(s: Arc<dyn Store>) {
     assert_eq!(empty.total, 0);
     assert_eq!(empty.by_status.len(), 7);
     assert!(empty.by_status.values().all(|n| *n == 0));
-    assert_eq!(empty.by_mode.len(), 5);
+    assert_eq!(empty.by_mode.len(), ExecutionMode::ALL.len());
     assert!(empty.by_mode.values().all(|n| *n == 0));
     assert_eq!(
         (

@@ -20,6 +20,16 @@ pub struct NodeDetail {
     pub duration_ms: Option<u64>,
     pub output: Option<Value>,
     pub error: Option<NodeError>,
+    /// While a `flow.waitForCallback` node waits: where to call back, and until when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackInfo {
+    pub url: String,
+    pub expires_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,6 +50,18 @@ pub struct ExecutionDetail {
 }
 
 impl Engine {
+    /// The callback URL of a node of an execution.
+    pub fn callback_url(&self, exec: &Execution, node_id: &str) -> String {
+        let token = self
+            .callback_tokens()
+            .token(&crate::callbacks::CallbackTarget {
+                organization_id: exec.organization_id.clone(),
+                execution_id: exec.id.clone(),
+                node_id: node_id.to_string(),
+            });
+        crate::callbacks::CallbackTokens::url(&self.config().public_url, &token)
+    }
+
     /// 404 for an unknown id or another organization's execution.
     pub async fn execution_detail(
         &self,
@@ -75,6 +97,15 @@ impl Engine {
                     duration_ms: run.and_then(|r| r.duration_ms),
                     output: run.and_then(|r| r.output.clone()),
                     error: run.and_then(|r| r.error.clone()),
+                    callback: run
+                        .filter(|r| {
+                            status == NodeRunStatus::Waiting
+                                && r.waiting == Some(crate::model::WaitingFor::Callback)
+                        })
+                        .map(|r| CallbackInfo {
+                            url: self.callback_url(&ctx.exec, &n.id),
+                            expires_at: r.not_before,
+                        }),
                 }
             })
             .collect();

@@ -166,8 +166,25 @@ impl Engine {
         if let Err(e) = self.events().publish(&event).await {
             tracing::warn!(execution_id = %exec.id, error = %e, "could not publish execution event");
         }
+        Box::pin(self.after_end(&exec)).await;
         tracing::info!(execution_id = %exec.id, status = exec.status.as_str(), duration_ms = exec.duration, "execution finished");
         Ok(true)
+    }
+
+    /// What follows an execution's end (SPEC §8): a waited-for child moves its parent along,
+    /// the children a parent still waits for are cancelled, a failure starts the error
+    /// workflow. Each is repaired if it fails here (heartbeats, the cleanup run), so a failure
+    /// is logged, not raised: the execution has ended either way.
+    async fn after_end(&self, exec: &Execution) {
+        if let Err(e) = Box::pin(self.after_child_ended(exec)).await {
+            tracing::warn!(execution_id = %exec.id, error = %e, "could not move the parent along");
+        }
+        if let Err(e) = Box::pin(self.cancel_waited_children(exec)).await {
+            tracing::warn!(execution_id = %exec.id, error = %e, "could not cancel children");
+        }
+        if let Err(e) = Box::pin(self.start_error_workflow(exec)).await {
+            tracing::error!(execution_id = %exec.id, error = %e, "could not start the error workflow");
+        }
     }
 
     pub(super) fn apply_metrics(&self, exec: &mut Execution, ctx: &RunContext) {

@@ -2,6 +2,7 @@
 //! ports: start, run a job, record, route and join, finalize, cancel, pause, resume, retry,
 //! redrive, and the sweep.
 
+mod compose;
 mod detail;
 mod finish;
 mod lifecycle;
@@ -13,7 +14,8 @@ mod sweep;
 pub mod worker;
 pub mod workflows;
 
-pub use detail::{ExecutionDetail, NodeDetail, Progress};
+pub use compose::{CallbackAccepted, HEARTBEAT};
+pub use detail::{CallbackInfo, ExecutionDetail, NodeDetail, Progress};
 pub use metrics::{EngineMetrics, MetricsSnapshot};
 pub use run::JobOutcome;
 pub use start::StartRequest;
@@ -64,11 +66,15 @@ struct Inner {
     metrics: EngineMetrics,
     /// Workflow versions are immutable: cache them by (org, id, version).
     versions: Mutex<HashMap<VersionKey, CachedVersion>>,
+    /// Inline child workflows of cached versions, by (org, id, version, node).
+    inline: Mutex<HashMap<(VersionKey, String), CachedVersion>>,
+    callbacks: crate::callbacks::CallbackTokens,
 }
 
 impl Engine {
     /// Builds the engine; `secrets` seals and opens credential data.
     pub fn new(ports: Ports, config: EngineConfig, secrets: SecretBox) -> Self {
+        let callbacks = secrets.callback_tokens();
         let nodes = NodeServices {
             http: crate::nodes::ssrf::http_client(config.http_allow_private),
             circuits: ports.store.clone(),
@@ -83,6 +89,8 @@ impl Engine {
                 nodes,
                 metrics: EngineMetrics::default(),
                 versions: Mutex::new(HashMap::new()),
+                inline: Mutex::new(HashMap::new()),
+                callbacks,
             }),
         }
     }
@@ -138,6 +146,59 @@ impl Engine {
             .await?
             .ok_or_else(|| crate::EngineError::NotFound("Workflow not found".into()))?;
         Ok(self.remember(key, wf))
+    }
+
+    /// The workflow (version) an execution runs, with its plan: its workflow's version, or
+    /// for a child running an inline workflow, that inline workflow.
+    pub(crate) async fn workflow_and_plan_of(
+        &self,
+        exec: &crate::model::Execution,
+    ) -> crate::EngineResult<(Arc<Workflow>, Arc<Plan>)> {
+        self.version_or_inline(
+            &exec.organization_id,
+            &exec.workflow_id,
+            exec.workflow_version,
+            exec.inline_of.as_deref(),
+        )
+        .await
+    }
+
+    /// A workflow version and plan, or the inline workflow of one of its nodes.
+    pub(crate) async fn version_or_inline(
+        &self,
+        org: &str,
+        id: &str,
+        version: u32,
+        inline_of: Option<&str>,
+    ) -> crate::EngineResult<(Arc<Workflow>, Arc<Plan>)> {
+        let Some(node_id) = inline_of else {
+            return self.workflow_and_plan(org, id, version).await;
+        };
+        let key = (
+            (org.to_string(), id.to_string(), version),
+            node_id.to_string(),
+        );
+        if let Some(found) = self
+            .inner
+            .inline
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return Ok(found);
+        }
+        let (parent, _) = self.workflow_and_plan(org, id, version).await?;
+        let wf = self
+            .inline_workflow(&parent, node_id)
+            .ok_or_else(|| crate::EngineError::NotFound("Inline workflow not found".into()))?;
+        let entry = (wf.clone(), Arc::new(Plan::new(&wf)));
+        if let Ok(mut m) = self.inner.inline.lock() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(key, entry.clone());
+        }
+        Ok(entry)
     }
 
     /// The cached plan of a workflow version the caller has just read (built and cached

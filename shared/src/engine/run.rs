@@ -11,13 +11,14 @@
 //! have died before).
 
 use super::Engine;
+use super::compose::{ChildStart, WaitingNext};
 use super::retry::retry_delay;
 use crate::expr::{self, ExprContext, NodeRefs};
 use crate::graph::{Finished, Plan, effective_on_error, route as route_children};
 use crate::model::{
     AttemptEnd, Claim, ClaimOutcome, ErrorKind, Execution, ExecutionLog, ExecutionMove,
     ExecutionStatus, Job, LogLevel, Node, NodeError, NodeOutcome, NodeRun, NodeRunStatus, OnError,
-    Timestamp, Workflow, new_id,
+    Resumed, Timestamp, WaitingFor, Workflow, new_id,
 };
 use crate::nodes::NodeContext;
 use crate::ports::{Arrival, ArrivalAt};
@@ -146,11 +147,21 @@ impl Engine {
             tracing::warn!(node_id = %job.node_id, "job for an unknown node dropped");
             return Ok(JobOutcome::Done);
         };
-        let claim = self.new_claim(&node);
-        let outcome = self
+        let mut claim = self.new_claim(&node);
+        let mut outcome = self
             .store()
             .claim_node(org, &job.execution_id, &job.node_id, &claim)
             .await?;
+        if let ClaimOutcome::Waiting(run) = &outcome {
+            // The wait may be moved along (children) or be over: then claim to resume.
+            if matches!(self.on_waiting(job, run).await?, WaitingNext::Resume) {
+                claim.resume = true;
+                outcome = self
+                    .store()
+                    .claim_node(org, &job.execution_id, &job.node_id, &claim)
+                    .await?;
+            }
+        }
         match outcome {
             ClaimOutcome::Claimed(run) => {
                 let needs = plan.needs(&node.id);
@@ -189,7 +200,7 @@ impl Engine {
                     not_before.millis_since(now),
                 )));
             }
-            ClaimOutcome::NotReady => {
+            ClaimOutcome::NotReady | ClaimOutcome::Waiting(_) => {
                 tracing::debug!(node_id = %job.node_id, "job for a node that is not ready dropped");
             }
             ClaimOutcome::Stopped(status) => {
@@ -210,14 +221,17 @@ impl Engine {
     /// execution (jobs of earlier versions). None when either is gone.
     async fn job_workflow(&self, job: &Job) -> EngineResult<Option<(Arc<Workflow>, Arc<Plan>)>> {
         let org = &job.organization_id;
-        let (id, version) = match (&job.workflow_id, job.workflow_version) {
-            (Some(id), Some(version)) => (id.clone(), version),
+        let (id, version, inline_of) = match (&job.workflow_id, job.workflow_version) {
+            (Some(id), Some(version)) => (id.clone(), version, job.inline_of.clone()),
             _ => match self.store().get_execution(org, &job.execution_id).await? {
-                Some(exec) => (exec.workflow_id, exec.workflow_version),
+                Some(exec) => (exec.workflow_id, exec.workflow_version, exec.inline_of),
                 None => return Ok(None),
             },
         };
-        match self.workflow_and_plan(org, &id, version).await {
+        match self
+            .version_or_inline(org, &id, version, inline_of.as_deref())
+            .await
+        {
             Ok(found) => Ok(Some(found)),
             Err(EngineError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
@@ -266,9 +280,7 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::NotFound("Execution not found".into()))?;
         let exec = state.execution;
-        let (wf, plan) = self
-            .workflow_and_plan(org, &exec.workflow_id, exec.workflow_version)
-            .await?;
+        let (wf, plan) = self.workflow_and_plan_of(&exec).await?;
         let runs = state
             .node_runs
             .into_iter()
@@ -362,6 +374,7 @@ impl Engine {
             lease_until: now.plus(Duration::from_millis(
                 timeout + self.config().lease_margin_ms,
             )),
+            resume: false,
         }
     }
 
@@ -638,13 +651,81 @@ impl Engine {
             Some(json!({ "attempt": run.attempts })),
             started,
         );
+        // A waiting node claimed back: what it waited for.
+        let resumed = match run.waiting {
+            Some(WaitingFor::Children) => Some(Resumed::Children(
+                self.child_results(&ctx.exec, &node.id).await?,
+            )),
+            Some(WaitingFor::Callback) => Some(
+                match self
+                    .store()
+                    .get_callback(&org, &ctx.exec.id, &node.id)
+                    .await?
+                {
+                    Some(received) => Resumed::Callback(received.callback),
+                    None => Resumed::TimedOut,
+                },
+            ),
+            None => None,
+        };
         let outcome = self
-            .run_node(ctx, &node, &run, &inputs, &input)
+            .run_node(ctx, &node, &run, &inputs, &input, resumed)
             .await
             .map_err(|e| NodeError::new(ErrorKind::Configuration, e));
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => return Ok(NodeStep::Stop(e)),
+        };
+        // Waits: children to start, a callback to come.
+        let outcome = match outcome {
+            NodeOutcome::StartChildren(plan) => {
+                match self.start_children(ctx, &node.id, plan).await? {
+                    ChildStart::Waiting => {
+                        return self
+                            .park(ctx, &node, &run, claim, WaitingFor::Children, None)
+                            .await;
+                    }
+                    ChildStart::Detached(output) => self.checked_output(output),
+                    ChildStart::Failed(error) => NodeOutcome::Failed(error),
+                }
+            }
+            NodeOutcome::AwaitCallback {
+                timeout_ms,
+                pause_deadline,
+            } => {
+                match self
+                    .store()
+                    .get_callback(&org, &ctx.exec.id, &node.id)
+                    .await?
+                {
+                    // It came early: the node completes at once.
+                    Some(received) => self
+                        .run_node(
+                            ctx,
+                            &node,
+                            &run,
+                            &inputs,
+                            &input,
+                            Some(Resumed::Callback(received.callback)),
+                        )
+                        .await
+                        .unwrap_or_else(|e| {
+                            NodeOutcome::Failed(NodeError::new(ErrorKind::Configuration, e))
+                        }),
+                    None => {
+                        let wait = Duration::from_millis(timeout_ms);
+                        if pause_deadline {
+                            self.move_deadlines(&ctx.exec, wait).await?;
+                            ctx.exec.deadline = ctx.exec.deadline.plus(wait);
+                        }
+                        let until = self.clock().now().plus(wait);
+                        return self
+                            .park(ctx, &node, &run, claim, WaitingFor::Callback, Some(until))
+                            .await;
+                    }
+                }
+            }
+            other => other,
         };
         let now = self.clock().now();
         let policy = node.retry.clone().unwrap_or_default();
@@ -742,6 +823,70 @@ impl Engine {
         })
     }
 
+    /// Parks a claimed node `waiting` (children, a callback): the run is saved so (its lease
+    /// released), a job comes back when the wait may be over.
+    async fn park(
+        &self,
+        ctx: &mut RunContext,
+        node: &Node,
+        run: &NodeRun,
+        claim: &Claim,
+        what: WaitingFor,
+        until: Option<Timestamp>,
+    ) -> EngineResult<NodeStep> {
+        let org = ctx.exec.organization_id.clone();
+        let waiting = run.waiting_for(what.clone(), until);
+        if !self
+            .store()
+            .save_node_run(&org, &waiting, &claim.token)
+            .await?
+        {
+            return Ok(NodeStep::LeaseLost);
+        }
+        let now = self.clock().now();
+        let job = self.job_for(&ctx.exec, &node.id);
+        let message = match what {
+            WaitingFor::Children => {
+                // The heartbeat: repairs a lost child job if the children stop moving.
+                self.schedule_heartbeat(&job, 0).await?;
+                // Children may all have ended before the node was parked.
+                if let Some(tally) = self
+                    .store()
+                    .get_child_tally(&org, &ctx.exec.id, &node.id)
+                    .await?
+                    && tally.complete()
+                {
+                    self.send_now(&mut vec![job]).await?;
+                }
+                "Node waiting for its child executions".to_string()
+            }
+            WaitingFor::Callback => {
+                let until = until.unwrap_or(now);
+                // The timeout; and the callback may have come while the node parked.
+                self.send_delayed(job.clone(), until).await?;
+                if self
+                    .store()
+                    .get_callback(&org, &ctx.exec.id, &node.id)
+                    .await?
+                    .is_some()
+                {
+                    self.send_now(&mut vec![job]).await?;
+                }
+                format!("Node waiting for its callback until {until}")
+            }
+        };
+        ctx.log(
+            LogLevel::Info,
+            message,
+            Some(node),
+            ctx.plan.step(&node.id),
+            None,
+            now,
+        );
+        ctx.runs.insert(node.id.clone(), waiting);
+        Ok(NodeStep::Parked)
+    }
+
     /// Resolves the node's parameters and runs it within its timeout, its output checked
     /// against the limits. `Err`: the node's type is unknown (a configuration error that
     /// stops the execution).
@@ -752,6 +897,7 @@ impl Engine {
         run: &NodeRun,
         inputs: &[(String, Value)],
         input: &Value,
+        resumed: Option<Resumed>,
     ) -> Result<NodeOutcome, String> {
         let Some(node_type) = crate::nodes::node_type(&node.node_type) else {
             return Err(format!("unknown node type {:?}", node.node_type));
@@ -775,6 +921,12 @@ impl Engine {
             timeout_ms,
             inputs,
         };
+        if let Some(resumed) = resumed {
+            return Ok(match node_type.resume(&node_ctx, &params, input, resumed) {
+                NodeOutcome::Output(v) => self.checked_output(v),
+                other => other,
+            });
+        }
         let outcome = match tokio::time::timeout(
             Duration::from_millis(timeout_ms),
             node_type.run(&node_ctx, &params, input),
@@ -847,10 +999,21 @@ impl Engine {
             execution: json!({ "id": ctx.exec.id, "mode": ctx.exec.mode }),
             workflow: json!({ "id": ctx.wf.id, "name": ctx.wf.name, "version": ctx.wf.version }),
             now: self.clock().now().to_string(),
+            callbacks: self.callback_context(&ctx.exec, &ctx.wf),
         };
-        match expr::resolve(&Value::Object(node.parameters.clone()), &expr_ctx)? {
-            Value::Object(m) => Ok(m),
-            _ => Ok(Map::new()),
+        // Raw parameters (an inline child workflow) go to the node as written.
+        let raw = crate::nodes::node_type(&node.node_type).map_or(&[][..], |t| t.raw_parameters());
+        let (kept, to_resolve): (Map<String, Value>, Map<String, Value>) = node
+            .parameters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .partition(|(k, _)| raw.contains(&k.as_str()));
+        match expr::resolve(&Value::Object(to_resolve), &expr_ctx)? {
+            Value::Object(mut m) => {
+                m.extend(kept);
+                Ok(m)
+            }
+            _ => Ok(kept),
         }
     }
 

@@ -2,14 +2,22 @@
 
 use super::run::{Route, Step};
 use super::{Engine, Principal};
+use crate::graph::Plan;
 use crate::model::{
-    Execution, ExecutionMetrics, ExecutionMode, ExecutionMove, ExecutionStatus, Job, NodeRun,
-    NodeRunStatus, Timestamp, Workflow, WorkflowStatus, new_id,
+    Execution, ExecutionMode, ExecutionMove, Job, NodeRun, NodeRunStatus, Timestamp, Workflow,
+    WorkflowStatus, new_id,
 };
 use crate::ports::Created;
 use crate::{EngineError, EngineResult};
 use serde_json::{Value, json};
 use std::time::Duration;
+
+/// The runs an execution is created with (see [`Engine::first_runs`]).
+pub(super) struct FirstRuns {
+    pub runs: Vec<NodeRun>,
+    pub copied_ids: Vec<String>,
+    pub skipped_roots: Vec<String>,
+}
 
 /// A request to run a workflow (API, webhook, schedule, CLI).
 #[derive(Debug, Clone, PartialEq)]
@@ -66,33 +74,16 @@ impl Engine {
         let start_node_id = crate::triggers::start_node(wf, req.start_node_id.as_deref())
             .map_err(EngineError::BadRequest)?;
         let now = self.clock().now();
-        let exec = Execution {
-            id: new_id(),
-            workflow_id: wf.id.clone(),
-            workflow_version: wf.version,
-            user_id: req.principal.user_id.clone(),
-            organization_id: org.clone(),
-            status: ExecutionStatus::Pending,
-            mode: req.mode,
-            input_data: req.input,
-            output_data: None,
-            started_at: None,
-            completed_at: None,
-            duration: 0,
-            error_message: None,
-            error_details: None,
-            retry_count: 0,
-            retry_of: None,
-            nodes_executed: 0,
-            nodes_failed: 0,
-            metrics: ExecutionMetrics {
-                total_nodes: wf.nodes.len() as u32,
-                ..Default::default()
-            },
-            deadline: now.plus(Duration::from_millis(timeout_ms)),
-            created_at: now,
+        let exec = Execution::new(
+            new_id(),
+            wf,
+            &req.principal,
+            req.mode,
+            req.input,
             start_node_id,
-        };
+            now,
+            now.plus(Duration::from_millis(timeout_ms)),
+        );
         self.launch(exec, wf, req.idempotency_key.as_deref(), Vec::new())
             .await
     }
@@ -136,19 +127,15 @@ impl Engine {
         Ok(Some(self.start_execution_of(&wf, req).await?.0))
     }
 
-    /// Creates the execution, lays out its node runs and queues its first jobs.
-    /// `copied`: finished runs carried over (redrive); their routing is replayed.
-    pub(super) async fn launch(
+    /// The runs an execution starts with: its start trigger ready, every other trigger
+    /// skipped (its path is dead), and `copied` finished runs carried over (redrive).
+    pub(super) fn first_runs(
         &self,
-        exec: Execution,
-        wf: &Workflow,
-        idempotency_key: Option<&str>,
+        exec: &Execution,
+        plan: &Plan,
         copied: Vec<NodeRun>,
-    ) -> EngineResult<(Execution, bool)> {
+    ) -> FirstRuns {
         let now = self.clock().now();
-        let (_, plan) = self.cached_version(wf);
-
-        // The start trigger is ready; every other trigger is skipped (its path is dead).
         let mut runs: Vec<NodeRun> = copied;
         let copied_ids: Vec<String> = runs.iter().map(|r| r.node_id.clone()).collect();
         let mut skipped_roots = Vec::new();
@@ -166,11 +153,71 @@ impl Engine {
             }
             runs.push(run);
         }
+        FirstRuns {
+            runs,
+            copied_ids,
+            skipped_roots,
+        }
+    }
 
+    /// Replays the routing out of skipped triggers (their paths are dead) and of carried
+    /// over runs; returns the jobs that became due.
+    pub(super) async fn replay_skipped_roots(
+        &self,
+        exec: &Execution,
+        skipped_roots: &[String],
+    ) -> EngineResult<Vec<Job>> {
+        self.replay(exec, skipped_roots, &[]).await
+    }
+
+    async fn replay(
+        &self,
+        exec: &Execution,
+        skipped_roots: &[String],
+        copied_ids: &[String],
+    ) -> EngineResult<Vec<Job>> {
+        let mut ctx = self
+            .load_run_context(&exec.organization_id, &exec.id)
+            .await?;
+        let mut step = Step::default();
+        for root in skipped_roots {
+            self.advance(&mut ctx, root, Route::Dead, false, &mut step)
+                .await?;
+        }
+        for id in copied_ids {
+            let Some(run) = ctx.runs.get(id).cloned() else {
+                continue;
+            };
+            let Some(finished) = super::run::finished_route(&ctx, &run) else {
+                continue;
+            };
+            self.advance(&mut ctx, id, finished, false, &mut step)
+                .await?;
+        }
+        if step.enqueue.is_empty() && copied_ids.contains(&exec.start_node_id) {
+            // Nothing to run: every node was carried over or decided.
+            self.try_finalize(&mut ctx).await?;
+        }
+        self.flush_logs(&mut ctx).await;
+        Ok(step.enqueue)
+    }
+
+    /// Creates the execution, lays out its node runs and queues its first jobs.
+    /// `copied`: finished runs carried over (redrive); their routing is replayed.
+    pub(super) async fn launch(
+        &self,
+        exec: Execution,
+        wf: &Workflow,
+        idempotency_key: Option<&str>,
+        copied: Vec<NodeRun>,
+    ) -> EngineResult<(Execution, bool)> {
+        let now = self.clock().now();
+        let (_, plan) = self.cached_version(wf);
+        let first = self.first_runs(&exec, &plan, copied);
         let window = Duration::from_millis(self.config().idempotency_window_ms);
         let created = self
             .store()
-            .create_execution_with_runs(&exec, &runs, idempotency_key, now.minus(window))
+            .create_execution_with_runs(&exec, &first.runs, idempotency_key, now.minus(window))
             .await;
         let exec = match created {
             Ok(Created::Existing(existing)) => return Ok((existing, false)),
@@ -185,33 +232,14 @@ impl Engine {
         let org = exec.organization_id.clone();
 
         let mut jobs = Vec::new();
-        if !copied_ids.contains(&exec.start_node_id) {
+        if !first.copied_ids.contains(&exec.start_node_id) {
             jobs.push(self.job_for(&exec, &exec.start_node_id));
         }
-        if !skipped_roots.is_empty() || !copied_ids.is_empty() {
-            // Replay routing out of skipped triggers and carried-over runs.
-            let mut ctx = self.load_run_context(&org, &exec.id).await?;
-            let mut step = Step::default();
-            for root in &skipped_roots {
-                self.advance(&mut ctx, root, Route::Dead, false, &mut step)
-                    .await?;
-            }
-            for id in &copied_ids {
-                let Some(run) = ctx.runs.get(id).cloned() else {
-                    continue;
-                };
-                let Some(finished) = super::run::finished_route(&ctx, &run) else {
-                    continue;
-                };
-                self.advance(&mut ctx, id, finished, false, &mut step)
-                    .await?;
-            }
-            jobs.append(&mut step.enqueue);
-            if jobs.is_empty() {
-                // Everything was carried over: nothing left to run.
-                self.try_finalize(&mut ctx).await?;
-            }
-            self.flush_logs(&mut ctx).await;
+        if !first.skipped_roots.is_empty() || !first.copied_ids.is_empty() {
+            jobs.extend(
+                self.replay(&exec, &first.skipped_roots, &first.copied_ids)
+                    .await?,
+            );
             if jobs.is_empty() {
                 let exec = self
                     .store()
@@ -236,6 +264,8 @@ impl Engine {
             attempt: 0,
             workflow_id: Some(exec.workflow_id.clone()),
             workflow_version: Some(exec.workflow_version),
+            heartbeat: None,
+            inline_of: exec.inline_of.clone(),
             not_before: None,
         }
     }

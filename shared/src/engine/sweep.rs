@@ -105,7 +105,10 @@ impl Engine {
             {
                 report.stale_cancelled += 1;
             }
-        } else if exec.status == ExecutionStatus::Pending && exec.created_at < stranded_before {
+        } else if exec.status == ExecutionStatus::Pending
+            && exec.pending_reason.is_none()
+            && exec.created_at < stranded_before
+        {
             match self.redispatch_stranded(exec).await {
                 Ok(()) => report.redispatched += 1,
                 Err(e) => {

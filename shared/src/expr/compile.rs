@@ -15,8 +15,15 @@ use minijinja::{AutoEscape, Error, ErrorKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The variables an expression can see.
-pub const CONTEXT_VARIABLES: &[&str] =
-    &["json", "nodes", "trigger", "execution", "workflow", "now"];
+pub const CONTEXT_VARIABLES: &[&str] = &[
+    "json",
+    "nodes",
+    "trigger",
+    "execution",
+    "workflow",
+    "now",
+    "callbacks",
+];
 
 /// `PushLoop` flag of a `recursive` loop (minijinja's `LOOP_FLAG_RECURSIVE`).
 const LOOP_FLAG_RECURSIVE: u8 = 2;

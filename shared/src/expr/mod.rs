@@ -41,6 +41,8 @@ pub struct ExprContext {
     pub workflow: Value,
     /// RFC 3339.
     pub now: String,
+    /// `{"<nodeId>": {"url", "token"}}` of the workflow's `flow.waitForCallback` nodes.
+    pub callbacks: Value,
 }
 
 /// An expression that failed to parse or to evaluate; the message says which and why
@@ -241,7 +243,7 @@ fn resolve_in<'a>(
 /// once per [`resolve`] call.
 struct Roots<'c> {
     ctx: &'c ExprContext,
-    cache: [Option<minijinja::Value>; 6],
+    cache: [Option<minijinja::Value>; 7],
     /// Work and fuel shared by every string of one `resolve` call.
     budget: std::sync::Arc<sandbox::Budget>,
 }
@@ -265,7 +267,8 @@ impl<'c> Roots<'c> {
             2 => minijinja::Value::from_serialize(&self.ctx.trigger),
             3 => minijinja::Value::from_serialize(&self.ctx.execution),
             4 => minijinja::Value::from_serialize(&self.ctx.workflow),
-            _ => minijinja::Value::from(self.ctx.now.as_str()),
+            5 => minijinja::Value::from(self.ctx.now.as_str()),
+            _ => minijinja::Value::from_serialize(&self.ctx.callbacks),
         };
         self.cache[index] = Some(v.clone());
         v

@@ -9,6 +9,7 @@ fn ctx() -> ExprContext {
         execution: json!({"id": "exec-1", "mode": "manual"}),
         workflow: json!({"id": "wf-1", "name": "Order alert", "version": 3}),
         now: "2025-01-02T03:04:05Z".into(),
+        callbacks: json!({"approve": {"url": "http://x/callbacks/t", "token": "t"}}),
     }
 }
 

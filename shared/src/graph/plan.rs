@@ -87,7 +87,7 @@ impl Plan {
         let chain = parents.iter().all(|p| p.len() <= 1) && children.iter().all(|c| c.len() <= 1);
         let reads = nodes
             .iter()
-            .map(|node| expr::referenced_nodes(&node.parameters))
+            .map(|node| expr::referenced_nodes(&resolved_parameters(node)))
             .collect();
         Self {
             index,
@@ -195,6 +195,16 @@ impl Plan {
     pub fn roots(&self) -> &[String] {
         &self.roots
     }
+}
+
+/// The parameters of a node that are resolved in its execution (not the raw ones).
+fn resolved_parameters(node: &Node) -> serde_json::Map<String, serde_json::Value> {
+    let raw = crate::nodes::node_type(&node.node_type).map_or(&[][..], |t| t.raw_parameters());
+    node.parameters
+        .iter()
+        .filter(|(k, _)| !raw.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -209,6 +209,11 @@ fn check_node(node: &Node) -> Result<(), ValidationError> {
         ));
     }
     for (key, value) in &node.parameters {
+        // Raw parameters (an inline child workflow) are checked by the node type, as the
+        // child's.
+        if node_type.raw_parameters().contains(&key.as_str()) {
+            continue;
+        }
         let mut path = key.clone();
         check_expressions(node, value, &mut path)?;
     }

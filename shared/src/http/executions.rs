@@ -49,6 +49,7 @@ pub struct ExecutionQuery {
     pub status: Option<ExecutionStatus>,
     pub mode: Option<ExecutionMode>,
     pub workflow_id: Option<String>,
+    pub parent_execution_id: Option<String>,
     pub start_date: Option<String>,
     pub end_date: Option<String>,
     pub limit: Option<u64>,
@@ -70,6 +71,7 @@ impl ExecutionQuery {
             workflow_id: workflow_id.or_else(|| self.workflow_id.clone()),
             start_date,
             end_date,
+            parent_execution_id: self.parent_execution_id.clone(),
         })
     }
     fn limit(&self) -> Result<usize, ApiError> {

@@ -7,6 +7,7 @@
 //! a panic).
 
 pub mod auth;
+pub mod callbacks;
 pub mod credentials;
 pub mod error;
 pub mod executions;
@@ -190,11 +191,22 @@ pub fn router_for(state: AppState, set: RouteSet) -> Router {
         .route("/executions/{id}/retry", post(executions::retry))
         .route("/executions/{id}/logs", get(executions::logs))
         .route("/executions/{id}/metrics", get(executions::metrics))
+        .route(
+            "/executions/{id}/nodes/{nodeId}/complete",
+            post(callbacks::complete_node),
+        )
+        .route(
+            "/executions/{id}/nodes/{nodeId}/fail",
+            post(callbacks::fail_node),
+        )
         .layer(DefaultBodyLimit::max(limits.api_body_bytes))
         .merge(workflows);
     let hooks = Router::new()
         .route("/webhook/{id}", any(webhooks::handle))
         .route("/webhook/handler/{id}", any(webhooks::handle))
+        // Callbacks need no bearer token (their token is the credential), like webhooks.
+        .route("/callbacks/{token}", post(callbacks::complete))
+        .route("/callbacks/{token}/fail", post(callbacks::fail))
         .layer(DefaultBodyLimit::max(limits.webhook_body_bytes));
     let mut app = Router::new().route("/health", get(monitoring::liveness));
     if set != RouteSet::Webhooks {

@@ -62,15 +62,21 @@ pub enum ExecutionMode {
     Scheduled,
     Api,
     Test,
+    /// Started by a parent execution (`flow.map`, `flow.subworkflow`).
+    Subworkflow,
+    /// Started by an error workflow setting.
+    Error,
 }
 
 impl ExecutionMode {
-    pub const ALL: [ExecutionMode; 5] = [
+    pub const ALL: [ExecutionMode; 7] = [
         Self::Manual,
         Self::Webhook,
         Self::Scheduled,
         Self::Api,
         Self::Test,
+        Self::Subworkflow,
+        Self::Error,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -79,6 +85,8 @@ impl ExecutionMode {
             Self::Scheduled => "scheduled",
             Self::Api => "api",
             Self::Test => "test",
+            Self::Subworkflow => "subworkflow",
+            Self::Error => "error",
         }
     }
     pub fn parse(text: &str) -> Option<Self> {
@@ -141,6 +149,82 @@ pub struct Execution {
     pub created_at: Timestamp,
     /// The trigger node this execution started from.
     pub start_node_id: String,
+    /// A child execution's parent (SPEC §8); null at the top.
+    #[serde(default)]
+    pub parent_execution_id: Option<String>,
+    /// The parent's node that started it.
+    #[serde(default)]
+    pub parent_node_id: Option<String>,
+    /// Its item of the parent's `flow.map`.
+    #[serde(default)]
+    pub item_index: Option<u32>,
+    /// 0 at the top, parent + 1.
+    #[serde(default)]
+    pub depth: u32,
+    /// A child running the inline workflow of this node of its workflow version (its
+    /// `workflowId` and `workflowVersion` are the parent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_of: Option<String>,
+    /// Why a `pending` execution waits on purpose (SPEC §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<PendingReason>,
+}
+
+/// Why a `pending` execution waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PendingReason {
+    /// A limit on how many run at once (a `flow.map`'s `concurrency`, …).
+    Concurrency,
+}
+
+impl Execution {
+    /// A new `pending` execution of `wf` starting at `start_node_id` at `now`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        wf: &super::Workflow,
+        who: &crate::engine::Principal,
+        mode: ExecutionMode,
+        input: Value,
+        start_node_id: String,
+        now: Timestamp,
+        deadline: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            workflow_id: wf.id.clone(),
+            workflow_version: wf.version,
+            user_id: who.user_id.clone(),
+            organization_id: who.organization_id.clone(),
+            status: ExecutionStatus::Pending,
+            mode,
+            input_data: input,
+            output_data: None,
+            started_at: None,
+            completed_at: None,
+            duration: 0,
+            error_message: None,
+            error_details: None,
+            retry_count: 0,
+            retry_of: None,
+            nodes_executed: 0,
+            nodes_failed: 0,
+            metrics: ExecutionMetrics {
+                total_nodes: wf.nodes.len() as u32,
+                ..Default::default()
+            },
+            deadline,
+            created_at: now,
+            start_node_id,
+            parent_execution_id: None,
+            parent_node_id: None,
+            item_index: None,
+            depth: 0,
+            inline_of: None,
+            pending_reason: None,
+        }
+    }
 }
 
 /// Status of one node within one execution, as the API shows it.
@@ -153,6 +237,8 @@ pub enum NodeRunStatus {
     Failed,
     Skipped,
     Cancelled,
+    /// Parked until a callback or its children arrive (not finished, not on a worker).
+    Waiting,
 }
 
 impl NodeRunStatus {
@@ -181,6 +267,12 @@ pub enum ErrorKind {
     Configuration,
     /// `flow.fail` ran.
     FlowFail,
+    /// A child execution did not succeed.
+    ChildFailed,
+    /// The callback reported a failure.
+    CallbackFailed,
+    /// A composition limit (depth, items) was hit.
+    LimitExceeded,
 }
 
 impl ErrorKind {
@@ -269,6 +361,9 @@ pub struct NodeRun {
     /// `flow.wait`: when the wait ends, fixed by its first run.
     #[serde(default)]
     pub wait_until: Option<Timestamp>,
+    /// What a `waiting` run waits for (kept while it is claimed to be resumed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<super::WaitingFor>,
 }
 
 impl NodeRun {
@@ -290,6 +385,7 @@ impl NodeRun {
             lease_until: None,
             not_before: None,
             wait_until: None,
+            waiting: None,
         }
     }
 }
@@ -381,6 +477,13 @@ pub struct Job {
     pub workflow_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow_version: Option<u32>,
+    /// A waiting node's heartbeat: the number of children that had reported when it was sent
+    /// (no progress since means something may be stuck).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<u32>,
+    /// The node of the workflow version whose inline workflow the execution runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_of: Option<String>,
     /// Deliveries before this are sent back to the queue (delays longer than the queue allows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Timestamp>,

@@ -95,6 +95,9 @@ pub struct Claim {
     pub token: String,
     pub now: Timestamp,
     pub lease_until: Timestamp,
+    /// Claims a `waiting` run whose wait is over (its children all reported, its callback
+    /// arrived): the engine saw that before claiming.
+    pub resume: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +116,9 @@ pub enum ClaimOutcome {
     /// may start. Stores that can check the execution in the claim's own write do; others
     /// leave it to the engine's read after the claim.
     Stopped(ExecutionStatus),
+    /// The run waits (children, a callback) and its wait is not known to be over: the job
+    /// may move the wait along (start more children) but not run the node.
+    Waiting(NodeRun),
 }
 
 impl NodeRun {
@@ -124,6 +130,13 @@ impl NodeRun {
         };
         match run.status {
             s if s.is_finished() => return ClaimOutcome::Finished(run.clone()),
+            NodeRunStatus::Waiting => {
+                // Resumed when the engine saw the wait end, or when its time ran out.
+                let timed_out = run.not_before.is_some_and(|t| t <= claim.now);
+                if !claim.resume && !timed_out {
+                    return ClaimOutcome::Waiting(run.clone());
+                }
+            }
             NodeRunStatus::Running => {
                 if let Some(until) = run.lease_until
                     && until > claim.now
@@ -145,11 +158,14 @@ impl NodeRun {
         ClaimOutcome::Claimed(run.claimed(claim))
     }
 
-    /// The run moved to `running` under `claim`: new token and lease, one more attempt.
+    /// The run moved to `running` under `claim`: new token and lease, one more attempt
+    /// (resuming a waiting run continues its attempt).
     pub fn claimed(&self, claim: &Claim) -> NodeRun {
         let mut run = self.clone();
+        if run.status != NodeRunStatus::Waiting {
+            run.attempts += 1;
+        }
         run.status = NodeRunStatus::Running;
-        run.attempts += 1;
         run.lease_token = Some(claim.token.clone());
         run.lease_until = Some(claim.lease_until);
         if run.started_at.is_none() {
@@ -186,6 +202,14 @@ pub enum NodeOutcome {
     Failed(NodeError),
     /// Not finished: run the node again at `until` (durable wait, never a sleeping worker).
     WaitUntil(Timestamp),
+    /// Start these child executions (and wait for them, unless the plan says not to).
+    StartChildren(super::ChildPlan),
+    /// Wait for the node's callback, at most `timeout_ms`; with `pause_deadline` the
+    /// execution's deadline moves out by as much.
+    AwaitCallback {
+        timeout_ms: u64,
+        pause_deadline: bool,
+    },
 }
 
 /// Where an attempt leads, besides the run to save.
@@ -204,6 +228,20 @@ pub enum AttemptEnd {
     Wait { until: Timestamp },
     /// Finished `failed` after its last attempt.
     Failed(NodeError),
+}
+
+impl NodeRun {
+    /// The run parked `waiting` for `what` (its lease released); `until`: when the wait runs
+    /// out (a callback's timeout), when it has a limit of its own.
+    pub fn waiting_for(&self, what: super::WaitingFor, until: Option<Timestamp>) -> NodeRun {
+        let mut run = self.clone();
+        run.status = NodeRunStatus::Waiting;
+        run.waiting = Some(what);
+        run.not_before = until;
+        run.lease_token = None;
+        run.lease_until = None;
+        run
+    }
 }
 
 /// Attempts allowed per node, whatever a policy asks.
@@ -239,6 +277,7 @@ impl NodeRun {
         let mut run = self.clone();
         run.lease_token = None;
         run.lease_until = None;
+        run.waiting = None;
         let ran_ms = now.millis_since(started);
         let end = match outcome {
             NodeOutcome::Output(output) => {
@@ -256,6 +295,20 @@ impl NodeRun {
                 run.wait_until = Some(until);
                 run.not_before = Some(until);
                 AttemptEnd::Wait { until }
+            }
+            // Handled by the engine before the attempt ends; here only as a failure.
+            NodeOutcome::StartChildren(_) | NodeOutcome::AwaitCallback { .. } => {
+                let error = NodeError::new(
+                    ErrorKind::Configuration,
+                    "internal error: a wait reached the end of an attempt",
+                );
+                run.status = NodeRunStatus::Failed;
+                run.output = Some(error.to_output());
+                run.error = Some(error.clone());
+                run.finished_at = Some(now);
+                run.duration_ms = Some(ran_ms);
+                run.not_before = None;
+                AttemptEnd::Failed(error)
             }
             NodeOutcome::Failed(error) => {
                 let max_attempts = policy.attempts(default_attempts);
@@ -313,6 +366,7 @@ mod tests {
             token: format!("c{now}"),
             now: t(now),
             lease_until: t(now + 1000),
+            resume: false,
         }
     }
 

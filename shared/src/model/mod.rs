@@ -1,11 +1,13 @@
 //! The product's data, with the exact JSON names and enum strings of the spec.
 
+mod composition;
 mod credential;
 mod execution;
 mod lifecycle;
 mod time;
 mod workflow;
 
+pub use composition::*;
 pub use credential::*;
 pub use execution::*;
 pub use lifecycle::*;

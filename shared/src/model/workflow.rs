@@ -79,6 +79,10 @@ pub struct WorkflowSettings {
     /// Default execution timeout for this workflow (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// A workflow (with a `trigger.error` node) started once for every execution of this one
+    /// that ends `failed` or `timeout` (SPEC §8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_workflow_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

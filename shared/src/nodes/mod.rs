@@ -3,11 +3,15 @@
 //! A node receives its parameters with every expression already resolved, and its input.
 //! Adding a type = one file here + one line in `registry()`.
 
+pub mod children;
 mod data_set;
 mod flow_fail;
+mod flow_map;
 mod flow_merge;
 mod flow_noop;
+mod flow_subworkflow;
 mod flow_wait;
+pub mod flow_wait_for_callback;
 pub mod http_request;
 mod logic_if;
 mod logic_switch;
@@ -78,6 +82,23 @@ pub trait NodeType: Send + Sync + 'static {
         let _ = params;
         Ok(())
     }
+    /// Parameters passed to the node as written, not resolved (an inline child workflow,
+    /// whose expressions are the child's).
+    fn raw_parameters(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// A node that waited (`StartChildren`, `AwaitCallback`) resumed with what it waited
+    /// for: its outcome.
+    fn resume(
+        &self,
+        ctx: &NodeContext<'_>,
+        params: &Map<String, Value>,
+        input: &Value,
+        resumed: crate::model::Resumed,
+    ) -> NodeOutcome {
+        let _ = (ctx, params, input, resumed);
+        params::config_error(format!("{} does not wait", self.type_name()))
+    }
     /// Runs the node with resolved parameters.
     async fn run(
         &self,
@@ -95,6 +116,7 @@ pub fn registry() -> &'static BTreeMap<&'static str, Box<dyn NodeType>> {
             Box::new(triggers::ManualTrigger),
             Box::new(triggers::WebhookTrigger),
             Box::new(triggers::ScheduleTrigger),
+            Box::new(triggers::ErrorTrigger),
             Box::new(http_request::HttpRequest),
             Box::new(logic_if::If),
             Box::new(logic_switch::Switch),
@@ -103,6 +125,9 @@ pub fn registry() -> &'static BTreeMap<&'static str, Box<dyn NodeType>> {
             Box::new(flow_wait::Wait),
             Box::new(flow_fail::Fail),
             Box::new(flow_noop::Noop),
+            Box::new(flow_map::MapNode),
+            Box::new(flow_subworkflow::Subworkflow),
+            Box::new(flow_wait_for_callback::WaitForCallback),
         ];
         types.into_iter().map(|t| (t.type_name(), t)).collect()
     })

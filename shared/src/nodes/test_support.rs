@@ -167,6 +167,12 @@ impl Harness {
             deadline: now.plus(Duration::from_secs(300)),
             created_at: now,
             start_node_id: "n1".into(),
+            parent_execution_id: None,
+            parent_node_id: None,
+            item_index: None,
+            depth: 0,
+            inline_of: None,
+            pending_reason: None,
         };
         Self {
             execution,

@@ -75,6 +75,29 @@ impl NodeType for ScheduleTrigger {
     }
 }
 
+pub struct ErrorTrigger;
+
+/// `trigger.error`: the start point of an error workflow (SPEC §8). Its output is the
+/// execution's input: `{"execution": {id, workflowId, status, errorMessage, errorDetails,
+/// mode}, "workflow": {id, name, version}}` of the execution that failed.
+#[async_trait::async_trait]
+impl NodeType for ErrorTrigger {
+    fn type_name(&self) -> &'static str {
+        crate::triggers::ERROR_TRIGGER
+    }
+    fn is_trigger(&self) -> bool {
+        true
+    }
+    async fn run(
+        &self,
+        ctx: &NodeContext<'_>,
+        _params: &Map<String, Value>,
+        _input: &Value,
+    ) -> NodeOutcome {
+        NodeOutcome::Output(ctx.execution.input_data.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{Harness, output, validate};

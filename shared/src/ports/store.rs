@@ -51,6 +51,8 @@ pub struct ExecutionFilter {
     pub start_date: Option<Timestamp>,
     /// `createdAt <= end_date`
     pub end_date: Option<Timestamp>,
+    /// Children of this execution (SPEC §8).
+    pub parent_execution_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -235,7 +237,9 @@ pub trait ExecutionStore: Send + Sync + 'static {
     /// cancelled): when it is the workflow's node count, the execution is complete.
     async fn count_finished_nodes(&self, org: &str, id: &str) -> StoreResult<u32>;
     /// Replaces the stored execution with `exec` if the stored status is one of `from`.
-    /// The one way an execution's status changes; terminal moves update the statistics.
+    /// The one way an execution's status changes; terminal moves update the statistics. A
+    /// child's (`parentExecutionId`) terminal status is counted in its parent node's child
+    /// tally, when that node keeps one, in the same write: so exactly once.
     async fn transition_execution(
         &self,
         exec: &Execution,
@@ -251,6 +255,48 @@ pub trait ExecutionStore: Send + Sync + 'static {
         completed_at: Timestamp,
         duration: u64,
     ) -> StoreResult<()>;
+    /// Several executions by id (those that exist, in any order), in one read where the
+    /// backend allows (a parent's children).
+    async fn get_executions(&self, org: &str, ids: &[String]) -> StoreResult<Vec<Execution>>;
+    /// Moves an unfinished execution's deadline (a callback with `pauseDeadline`).
+    async fn move_deadline(&self, org: &str, id: &str, deadline: Timestamp) -> StoreResult<()>;
+    /// Creates the tally of a node's children unless it exists; the stored one.
+    async fn create_child_tally(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+        tally: &ChildTally,
+    ) -> StoreResult<ChildTally>;
+    async fn get_child_tally(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+    ) -> StoreResult<Option<ChildTally>>;
+    /// Gives the free slots to the next children: `started` moves up to
+    /// `min(total, done + concurrency)` in one conditional write; the indexes it moved over
+    /// (each is handed out once, however many callers race).
+    async fn reserve_children(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+    ) -> StoreResult<Option<(u32, u32)>>;
+    /// Records a node's callback unless one was recorded (accepted once): false when one was.
+    async fn put_callback(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+        callback: &ReceivedCallback,
+    ) -> StoreResult<bool>;
+    async fn get_callback(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+    ) -> StoreResult<Option<ReceivedCallback>>;
     /// Newest first.
     async fn list_executions(
         &self,

@@ -183,6 +183,8 @@ mod tests {
             attempt: 2,
             workflow_id: None,
             workflow_version: None,
+            heartbeat: None,
+            inline_of: None,
             not_before: None,
         };
         let body = serde_json::to_string(&job).unwrap();

@@ -9,6 +9,7 @@ use rusqlite::{Connection, TransactionBehavior};
 pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_width.sql"),
+    include_str!("migrations/0003_composition.sql"),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> Result<(), SqliteError> {

@@ -298,6 +298,8 @@ mod tests {
             attempt: n,
             workflow_id: None,
             workflow_version: None,
+            heartbeat: None,
+            inline_of: None,
             not_before: None,
         }
     }

@@ -158,6 +158,44 @@ fn count_finished(tx: &Connection, execution_id: &str, n: i64) -> Result<(), Fai
     Ok(())
 }
 
+/// A child's terminal status, counted in its parent node's tally (when it keeps one), in the
+/// transaction of the status change (which happens once).
+fn count_child(tx: &Connection, exec: &Execution) -> Result<(), Fail> {
+    let (Some(parent), Some(node)) = (&exec.parent_execution_id, &exec.parent_node_id) else {
+        return Ok(());
+    };
+    let failed = i64::from(exec.status != ExecutionStatus::Success);
+    tx.prepare_cached(
+        "UPDATE child_tallies SET done = done + 1, failed = failed + ?3 \
+         WHERE execution_id = ?1 AND node_id = ?2",
+    )?
+    .execute(params![parent, node, failed])?;
+    Ok(())
+}
+
+fn load_tally(
+    tx: &Connection,
+    org: &str,
+    execution_id: &str,
+    node_id: &str,
+) -> Result<Option<ChildTally>, Fail> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT total, concurrency, started, done, failed FROM child_tallies \
+             WHERE execution_id = ?1 AND node_id = ?2 AND org = ?3",
+        )?
+        .query_row([execution_id, node_id, org], |r| {
+            Ok(ChildTally {
+                total: r.get(0)?,
+                concurrency: r.get(1)?,
+                started: r.get(2)?,
+                done: r.get(3)?,
+                failed: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
 /// Why no node of the execution may start now, read in the caller's transaction: its
 /// status when terminal or paused, or when past its deadline (None: nodes may start; also
 /// when the execution is unknown, which the caller finds out otherwise).
@@ -201,8 +239,8 @@ fn insert_execution(
     let inserted = tx
         .prepare_cached(
             "INSERT INTO executions (id, org, workflow_id, status, mode, created_at, \
-             deadline, duration, unfinished, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+             deadline, duration, unfinished, body, parent_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
         )?
         .execute(params![
             exec.id,
@@ -214,7 +252,8 @@ fn insert_execution(
             deadline,
             duration,
             unfinished,
-            body
+            body,
+            exec.parent_execution_id
         ])?;
     if inserted == 0 {
         return Err(StoreError::Conflict(format!("Execution '{}' already exists", exec.id)).into());
@@ -322,6 +361,7 @@ fn execution_scope(org: &str, f: &ExecutionFilter) -> String {
         f.status.map(|s| s.as_str()).unwrap_or(""),
         f.mode.map(|m| m.as_str()).unwrap_or(""),
         f.workflow_id.as_deref().unwrap_or("\u{0}"),
+        f.parent_execution_id.as_deref().unwrap_or("\u{0}"),
         &opt_ts(f.start_date),
         &opt_ts(f.end_date),
     ])
@@ -768,7 +808,182 @@ impl ExecutionStore for SqliteStore {
                         allowed[5],
                         allowed[6]
                     ])?;
+                if changed == 1 && exec.status.is_terminal() {
+                    count_child(tx, &exec)?;
+                }
                 Ok(changed == 1)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn get_executions(&self, org: &str, ids: &[String]) -> StoreResult<Vec<Execution>> {
+        let (org, ids) = (org.to_string(), ids.to_vec());
+        self.db
+            .read(move |tx| {
+                let mut out = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    if let Some(e) = load_execution(tx, &org, id)? {
+                        out.push(e);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn move_deadline(&self, org: &str, id: &str, deadline: Timestamp) -> StoreResult<()> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.db
+            .write(move |tx| {
+                let Some(mut exec) = load_execution(tx, &org, &id)? else {
+                    return Ok(());
+                };
+                if exec.status.is_terminal() {
+                    return Ok(());
+                }
+                exec.deadline = deadline;
+                tx.prepare_cached(
+                    "UPDATE executions SET deadline = ?3, body = ?4 WHERE id = ?1 AND org = ?2",
+                )?
+                .execute(params![id, org, deadline.millis(), to_json(&exec)?])?;
+                Ok(())
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn create_child_tally(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+        tally: &ChildTally,
+    ) -> StoreResult<ChildTally> {
+        let (org, execution_id, node_id, tally) = (
+            org.to_string(),
+            execution_id.to_string(),
+            node_id.to_string(),
+            *tally,
+        );
+        self.db
+            .write(move |tx| {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO child_tallies \
+                     (execution_id, node_id, org, total, concurrency, started, done, failed) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    execution_id,
+                    node_id,
+                    org,
+                    tally.total,
+                    tally.concurrency,
+                    tally.started,
+                    tally.done,
+                    tally.failed
+                ])?;
+                Ok(load_tally(tx, &org, &execution_id, &node_id)?.unwrap_or(tally))
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn get_child_tally(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+    ) -> StoreResult<Option<ChildTally>> {
+        let (org, execution_id, node_id) = (
+            org.to_string(),
+            execution_id.to_string(),
+            node_id.to_string(),
+        );
+        self.db
+            .read_key(move |tx| load_tally(tx, &org, &execution_id, &node_id))
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn reserve_children(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+    ) -> StoreResult<Option<(u32, u32)>> {
+        let (org, execution_id, node_id) = (
+            org.to_string(),
+            execution_id.to_string(),
+            node_id.to_string(),
+        );
+        self.db
+            .write(move |tx| {
+                let Some(tally) = load_tally(tx, &org, &execution_id, &node_id)? else {
+                    return Ok(None);
+                };
+                let Some((from, until)) = tally.next_window() else {
+                    return Ok(None);
+                };
+                tx.prepare_cached(
+                    "UPDATE child_tallies SET started = ?3 WHERE execution_id = ?1 AND node_id = ?2",
+                )?
+                .execute(params![execution_id, node_id, until])?;
+                Ok(Some((from, until)))
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn put_callback(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+        callback: &ReceivedCallback,
+    ) -> StoreResult<bool> {
+        let (org, execution_id, node_id) = (
+            org.to_string(),
+            execution_id.to_string(),
+            node_id.to_string(),
+        );
+        let body = to_json(callback).map_err(StoreError::from)?;
+        let at = callback.received_at.millis();
+        self.db
+            .write(move |tx| {
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO callbacks (execution_id, node_id, org, received_at, body) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![execution_id, node_id, org, at, body])?;
+                Ok(inserted == 1)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn get_callback(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+    ) -> StoreResult<Option<ReceivedCallback>> {
+        let (org, execution_id, node_id) = (
+            org.to_string(),
+            execution_id.to_string(),
+            node_id.to_string(),
+        );
+        self.db
+            .read_key(move |tx| {
+                let body: Option<String> = tx
+                    .prepare_cached(
+                        "SELECT body FROM callbacks WHERE execution_id = ?1 AND node_id = ?2 AND org = ?3",
+                    )?
+                    .query_row([&execution_id, &node_id, &org], |r| r.get(0))
+                    .optional()?;
+                body.map(|b| from_json(&b)).transpose()
             })
             .await
             .map_err(Into::into)
@@ -799,6 +1014,10 @@ impl ExecutionStore for SqliteStore {
         if let Some(w) = &filter.workflow_id {
             sql.push_str(" AND workflow_id = ?");
             args.push(SqlValue::Text(w.clone()));
+        }
+        if let Some(p) = &filter.parent_execution_id {
+            sql.push_str(" AND parent_id = ?");
+            args.push(SqlValue::Text(p.clone()));
         }
         if let Some(t) = filter.start_date {
             sql.push_str(" AND created_at >= ?");
@@ -1008,6 +1227,10 @@ impl ExecutionStore for SqliteStore {
                     tx.prepare_cached("DELETE FROM node_runs WHERE execution_id = ?1")?
                         .execute([&id])?;
                     tx.prepare_cached("DELETE FROM arrivals WHERE execution_id = ?1")?
+                        .execute([&id])?;
+                    tx.prepare_cached("DELETE FROM child_tallies WHERE execution_id = ?1")?
+                        .execute([&id])?;
+                    tx.prepare_cached("DELETE FROM callbacks WHERE execution_id = ?1")?
                         .execute([&id])?;
                     tx.prepare_cached("DELETE FROM logs WHERE execution_id = ?1")?
                         .execute([&id])?;

@@ -89,6 +89,12 @@ fn execution(org: &str, workflow_id: &str, created: i64) -> Execution {
         deadline: ts(created + 300_000),
         created_at: ts(created),
         start_node_id: "start".into(),
+        parent_execution_id: None,
+        parent_node_id: None,
+        item_index: None,
+        depth: 0,
+        inline_of: None,
+        pending_reason: None,
     }
 }
 
@@ -104,6 +110,7 @@ fn claim_at(now: i64) -> Claim {
         token: new_id(),
         now: ts(now),
         lease_until: ts(now + 30_000),
+        resume: false,
     }
 }
 

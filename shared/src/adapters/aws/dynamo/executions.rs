@@ -263,7 +263,10 @@ impl DynamoStore {
             .set_expression_attribute_values(e.values())
             .build()
             .map_err(build_err)?;
-        let ops = vec![TransactWriteItem::builder().put(put).build(), counters];
+        let mut ops = vec![TransactWriteItem::builder().put(put).build(), counters];
+        if let Some(count) = self.count_child(exec).await? {
+            ops.push(count);
+        }
         match self.transact(ops).await? {
             Ok(()) => Ok(true),
             Err(reasons)
@@ -278,6 +281,41 @@ impl DynamoStore {
                 reasons.iter().map(|(c, _)| c).collect::<Vec<_>>()
             ))),
         }
+    }
+
+    /// A child's terminal status counted in its parent node's tally (when it keeps one), as
+    /// an item of the status change's transaction (which happens once).
+    async fn count_child(&self, exec: &Execution) -> StoreResult<Option<TransactWriteItem>> {
+        let (Some(parent), Some(node)) = (&exec.parent_execution_id, &exec.parent_node_id) else {
+            return Ok(None);
+        };
+        if !exec.status.is_terminal() {
+            return Ok(None);
+        }
+        let org = &exec.organization_id;
+        let tally_key = key(keys::execution_pk(org, parent), keys::tally_sk(node));
+        if self.get(tally_key.clone(), true).await?.is_none() {
+            // Detached (`wait: false`): nothing waits for it.
+            return Ok(None);
+        }
+        let mut e = Expr::new();
+        let failed = i64::from(exec.status != ExecutionStatus::Success);
+        let update = format!(
+            "ADD {} {}, {} {}",
+            e.n("done"),
+            e.v(AttributeValue::N("1".into())),
+            e.n("failed"),
+            e.v(AttributeValue::N(failed.to_string()))
+        );
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(tally_key))
+            .update_expression(update)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .build()
+            .map_err(build_err)?;
+        Ok(Some(TransactWriteItem::builder().update(update).build()))
     }
 
     pub(super) async fn transition_execution_(
@@ -329,7 +367,8 @@ impl DynamoStore {
         };
         // The cursor is bound to every filter: a cursor of another query is refused.
         let query = format!(
-            "{query}:{}:{}:{}:{}",
+            "{query}:{}:{}:{}:{}:{}",
+            filter.parent_execution_id.as_deref().unwrap_or(""),
             filter.status.map(|s| s.as_str()).unwrap_or(""),
             filter.mode.map(|m| m.as_str()).unwrap_or(""),
             filter
@@ -371,6 +410,9 @@ impl DynamoStore {
             (None, None) => {}
         }
         let mut filters = Vec::new();
+        if let Some(parent) = &filter.parent_execution_id {
+            filters.push(format!("{} = {}", e.n("parentExecutionId"), e.v(s(parent))));
+        }
         if let Some(status) = filter.status {
             filters.push(format!(
                 "{} = {}",

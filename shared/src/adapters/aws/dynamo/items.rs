@@ -399,6 +399,18 @@ pub struct ExecutionItem {
     pub deadline: Timestamp,
     pub created_at: Timestamp,
     pub start_node_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_execution_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_node_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_index: Option<u32>,
+    #[serde(default)]
+    pub depth: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<PendingReason>,
 }
 
 impl ExecutionItem {
@@ -443,6 +455,12 @@ impl ExecutionItem {
             deadline: e.deadline,
             created_at: e.created_at,
             start_node_id: e.start_node_id.clone(),
+            parent_execution_id: e.parent_execution_id.clone(),
+            parent_node_id: e.parent_node_id.clone(),
+            item_index: e.item_index,
+            depth: e.depth,
+            inline_of: e.inline_of.clone(),
+            pending_reason: e.pending_reason,
         }
     }
 
@@ -470,6 +488,12 @@ impl ExecutionItem {
             deadline: self.deadline,
             created_at: self.created_at,
             start_node_id: self.start_node_id,
+            parent_execution_id: self.parent_execution_id,
+            parent_node_id: self.parent_node_id,
+            item_index: self.item_index,
+            depth: self.depth,
+            inline_of: self.inline_of,
+            pending_reason: self.pending_reason,
         }
     }
 }
@@ -528,6 +552,8 @@ pub struct NodeRunItem {
     pub not_before: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_until: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitingFor>,
 }
 
 impl NodeRunItem {
@@ -552,6 +578,7 @@ impl NodeRunItem {
             lease_until: run.lease_until,
             not_before: run.not_before,
             wait_until: run.wait_until,
+            waiting: run.waiting.clone(),
         }
     }
 
@@ -573,6 +600,7 @@ impl NodeRunItem {
             lease_until: self.lease_until,
             not_before: self.not_before,
             wait_until: self.wait_until,
+            waiting: self.waiting,
         }
     }
 }

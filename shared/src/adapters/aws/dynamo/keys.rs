@@ -46,6 +46,16 @@ pub fn hook_pk(webhook_id: &str) -> String {
 pub fn execution_pk(org: &str, id: &str) -> String {
     format!("O#{}#E#{}", esc(org), esc(id))
 }
+/// A node's child tally (SPEC §8), beside its run.
+pub fn tally_sk(node_id: &str) -> String {
+    format!("E#T#{}", esc(node_id))
+}
+
+/// A node's callback, beside its run.
+pub fn callback_sk(node_id: &str) -> String {
+    format!("E#B#{}", esc(node_id))
+}
+
 pub fn run_sk(node_id: &str) -> String {
     format!("{RUN_PREFIX}{}", esc(node_id))
 }

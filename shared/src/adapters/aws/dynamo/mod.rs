@@ -57,6 +57,7 @@
 //! carry `expiresAt` (retention from `RETENTION_DAYS`). Items over 400 KB are refused with
 //! `StoreError::TooLarge` before any request.
 
+mod compose;
 mod executions;
 mod expr;
 pub mod items;
@@ -378,6 +379,56 @@ impl ExecutionStore for DynamoStore {
         from: &[ExecutionStatus],
     ) -> StoreResult<bool> {
         self.transition_execution_(exec, from).await
+    }
+    async fn get_executions(&self, org: &str, ids: &[String]) -> StoreResult<Vec<Execution>> {
+        self.get_executions_(org, ids).await
+    }
+    async fn move_deadline(&self, org: &str, id: &str, deadline: Timestamp) -> StoreResult<()> {
+        self.move_deadline_(org, id, deadline).await
+    }
+    async fn create_child_tally(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+        tally: &ChildTally,
+    ) -> StoreResult<ChildTally> {
+        self.create_child_tally_(org, execution_id, node_id, tally)
+            .await
+    }
+    async fn get_child_tally(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+    ) -> StoreResult<Option<ChildTally>> {
+        self.get_child_tally_(org, execution_id, node_id).await
+    }
+    async fn reserve_children(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+    ) -> StoreResult<Option<(u32, u32)>> {
+        self.reserve_children_(org, execution_id, node_id).await
+    }
+    async fn put_callback(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+        callback: &ReceivedCallback,
+    ) -> StoreResult<bool> {
+        self.put_callback_(org, execution_id, node_id, callback)
+            .await
+    }
+    async fn get_callback(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+    ) -> StoreResult<Option<ReceivedCallback>> {
+        self.get_callback_(org, execution_id, node_id).await
     }
     async fn list_executions(
         &self,

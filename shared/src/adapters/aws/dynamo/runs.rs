@@ -164,11 +164,60 @@ impl DynamoStore {
             Updated::ConditionFailed(Some(item)) => {
                 let run = run_from_item(item)?;
                 Ok(match NodeRun::claim(Some(&run), claim) {
+                    // A waiting run resumed: claimed by a write of its own.
+                    ClaimOutcome::Claimed(_) if run.status == NodeRunStatus::Waiting => {
+                        self.claim_waiting(org, execution_id, node_id, claim)
+                            .await?
+                    }
                     // The condition and the decision agree; should they not, leave it.
                     ClaimOutcome::Claimed(_) => ClaimOutcome::NotReady,
                     other => other,
                 })
             }
+        }
+    }
+
+    /// Claims a `waiting` run to resume it (the attempt goes on: `attempts` unchanged).
+    async fn claim_waiting(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+        claim: &Claim,
+    ) -> StoreResult<ClaimOutcome> {
+        let mut e = Expr::new();
+        let sets = [
+            format!(
+                "{} = {}",
+                e.n(attr::STATUS),
+                e.v(av(&NodeRunStatus::Running)?)
+            ),
+            format!("{} = {}", e.n(attr::LEASE_TOKEN), e.v(s(&claim.token))),
+            format!(
+                "{} = {}",
+                e.n(attr::LEASE_UNTIL),
+                e.v(s(claim.lease_until.to_string()))
+            ),
+        ];
+        let cond = format!(
+            "{} = {}",
+            e.n(attr::STATUS),
+            e.v(av(&NodeRunStatus::Waiting)?)
+        );
+        let update = format!("SET {}", sets.join(", "));
+        match self
+            .update_run(org, execution_id, node_id, update, Some(cond), e)
+            .await?
+        {
+            Updated::Done(item) => Ok(ClaimOutcome::Claimed(run_from_item(item)?)),
+            Updated::ConditionFailed(Some(item)) => {
+                let run = run_from_item(item)?;
+                Ok(match NodeRun::claim(Some(&run), claim) {
+                    ClaimOutcome::Claimed(_) => ClaimOutcome::NotReady,
+                    other => other,
+                })
+            }
+            Updated::ConditionFailed(None) => Ok(ClaimOutcome::NotReady),
         }
     }
 
@@ -392,7 +441,7 @@ impl DynamoStore {
 impl DynamoStore {
     /// Items by key with strongly consistent reads: `BatchGetItem`s of up to 100 keys,
     /// unprocessed keys retried.
-    async fn get_many(&self, wanted: Vec<Item>) -> StoreResult<Vec<Item>> {
+    pub(super) async fn get_many(&self, wanted: Vec<Item>) -> StoreResult<Vec<Item>> {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
         let mut found = Vec::with_capacity(wanted.len());
         for chunk in wanted.chunks(100) {

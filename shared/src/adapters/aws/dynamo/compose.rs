@@ -1,0 +1,236 @@
+//! Composition (SPEC §8) on DynamoDB: a node's child tally (`E#T#{node}`) and callback
+//! (`E#B#{node}`), items beside the node's run in the execution's partition; children read
+//! by id in batches.
+
+use super::expr::Expr;
+use super::items::{ExecutionItem, Item, attr, from_item, key, s, to_item};
+use super::{DynamoStore, backend, keys};
+use crate::model::*;
+use crate::ports::*;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Tallies and callbacks live as long as an unfinished run would.
+const GRACE: Duration = Duration::from_secs(86_400);
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TallyItem {
+    pk: String,
+    sk: String,
+    expires_at: i64,
+    #[serde(flatten)]
+    tally: ChildTally,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallbackItem {
+    pk: String,
+    sk: String,
+    expires_at: i64,
+    #[serde(with = "super::items::json_text")]
+    callback: ReceivedCallback,
+}
+
+fn n(v: u32) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+impl DynamoStore {
+    pub(super) async fn get_executions_(
+        &self,
+        org: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<Execution>> {
+        let mut seen = std::collections::HashSet::new();
+        let wanted: Vec<Item> = ids
+            .iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .map(|id| key(keys::execution_pk(org, id), keys::EXECUTION_SK.to_string()))
+            .collect();
+        self.get_many(wanted)
+            .await?
+            .into_iter()
+            .map(|i| from_item::<ExecutionItem>(i, "execution").map(ExecutionItem::into_execution))
+            .collect()
+    }
+
+    /// `SET deadline` and the unfinished index's sort key (which starts with the deadline),
+    /// while the execution is not terminal.
+    pub(super) async fn move_deadline_(
+        &self,
+        org: &str,
+        id: &str,
+        deadline: Timestamp,
+    ) -> StoreResult<()> {
+        let mut e = Expr::new();
+        let update = format!(
+            "SET {} = {}, {} = {}",
+            e.n("deadline"),
+            e.v(s(deadline.to_string())),
+            e.n(attr::GSI3SK),
+            e.v(s(format!(
+                "{}#{}#{}",
+                deadline,
+                keys::esc(org),
+                keys::esc(id)
+            )))
+        );
+        let cond = format!("attribute_exists({})", e.n(attr::GSI3PK));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                keys::execution_pk(org, id),
+                keys::EXECUTION_SK.to_string(),
+            )))
+            .update_expression(update)
+            .condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .set_return_consumed_capacity(self.capacity.clone())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                // Terminal meanwhile (no longer in the unfinished index): nothing to move.
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                _ => Err(backend(err)),
+            },
+        }
+    }
+
+    pub(super) async fn create_child_tally_(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+        tally: &ChildTally,
+    ) -> StoreResult<ChildTally> {
+        let item = to_item(
+            &TallyItem {
+                pk: keys::execution_pk(org, execution_id),
+                sk: keys::tally_sk(node_id),
+                expires_at: self.expiry_from_now(GRACE),
+                tally: *tally,
+            },
+            "child tally",
+        )?;
+        let mut e = Expr::new();
+        let cond = format!("attribute_not_exists({})", e.n(attr::PK));
+        self.put_if(item, cond, &e).await?;
+        Ok(self
+            .get_child_tally_(org, execution_id, node_id)
+            .await?
+            .unwrap_or(*tally))
+    }
+
+    pub(super) async fn get_child_tally_(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+    ) -> StoreResult<Option<ChildTally>> {
+        self.get(
+            key(
+                keys::execution_pk(org, execution_id),
+                keys::tally_sk(node_id),
+            ),
+            true,
+        )
+        .await?
+        .map(|i| from_item::<TallyItem>(i, "child tally").map(|t| t.tally))
+        .transpose()
+    }
+
+    /// Reads the tally and moves `started` over the free slots with a write conditional on
+    /// `started` being what was read: each range goes to one caller; a caller that loses
+    /// the race reads again.
+    pub(super) async fn reserve_children_(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+    ) -> StoreResult<Option<(u32, u32)>> {
+        for round in 0..8u32 {
+            let Some(tally) = self.get_child_tally_(org, execution_id, node_id).await? else {
+                return Ok(None);
+            };
+            let Some((from, until)) = tally.next_window() else {
+                return Ok(None);
+            };
+            let mut e = Expr::new();
+            let update = format!("SET {} = {}", e.n("started"), e.v(n(until)));
+            let cond = format!("{} = {}", e.n("started"), e.v(n(from)));
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(
+                    keys::execution_pk(org, execution_id),
+                    keys::tally_sk(node_id),
+                )))
+                .update_expression(update)
+                .condition_expression(cond)
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values())
+                .set_return_consumed_capacity(self.capacity.clone())
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Some((from, until))),
+                Err(err) => match err.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(_)) => {
+                        super::expr::conflict_pause(round).await;
+                    }
+                    _ => return Err(backend(err)),
+                },
+            }
+        }
+        Ok(None)
+    }
+
+    pub(super) async fn put_callback_(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+        callback: &ReceivedCallback,
+    ) -> StoreResult<bool> {
+        let item = to_item(
+            &CallbackItem {
+                pk: keys::execution_pk(org, execution_id),
+                sk: keys::callback_sk(node_id),
+                expires_at: self.expiry_from_now(GRACE),
+                callback: callback.clone(),
+            },
+            "callback",
+        )?;
+        let mut e = Expr::new();
+        let cond = format!("attribute_not_exists({})", e.n(attr::PK));
+        self.put_if(item, cond, &e).await
+    }
+
+    pub(super) async fn get_callback_(
+        &self,
+        org: &str,
+        execution_id: &str,
+        node_id: &str,
+    ) -> StoreResult<Option<ReceivedCallback>> {
+        self.get(
+            key(
+                keys::execution_pk(org, execution_id),
+                keys::callback_sk(node_id),
+            ),
+            true,
+        )
+        .await?
+        .map(|i| from_item::<CallbackItem>(i, "callback").map(|c| c.callback))
+        .transpose()
+    }
+}
