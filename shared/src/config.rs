@@ -43,6 +43,9 @@ pub struct EngineConfig {
     pub retention_ms: u64,
     /// WECONNECT_PUBLIC_URL: the base of callback URLs (locally `http://127.0.0.1:{port}`).
     pub public_url: String,
+    /// How long a job received by a worker pool stays invisible to others (ms); the pool
+    /// extends it while the job runs, so a killed worker's job comes back this soon.
+    pub job_visibility_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +69,7 @@ impl Default for EngineConfig {
             jobs_per_worker: 32,
             retention_ms: 30 * DAY_MS,
             public_url: "http://127.0.0.1:3000".into(),
+            job_visibility_ms: 30_000,
         }
     }
 }
@@ -107,6 +111,7 @@ impl EngineConfig {
             public_url: env_or("WECONNECT_PUBLIC_URL", d.public_url)?
                 .trim_end_matches('/')
                 .to_string(),
+            job_visibility_ms: d.job_visibility_ms,
         })
     }
 

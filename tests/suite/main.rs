@@ -3,6 +3,7 @@
 
 mod api;
 mod aws;
+mod composition;
 mod hardening;
 mod lambda;
 mod scenarios;
@@ -10,6 +11,9 @@ mod store_contract;
 
 backend_scenarios!(sqlite, Backend::sqlite());
 backend_scenarios!(dynamo, Backend::moto());
+
+composition_scenarios!(composition_sqlite, Backend::sqlite());
+composition_scenarios!(composition_dynamo, Backend::moto());
 
 store_contract!(store_contract_sqlite, Backend::sqlite());
 store_contract!(store_contract_dynamo, Backend::moto());

@@ -136,7 +136,15 @@ pub struct Server {
 
 impl Server {
     /// Starts everything; `settings.port` 0 picks a free port.
-    pub async fn start(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn start(mut settings: Settings) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind((settings.host, settings.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+        let addr = listener.local_addr()?;
+        // Callback URLs point at this server unless WECONNECT_PUBLIC_URL says otherwise.
+        if settings.engine.public_url == weconnect_engine::EngineConfig::default().public_url {
+            settings.engine.public_url = format!("http://{addr}");
+        }
         let runtime = Runtime::start(&settings, true).await?;
         let mut state = AppState::new(
             runtime.engine.clone(),
@@ -145,10 +153,6 @@ impl Server {
         );
         state.limits = settings.http_limits;
         let app = router(state);
-        let listener = tokio::net::TcpListener::bind((settings.host, settings.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
-        let addr = listener.local_addr()?;
         let mut rx = runtime.shutdown_receiver();
         let http = tokio::spawn(async move {
             let stop = async move {

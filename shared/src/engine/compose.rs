@@ -97,7 +97,15 @@ impl Engine {
             Err(error) => return Ok(ChildStart::Failed(error)),
         };
         let total = plan.inputs.len() as u32;
-        let tally = ChildTally::new(total, plan.concurrency);
+        // A redrive (retry from the failed node) keeps the children that succeeded.
+        let mut carried = if plan.wait {
+            self.carried_children(ctx, node_id).await?
+        } else {
+            std::collections::HashMap::new()
+        };
+        let mut tally = ChildTally::new(total, plan.concurrency);
+        tally.done = carried.len() as u32;
+        tally.started = total.min(tally.done + tally.concurrency);
         if plan.wait {
             // Before any child exists: a child that ends at once finds its tally.
             self.store()
@@ -108,6 +116,19 @@ impl Engine {
         let mut first_jobs = Vec::new();
         for (i, input) in plan.inputs.into_iter().enumerate() {
             let index = i as u32;
+            if let Some((source, runs)) = carried.remove(&index) {
+                self.copy_child(
+                    parent,
+                    node_id,
+                    &child_wf,
+                    inline_of.clone(),
+                    index,
+                    source,
+                    runs,
+                )
+                .await?;
+                continue;
+            }
             let waits_for_slot = plan.wait && index >= tally.started;
             let child = self.child_execution(
                 parent,
@@ -129,6 +150,94 @@ impl Engine {
         }
         self.send_now(&mut first_jobs).await?;
         Ok(ChildStart::Waiting)
+    }
+
+    /// In a redrive (a retry from the failed node, whose trigger run was carried over), the
+    /// children of the same node of the execution retried that succeeded, by index, with
+    /// their node runs: their results are copied, not run again.
+    async fn carried_children(
+        &self,
+        ctx: &RunContext,
+        node_id: &str,
+    ) -> EngineResult<std::collections::HashMap<u32, (Execution, Vec<NodeRun>)>> {
+        let mut out = std::collections::HashMap::new();
+        let Some(source_id) = &ctx.exec.retry_of else {
+            return Ok(out);
+        };
+        let carried_over = ctx
+            .runs
+            .get(&ctx.exec.start_node_id)
+            .and_then(|r| r.started_at)
+            .is_some_and(|t| t < ctx.exec.created_at);
+        if !carried_over {
+            return Ok(out);
+        }
+        let org = &ctx.exec.organization_id;
+        let Some(tally) = self
+            .store()
+            .get_child_tally(org, source_id, node_id)
+            .await?
+        else {
+            return Ok(out);
+        };
+        for index in 0..tally.total {
+            let id = child_execution_id(source_id, node_id, index);
+            if let Some(state) = self.store().get_execution_state(org, &id).await?
+                && state.execution.status == ExecutionStatus::Success
+            {
+                out.insert(index, (state.execution, state.node_runs));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A child of a redrive that succeeded before: created `success` with the earlier
+    /// child's output and node runs (it counts as done in the tally from the start).
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_child(
+        &self,
+        parent: &Execution,
+        node_id: &str,
+        wf: &Workflow,
+        inline_of: Option<String>,
+        index: u32,
+        source: Execution,
+        runs: Vec<NodeRun>,
+    ) -> EngineResult<()> {
+        let mut child = self.child_execution(
+            parent,
+            node_id,
+            wf,
+            inline_of,
+            source.item_index.map(|_| index),
+            source.input_data.clone(),
+            false,
+        )?;
+        child.status = ExecutionStatus::Success;
+        child.output_data = source.output_data;
+        child.started_at = source.started_at;
+        child.completed_at = source.completed_at;
+        child.duration = source.duration;
+        child.metrics = source.metrics;
+        child.nodes_executed = source.nodes_executed;
+        child.retry_of = Some(source.id);
+        let runs: Vec<NodeRun> = runs
+            .into_iter()
+            .map(|mut r| {
+                r.execution_id = child.id.clone();
+                r.lease_token = None;
+                r.lease_until = None;
+                r
+            })
+            .collect();
+        match self
+            .store()
+            .create_execution_with_runs(&child, &runs, None, self.clock().now())
+            .await
+        {
+            Ok(_) | Err(crate::ports::StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The workflow (version) children run: the node's inline one, or a referenced one of
@@ -331,13 +440,17 @@ impl Engine {
         else {
             return Ok(());
         };
-        let mut jobs = Vec::new();
-        for index in from..until {
-            let id = child_execution_id(parent_id, node_id, index);
-            if let Some(child) = self.store().get_execution(org, &id).await? {
-                jobs.push(self.job_for(&child, &child.start_node_id));
-            }
-        }
+        let ids: Vec<String> = (from..until)
+            .map(|index| child_execution_id(parent_id, node_id, index))
+            .collect();
+        let mut jobs: Vec<Job> = self
+            .store()
+            .get_executions(org, &ids)
+            .await?
+            .iter()
+            .filter(|child| child.status == ExecutionStatus::Pending)
+            .map(|child| self.job_for(child, &child.start_node_id))
+            .collect();
         self.send_now(&mut jobs).await
     }
 

@@ -7,10 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
-/// How long a received job stays invisible before another worker may get it; a worker
-/// extends it while the job runs.
-const VISIBILITY: Duration = Duration::from_secs(60);
-
 /// Runs `count` workers until `shutdown` turns true; in-flight jobs finish first.
 pub async fn run_workers(engine: Engine, count: usize, shutdown: watch::Receiver<bool>) {
     let mut workers = tokio::task::JoinSet::new();
@@ -35,7 +31,7 @@ async fn run_worker(engine: Engine, mut shutdown: watch::Receiver<bool>) {
         let Ok(first) = first else { break };
         let free = slots.available_permits() + 1;
         let received = tokio::select! {
-            r = engine.queue().receive(free.min(10), VISIBILITY, Duration::from_secs(1)) => r,
+            r = engine.queue().receive(free.min(10), visibility(&engine), Duration::from_secs(1)) => r,
             _ = shutdown.changed() => break,
         };
         match received {
@@ -71,20 +67,31 @@ async fn run_worker(engine: Engine, mut shutdown: watch::Receiver<bool>) {
     while jobs.join_next().await.is_some() {}
 }
 
+/// How long a received job stays invisible before another worker may get it; a worker
+/// extends it while the job runs (`job_visibility_ms`).
+fn visibility(engine: &Engine) -> Duration {
+    Duration::from_millis(engine.config().job_visibility_ms.max(300))
+}
+
 /// Runs one delivery to the end, keeping it invisible meanwhile, then acks or releases it.
 pub async fn handle(engine: &Engine, delivery: Delivery) {
+    let visibility = visibility(engine);
     let queue = engine.queue().clone();
     let receipt = delivery.receipt.clone();
-    let heartbeat = tokio::spawn(async move {
+    // The visibility is extended only while the job runs: the heartbeat is part of the job's
+    // future, so a job that is dropped (its worker stopped) stops extending it too.
+    let heartbeat = async move {
         loop {
-            tokio::time::sleep(VISIBILITY / 3).await;
-            if let Err(e) = queue.extend(&receipt, VISIBILITY).await {
+            tokio::time::sleep(visibility / 3).await;
+            if let Err(e) = queue.extend(&receipt, visibility).await {
                 tracing::warn!(error = %e, "could not extend a job's visibility");
             }
         }
-    });
-    let outcome = engine.run_job(&delivery.job, None).await;
-    heartbeat.abort();
+    };
+    let outcome = tokio::select! {
+        outcome = engine.run_job(&delivery.job, None) => outcome,
+        never = heartbeat => match never {},
+    };
     let result = match outcome {
         Ok(JobOutcome::Done) => engine.queue().ack(&delivery.receipt).await,
         Ok(JobOutcome::RetryAfter(delay)) => engine.queue().release(&delivery.receipt, delay).await,

@@ -99,12 +99,103 @@ pub fn validate_definition(def: &WorkflowDefinition) -> EngineResult<()> {
 }
 
 impl Engine {
+    /// The workflows a definition names must be the organization's and usable (SPEC §8):
+    /// a `flow.map` / `flow.subworkflow` `workflowId` exists, is not archived and has a
+    /// `trigger.manual` node (itself: allowed, recursion is bounded by depth); an
+    /// `errorWorkflowId` exists and has a `trigger.error` node. `own_id`: the workflow being
+    /// updated (None on create). 400 naming the node or setting.
+    async fn check_references(
+        &self,
+        who: &Principal,
+        def: &WorkflowDefinition,
+        own_id: Option<&str>,
+    ) -> EngineResult<()> {
+        let org = &who.organization_id;
+        let manual = |wf: &Workflow| {
+            wf.nodes
+                .iter()
+                .any(|n| n.node_type == crate::triggers::MANUAL_TRIGGER && n.enabled)
+        };
+        for node in &def.nodes {
+            if !crate::engine::compose::STARTS_CHILDREN.contains(&node.node_type.as_str()) {
+                continue;
+            }
+            let Some(Value::String(id)) = node.parameters.get("workflowId") else {
+                continue;
+            };
+            let bad = |m: String| {
+                EngineError::BadRequest(format!("node \"{}\" (\"{}\"): {m}", node.id, node.name))
+            };
+            if own_id == Some(id.as_str()) {
+                if !def
+                    .nodes
+                    .iter()
+                    .any(|n| n.node_type == crate::triggers::MANUAL_TRIGGER && n.enabled)
+                {
+                    return Err(bad(
+                        "workflowId names this workflow, which has no trigger.manual node".into(),
+                    ));
+                }
+                continue;
+            }
+            match self.store().get_workflow(org, id).await? {
+                None => {
+                    return Err(bad(format!(
+                        "workflowId {id:?} is not a workflow of this organization"
+                    )));
+                }
+                Some(wf) if wf.status == WorkflowStatus::Archived => {
+                    return Err(bad(format!("workflowId {id:?} is archived")));
+                }
+                Some(wf) if !manual(&wf) => {
+                    return Err(bad(format!("workflowId {id:?} has no trigger.manual node")));
+                }
+                Some(wf) => {
+                    if let Some(Value::Number(v)) = node.parameters.get("version")
+                        && v.as_u64().is_some_and(|v| v > u64::from(wf.version))
+                    {
+                        return Err(bad(format!("workflow {id:?} has no version {v}")));
+                    }
+                }
+            }
+        }
+        if let Some(id) = &def.settings.error_workflow_id {
+            let bad = |m: String| EngineError::BadRequest(format!("settings.errorWorkflowId: {m}"));
+            let has_error_trigger = |nodes: &[Node]| {
+                nodes
+                    .iter()
+                    .any(|n| n.node_type == crate::triggers::ERROR_TRIGGER && n.enabled)
+            };
+            if own_id == Some(id.as_str()) {
+                if !has_error_trigger(&def.nodes) {
+                    return Err(bad(
+                        "names this workflow, which has no trigger.error node".into()
+                    ));
+                }
+            } else {
+                match self.store().get_workflow(org, id).await? {
+                    None => {
+                        return Err(bad(format!(
+                            "{id:?} is not a workflow of this organization"
+                        )));
+                    }
+                    Some(wf) if !has_error_trigger(&wf.nodes) => {
+                        return Err(bad(format!("{id:?} has no trigger.error node")));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn create_workflow(
         &self,
         who: &Principal,
         def: WorkflowDefinition,
     ) -> EngineResult<Workflow> {
         validate_definition(&def)?;
+        self.check_references(who, &def, None).await?;
         let now = self.clock().now();
         let mut nodes = def.nodes;
         assign_webhook_paths(&mut nodes, None);
@@ -157,6 +248,7 @@ impl Engine {
         status: Option<WorkflowStatus>,
     ) -> EngineResult<Workflow> {
         validate_definition(&def)?;
+        self.check_references(who, &def, Some(id)).await?;
         // The store refuses a write when the version moved meanwhile: re-read and retry.
         for _ in 0..5 {
             let current = self
