@@ -4,6 +4,7 @@
 //! everything lives here so tests can start the server in-process.
 
 pub mod bench;
+pub mod bench_map;
 pub mod commands;
 pub mod schedules;
 pub mod settings;

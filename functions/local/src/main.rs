@@ -50,6 +50,13 @@ enum Command {
         /// Engine workers; default as `serve`: WECONNECT_WORKERS, else the number of cores.
         #[arg(short = 'w', long)]
         workers: Option<usize>,
+        /// Instead: one flow.map over this many items (a one-node child workflow each);
+        /// prints children per second and memory.
+        #[arg(long)]
+        map: Option<usize>,
+        /// Children of the map running at once (1–100).
+        #[arg(long, default_value_t = 100)]
+        map_concurrency: u32,
     },
 }
 
@@ -89,9 +96,23 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Bench {
+            map: Some(items),
+            map_concurrency,
+            workers,
+            ..
+        } => {
+            let options = weconnect::bench_map::MapBenchOptions {
+                items,
+                concurrency: map_concurrency,
+                workers,
+            };
+            println!("{}", weconnect::bench_map::run(options).await?);
+        }
+        Command::Bench {
             executions,
             concurrency,
             workers,
+            ..
         } => {
             let options = bench::BenchOptions {
                 executions,

@@ -25,12 +25,17 @@ use crate::model::{
 };
 use crate::ports::Created;
 use crate::{EngineError, EngineResult};
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How often a waiting node checks that its children are moving.
 pub const HEARTBEAT: Duration = Duration::from_secs(60);
+/// Children created at once when a node starts them.
+const CREATED_AT_ONCE: usize = 64;
+/// Children read at once when their results are gathered.
+const RESULTS_PAGE: usize = 250;
 
 /// What starting a node's children came to.
 pub(super) enum ChildStart {
@@ -113,41 +118,58 @@ impl Engine {
                 .await?;
         }
         let inline_of = matches!(plan.workflow, ChildWorkflow::Inline).then(|| node_id.to_string());
-        let mut first_jobs = Vec::new();
-        for (i, input) in plan.inputs.into_iter().enumerate() {
-            let index = i as u32;
-            if let Some((source, runs)) = carried.remove(&index) {
-                self.copy_child(
-                    parent,
-                    node_id,
-                    &child_wf,
-                    inline_of.clone(),
-                    index,
-                    source,
-                    runs,
-                )
-                .await?;
-                continue;
-            }
-            let waits_for_slot = plan.wait && index >= tally.started;
+        if !plan.wait {
+            // One detached child: the node's output is its id.
+            let input = plan.inputs.into_iter().next().unwrap_or(Value::Null);
             let child = self.child_execution(
                 parent,
                 node_id,
                 &child_wf,
-                inline_of.clone(),
-                plan.indexed.then_some(index),
+                inline_of,
+                plan.indexed.then_some(0),
                 input,
-                waits_for_slot,
+                false,
             )?;
             self.create_child(&child).await?;
-            if !waits_for_slot {
-                first_jobs.push(self.job_for(&child, &child.start_node_id));
-            }
-            if !plan.wait {
-                self.send_now(&mut first_jobs).await?;
-                return Ok(ChildStart::Detached(json!({ "executionId": child.id })));
-            }
+            let mut job = vec![self.job_for(&child, &child.start_node_id)];
+            self.send_now(&mut job).await?;
+            return Ok(ChildStart::Detached(json!({ "executionId": child.id })));
         }
+        // Created a batch at a time (the embedded store commits them together); the first
+        // jobs go out once every child exists, so a slot handed out later always finds its
+        // child.
+        let (child_wf, started) = (&child_wf, tally.started);
+        let creations = plan.inputs.into_iter().enumerate().map(|(i, input)| {
+            let index = i as u32;
+            let carried = carried.remove(&index);
+            let inline_of = inline_of.clone();
+            async move {
+                if let Some((source, runs)) = carried {
+                    self.copy_child(parent, node_id, child_wf, inline_of, index, source, runs)
+                        .await?;
+                    return Ok(None);
+                }
+                let waits_for_slot = index >= started;
+                let child = self.child_execution(
+                    parent,
+                    node_id,
+                    child_wf,
+                    inline_of,
+                    plan.indexed.then_some(index),
+                    input,
+                    waits_for_slot,
+                )?;
+                self.create_child(&child).await?;
+                Ok::<_, EngineError>(
+                    (!waits_for_slot).then(|| self.job_for(&child, &child.start_node_id)),
+                )
+            }
+        });
+        let mut first_jobs: Vec<Job> = futures::stream::iter(creations)
+            .buffer_unordered(CREATED_AT_ONCE)
+            .try_filter_map(|job| async move { Ok(job) })
+            .try_collect()
+            .await?;
         self.send_now(&mut first_jobs).await?;
         Ok(ChildStart::Waiting)
     }
@@ -546,19 +568,22 @@ impl Engine {
         let Some(tally) = self.store().get_child_tally(org, &exec.id, node_id).await? else {
             return Ok(Vec::new());
         };
-        let ids: Vec<String> = (0..tally.total)
-            .map(|i| child_execution_id(&exec.id, node_id, i))
-            .collect();
-        let mut by_id: std::collections::HashMap<String, Execution> = self
-            .store()
-            .get_executions(org, &ids)
-            .await?
-            .into_iter()
-            .map(|e| (e.id.clone(), e))
-            .collect();
-        Ok(ids
-            .into_iter()
-            .map(|id| match by_id.remove(&id) {
+        // A page of children at a time: only their results stay in memory.
+        let mut results = Vec::with_capacity(tally.total as usize);
+        let indexes: Vec<u32> = (0..tally.total).collect();
+        for page in indexes.chunks(RESULTS_PAGE) {
+            let ids: Vec<String> = page
+                .iter()
+                .map(|i| child_execution_id(&exec.id, node_id, *i))
+                .collect();
+            let mut by_id: std::collections::HashMap<String, Execution> = self
+                .store()
+                .get_executions(org, &ids)
+                .await?
+                .into_iter()
+                .map(|e| (e.id.clone(), e))
+                .collect();
+            results.extend(ids.into_iter().map(|id| match by_id.remove(&id) {
                 Some(child) => ChildResult {
                     execution_id: id,
                     status: child.status,
@@ -571,8 +596,9 @@ impl Engine {
                     output: None,
                     error_message: Some("child execution not found".into()),
                 },
-            })
-            .collect())
+            }));
+        }
+        Ok(results)
     }
 
     /// Every non-terminal child the execution waits for (children of its `flow.map` and
@@ -621,7 +647,7 @@ impl Engine {
                 parent.id,
                 parent.status.as_str()
             ));
-            Box::pin(self.finish_execution(&cancelled, ExecutionMove::Cancel, Vec::new())).await?;
+            Box::pin(self.finish_execution(cancelled, ExecutionMove::Cancel, Vec::new())).await?;
         }
         Ok(())
     }

@@ -31,11 +31,25 @@ impl Engine {
                     return Ok(());
                 }
             }
-            let fresh = self
-                .load_run_context(&ctx.exec.organization_id, &ctx.exec.id)
-                .await?;
-            ctx.exec = fresh.exec;
-            ctx.runs = fresh.runs;
+            // The runs this handler does not hold finished (those never change).
+            let missing: Vec<String> = ctx
+                .plan
+                .order()
+                .iter()
+                .filter(|id| ctx.finished(id).is_none())
+                .cloned()
+                .collect();
+            let Some(fresh) = self
+                .store()
+                .get_execution_runs(&ctx.exec.organization_id, &ctx.exec.id, &missing)
+                .await?
+            else {
+                return Ok(());
+            };
+            ctx.exec = fresh.execution;
+            for run in fresh.node_runs {
+                ctx.runs.insert(run.node_id.clone(), run);
+            }
             if !ctx.exec.status.runs_nodes() {
                 return Ok(());
             }
@@ -49,10 +63,10 @@ impl Engine {
             return Ok(());
         }
         let mut done = ExecutionMove::Succeed.apply(&ctx.exec, self.clock().now());
-        done.output_data = last_output(ctx);
         self.apply_metrics(&mut done, ctx);
+        done.output_data = take_last_output(ctx);
         let logs = std::mem::take(&mut ctx.logs);
-        self.finish_execution(&done, ExecutionMove::Succeed, logs)
+        self.finish_execution(done, ExecutionMove::Succeed, logs)
             .await?;
         Ok(())
     }
@@ -83,7 +97,7 @@ impl Engine {
         }));
         self.apply_metrics(&mut failed, &fresh);
         let logs = std::mem::take(&mut ctx.logs);
-        self.finish_execution(&failed, ExecutionMove::Fail, logs)
+        self.finish_execution(failed, ExecutionMove::Fail, logs)
             .await?;
         Ok(())
     }
@@ -99,7 +113,7 @@ impl Engine {
         if let Ok(ctx) = self.load_run_context(&exec.organization_id, &exec.id).await {
             self.apply_metrics(&mut timed_out, &ctx);
         }
-        self.finish_execution(&timed_out, ExecutionMove::TimeOut, Vec::new())
+        self.finish_execution(timed_out, ExecutionMove::TimeOut, Vec::new())
             .await
     }
 
@@ -111,11 +125,10 @@ impl Engine {
     /// no node of an execution starts after its `completedAt` (SPEC §5.3).
     pub(super) async fn finish_execution(
         &self,
-        exec: &Execution,
+        mut exec: Execution,
         mv: ExecutionMove,
         mut logs: Vec<ExecutionLog>,
     ) -> EngineResult<bool> {
-        let mut exec = exec.clone();
         if !self.store().transition_execution(&exec, mv.from()).await? {
             self.append_logs(&exec, &logs).await;
             return Ok(false);
@@ -217,14 +230,17 @@ impl Engine {
     }
 }
 
-/// The output of the node that finished last (ties: the later in topological order).
-fn last_output(ctx: &RunContext) -> Option<Value> {
-    ctx.plan
+/// The output of the node that finished last (ties: the later in topological order), taken
+/// out of the context (which is done with once the execution is).
+fn take_last_output(ctx: &mut RunContext) -> Option<Value> {
+    let last = ctx
+        .plan
         .order()
         .iter()
         .filter_map(|id| ctx.runs.get(id))
         .filter(|r| matches!(r.status, NodeRunStatus::Success | NodeRunStatus::Failed))
         .enumerate()
         .max_by_key(|(i, r)| (r.finished_at, *i))
-        .and_then(|(_, r)| r.output.clone())
+        .map(|(_, r)| r.node_id.clone())?;
+    ctx.runs.get_mut(&last).and_then(|r| r.output.take())
 }

@@ -29,7 +29,7 @@ impl Engine {
         let mut cancelled = ExecutionMove::Cancel.apply(&exec, self.clock().now());
         cancelled.error_message = Some("Execution cancelled".into());
         if !self
-            .finish_execution(&cancelled, ExecutionMove::Cancel, Vec::new())
+            .finish_execution(cancelled, ExecutionMove::Cancel, Vec::new())
             .await?
         {
             let now = self.own_execution(who, id).await?;

@@ -14,7 +14,7 @@ use super::Engine;
 use super::compose::{ChildStart, WaitingNext};
 use super::retry::retry_delay;
 use crate::expr::{self, ExprContext, NodeRefs};
-use crate::graph::{Finished, Plan, effective_on_error, route as route_children};
+use crate::graph::{Finished, Plan, effective_on_error, route as route_children, routing_fields};
 use crate::model::{
     AttemptEnd, Claim, ClaimOutcome, ErrorKind, Execution, ExecutionLog, ExecutionMove,
     ExecutionStatus, Job, LogLevel, Node, NodeError, NodeOutcome, NodeRun, NodeRunStatus, OnError,
@@ -58,7 +58,7 @@ impl RunContext {
     }
 
     /// A finished run this handler holds (final: it will not change).
-    fn finished(&self, id: &str) -> Option<&NodeRun> {
+    pub(super) fn finished(&self, id: &str) -> Option<&NodeRun> {
         self.runs.get(id).filter(|r| r.status.is_finished())
     }
 }
@@ -66,6 +66,7 @@ impl RunContext {
 /// How a finished node's connections are decided.
 #[derive(Debug, Clone)]
 pub(super) enum Route {
+    /// Finished with an output: what routing reads of it ([`routing_fields`]).
     Output(Value),
     /// Failed with `onError: continue`.
     Continue,
@@ -110,8 +111,14 @@ enum NodeStep {
 /// The route of a recorded, finished run (None: it stops the execution or is not finished).
 pub(super) fn finished_route(ctx: &RunContext, run: &NodeRun) -> Option<Route> {
     match run.status {
-        NodeRunStatus::Success => Some(Route::Output(run.output.clone().unwrap_or(Value::Null))),
-        NodeRunStatus::Skipped => Some(run.output.clone().map_or(Route::Dead, Route::Output)),
+        NodeRunStatus::Success => Some(Route::Output(
+            run.output.as_ref().map_or(Value::Null, routing_fields),
+        )),
+        NodeRunStatus::Skipped => Some(
+            run.output
+                .as_ref()
+                .map_or(Route::Dead, |o| Route::Output(routing_fields(o))),
+        ),
         NodeRunStatus::Failed => {
             let node = ctx.node(&run.node_id)?;
             match effective_on_error(node, ctx.plan.outgoing(&run.node_id)) {
@@ -754,9 +761,10 @@ impl Engine {
         }
         let attempts = ended.attempts;
         let ran_ms = now.millis_since(started);
+        let fields = ended.output.as_ref().map_or(Value::Null, routing_fields);
         ctx.runs.insert(node.id.clone(), ended);
         Ok(match end {
-            AttemptEnd::Succeeded(output) => {
+            AttemptEnd::Succeeded => {
                 self.metrics().node_ran(ran_ms);
                 ctx.log(
                     LogLevel::Info,
@@ -766,7 +774,7 @@ impl Engine {
                     Some(json!({ "durationMs": ran_ms })),
                     now,
                 );
-                NodeStep::Finished(Route::Output(output))
+                NodeStep::Finished(Route::Output(fields))
             }
             AttemptEnd::Wait { until } => {
                 ctx.log(

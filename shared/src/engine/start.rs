@@ -276,7 +276,7 @@ impl Engine {
         failed.error_message = Some("Failed to queue execution".into());
         failed.error_details = Some(json!({ "details": reason }));
         if let Err(e) = self
-            .finish_execution(&failed, ExecutionMove::Fail, Vec::new())
+            .finish_execution(failed, ExecutionMove::Fail, Vec::new())
             .await
         {
             tracing::error!(execution_id = %exec.id, error = %e, "could not mark execution failed");

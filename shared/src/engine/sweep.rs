@@ -100,7 +100,7 @@ impl Engine {
                 self.config().stale_execution_threshold_ms
             ));
             if self
-                .finish_execution(&cancelled, ExecutionMove::Cancel, Vec::new())
+                .finish_execution(cancelled, ExecutionMove::Cancel, Vec::new())
                 .await?
             {
                 report.stale_cancelled += 1;
@@ -117,7 +117,7 @@ impl Engine {
                     failed.error_message = Some("Failed to queue execution".into());
                     failed.error_details = Some(serde_json::json!({ "details": e.to_string() }));
                     if self
-                        .finish_execution(&failed, ExecutionMove::Fail, Vec::new())
+                        .finish_execution(failed, ExecutionMove::Fail, Vec::new())
                         .await?
                     {
                         report.failed_to_queue += 1;

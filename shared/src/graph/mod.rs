@@ -6,6 +6,7 @@ mod validate;
 
 pub use plan::Plan;
 pub use routing::{
-    Finished, connection_taken, effective_on_error, kind_taken, route, signals_failure,
+    Finished, connection_taken, effective_on_error, kind_taken, route, routing_fields,
+    signals_failure,
 };
 pub use validate::{ValidationError, validate};

@@ -29,6 +29,31 @@ pub fn connection_taken(kind: &str, output: &Value) -> bool {
     }
 }
 
+/// The top-level fields of an output that routing reads.
+const ROUTING_FIELDS: [&str; 7] = [
+    "_conditionBranch",
+    "error",
+    "success",
+    "status",
+    "statusCode",
+    "result",
+    "condition",
+];
+
+/// What routing reads of an output (its routing fields), routed exactly like the output, and
+/// cheap to keep beside it when the output is large.
+pub fn routing_fields(output: &Value) -> Value {
+    let Some(fields) = output.as_object() else {
+        return Value::Null;
+    };
+    Value::Object(
+        ROUTING_FIELDS
+            .iter()
+            .filter_map(|k| fields.get(*k).map(|v| ((*k).to_string(), v.clone())))
+            .collect(),
+    )
+}
+
 fn truthy_result(output: &Value) -> Option<bool> {
     output
         .get("result")
@@ -93,6 +118,36 @@ pub fn route(outgoing: &[Connection], finished: Finished<'_>) -> Vec<(String, bo
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn routing_fields_route_like_the_output() {
+        let outputs = [
+            json!({"_conditionBranch": "true", "big": [1, 2, 3]}),
+            json!({"error": true, "rows": {"a": 1}}),
+            json!({"success": false}),
+            json!({"status": "failed", "statusCode": 200}),
+            json!({"statusCode": 503, "body": "x"}),
+            json!({"result": false, "other": 1}),
+            json!({"condition": true}),
+            json!({"plain": "data"}),
+            json!([1, 2]),
+            json!("text"),
+            Value::Null,
+        ];
+        for output in &outputs {
+            for kind in [MAIN, ERROR, TRUE, FALSE, "case1"] {
+                assert_eq!(
+                    connection_taken(kind, &routing_fields(output)),
+                    connection_taken(kind, output),
+                    "{kind} for {output}"
+                );
+            }
+        }
+        assert_eq!(
+            routing_fields(&json!({"statusCode": 201, "body": "large"})),
+            json!({"statusCode": 201})
+        );
+    }
 
     fn conn(t: &str, kind: &str) -> Connection {
         Connection {

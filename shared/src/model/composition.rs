@@ -88,9 +88,9 @@ impl ChildResult {
     }
 
     /// `results[i]` of `flow.map`: the output, or the error entry of a child that failed.
-    pub fn result_entry(&self) -> Value {
+    pub fn into_result_entry(self) -> Value {
         if self.succeeded() {
-            self.output.clone().unwrap_or(Value::Null)
+            self.output.unwrap_or(Value::Null)
         } else {
             serde_json::json!({
                 "error": true,
@@ -217,7 +217,7 @@ mod tests {
             error_message: Some("Node 'x' failed: boom".into()),
         };
         assert_eq!(
-            failed.result_entry(),
+            failed.clone().into_result_entry(),
             serde_json::json!({"error": true, "errorMessage": "Node 'x' failed: boom", "executionId": "c1"})
         );
         let ok = ChildResult {
@@ -225,6 +225,6 @@ mod tests {
             output: Some(serde_json::json!({"v": 1})),
             ..failed
         };
-        assert_eq!(ok.result_entry(), serde_json::json!({"v": 1}));
+        assert_eq!(ok.clone().into_result_entry(), serde_json::json!({"v": 1}));
     }
 }

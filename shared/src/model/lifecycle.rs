@@ -215,8 +215,8 @@ pub enum NodeOutcome {
 /// Where an attempt leads, besides the run to save.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptEnd {
-    /// Finished `success` with this output.
-    Succeeded(Value),
+    /// Finished `success` (the output is in the run).
+    Succeeded,
     /// Pending again: the job is re-sent to run at `due` (retry `attempt`).
     Retry {
         error: NodeError,
@@ -282,12 +282,12 @@ impl NodeRun {
         let end = match outcome {
             NodeOutcome::Output(output) => {
                 run.status = NodeRunStatus::Success;
-                run.output = Some(output.clone());
+                run.output = Some(output);
                 run.error = None;
                 run.finished_at = Some(now);
                 run.duration_ms = Some(ran_ms);
                 run.not_before = None;
-                AttemptEnd::Succeeded(output)
+                AttemptEnd::Succeeded
             }
             NodeOutcome::WaitUntil(until) => {
                 run.status = NodeRunStatus::Pending;
@@ -544,7 +544,8 @@ mod tests {
             t(0),
             t(4),
         );
-        assert_eq!(end, AttemptEnd::Succeeded(json!(1)));
+        assert_eq!(end, AttemptEnd::Succeeded);
+        assert_eq!(ok.output, Some(json!(1)));
         assert_eq!(
             (ok.status, ok.finished_at),
             (NodeRunStatus::Success, Some(t(4)))

@@ -6,7 +6,9 @@
 use super::children::{self, RAW, child_workflow, count};
 use super::params::{config_error, get, is_expression};
 use super::{NodeContext, NodeOutcome, NodeType};
-use crate::model::{ChildPlan, ErrorKind, MAX_MAP_CONCURRENCY, MAX_MAP_ITEMS, NodeError, Resumed};
+use crate::model::{
+    ChildPlan, ChildResult, ErrorKind, MAX_MAP_CONCURRENCY, MAX_MAP_ITEMS, NodeError, Resumed,
+};
 use serde_json::{Map, Value, json};
 
 pub struct MapNode;
@@ -115,10 +117,14 @@ impl NodeType for MapNode {
             }));
             return NodeOutcome::Failed(error);
         }
+        let (total, failed) = (results.len(), failed.len());
         NodeOutcome::Output(json!({
-            "results": results.iter().map(|r| r.result_entry()).collect::<Vec<_>>(),
-            "succeeded": results.len() - failed.len(),
-            "failed": failed.len(),
+            "results": results
+                .into_iter()
+                .map(ChildResult::into_result_entry)
+                .collect::<Vec<_>>(),
+            "succeeded": total - failed,
+            "failed": failed,
         }))
     }
 }

@@ -39,6 +39,10 @@ pub const DB_FILE_NAME: &str = "weconnect.db";
 
 /// Read-only connections kept open beside the writer.
 const READERS: usize = 4;
+/// A reader's page cache (KiB, as SQLite's negative `cache_size`): small, since a read after
+/// any write starts from an empty cache anyway (WAL mode), and a large read (all children of a
+/// map) would otherwise leave each reader holding the full writer-sized cache.
+const READER_CACHE_KIB: i64 = -2_000;
 /// How long a connection waits for a lock held by another connection or process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Prepared statements kept per connection.
@@ -309,6 +313,7 @@ impl Db {
             let reader = Connection::open_with_flags(path, flags)?;
             configure(&reader)?;
             reader.pragma_update(None, "query_only", "ON")?;
+            reader.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
             readers.push(Mutex::new(reader));
         }
         // The checkpoint thread copies the WAL while the writer goes on, but a WAL only starts

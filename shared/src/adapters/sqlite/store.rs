@@ -141,13 +141,42 @@ fn load_run(
 /// Writes `run`; `was_finished`: whether the stored run (if any) had finished. A run that
 /// finishes here is counted on its execution.
 fn upsert_run(tx: &Connection, org: &str, run: &NodeRun, was_finished: bool) -> Result<(), Fail> {
+    upsert_run_row(tx, org, &RunRow::of(run)?, was_finished)
+}
+
+/// A node run as written: its keys and JSON body (serialized before the write, so a large
+/// output is not copied into it).
+struct RunRow {
+    execution_id: String,
+    node_id: String,
+    finished: bool,
+    body: String,
+}
+
+impl RunRow {
+    fn of(run: &NodeRun) -> Result<Self, Fail> {
+        Ok(Self {
+            execution_id: run.execution_id.clone(),
+            node_id: run.node_id.clone(),
+            finished: run.status.is_finished(),
+            body: to_json(run)?,
+        })
+    }
+}
+
+fn upsert_run_row(
+    tx: &Connection,
+    org: &str,
+    row: &RunRow,
+    was_finished: bool,
+) -> Result<(), Fail> {
     tx.prepare_cached(
         "INSERT INTO node_runs (execution_id, node_id, org, body) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (execution_id, node_id) DO UPDATE SET body = excluded.body",
     )?
-    .execute(params![run.execution_id, run.node_id, org, to_json(run)?])?;
-    if run.status.is_finished() && !was_finished {
-        count_finished(tx, &run.execution_id, 1)?;
+    .execute(params![row.execution_id, row.node_id, org, row.body])?;
+    if row.finished && !was_finished {
+        count_finished(tx, &row.execution_id, 1)?;
     }
     Ok(())
 }
@@ -160,17 +189,28 @@ fn count_finished(tx: &Connection, execution_id: &str, n: i64) -> Result<(), Fai
 
 /// A child's terminal status, counted in its parent node's tally (when it keeps one), in the
 /// transaction of the status change (which happens once).
-fn count_child(tx: &Connection, exec: &Execution) -> Result<(), Fail> {
-    let (Some(parent), Some(node)) = (&exec.parent_execution_id, &exec.parent_node_id) else {
+fn count_child(tx: &Connection, child: &ChildOf) -> Result<(), Fail> {
+    let Some((parent, node, succeeded)) = child else {
         return Ok(());
     };
-    let failed = i64::from(exec.status != ExecutionStatus::Success);
+    let failed = i64::from(!succeeded);
     tx.prepare_cached(
         "UPDATE child_tallies SET done = done + 1, failed = failed + ?3 \
          WHERE execution_id = ?1 AND node_id = ?2",
     )?
     .execute(params![parent, node, failed])?;
     Ok(())
+}
+
+/// A child execution's parent, parent node and whether it succeeded.
+type ChildOf = Option<(String, String, bool)>;
+
+fn child_of(exec: &Execution) -> ChildOf {
+    Some((
+        exec.parent_execution_id.clone()?,
+        exec.parent_node_id.clone()?,
+        exec.status == ExecutionStatus::Success,
+    ))
 }
 
 fn load_tally(
@@ -278,30 +318,10 @@ fn insert_execution(
     Ok(None)
 }
 
-/// A run serialized before the write.
-struct RunRow {
-    execution_id: String,
-    node_id: String,
-    finished: bool,
-    body: String,
+fn run_rows(runs: &[NodeRun]) -> Result<Vec<RunRow>, Fail> {
+    runs.iter().map(RunRow::of).collect()
 }
 
-fn run_rows(runs: &[NodeRun]) -> StoreResult<Vec<RunRow>> {
-    runs.iter()
-        .map(|run| {
-            let body = serde_json::to_string(run)
-                .map_err(|e| StoreError::Backend(format!("node run: {e}")))?;
-            Ok(RunRow {
-                execution_id: run.execution_id.clone(),
-                node_id: run.node_id.clone(),
-                finished: run.status.is_finished(),
-                body,
-            })
-        })
-        .collect()
-}
-
-/// Creates the runs that do not exist yet.
 /// Creates the runs that do not exist yet; the finished ones are counted.
 fn insert_runs(tx: &Connection, org: &str, rows: &[RunRow]) -> Result<(), Fail> {
     let mut stmt = tx.prepare_cached(
@@ -780,10 +800,16 @@ impl ExecutionStore for SqliteStore {
         for (slot, s) in allowed.iter_mut().zip(from.iter()) {
             *slot = s.as_str();
         }
-        let exec = exec.clone();
+        // Serialized here, not copied into the write: a large output is held once.
+        let (status, deadline, duration, unfinished, body) = execution_columns(exec)?;
+        let (id, org, mode) = (
+            exec.id.clone(),
+            exec.organization_id.clone(),
+            exec.mode.as_str(),
+        );
+        let (terminal, child) = (exec.status.is_terminal(), child_of(exec));
         self.db
             .write(move |tx| {
-                let (status, deadline, duration, unfinished, body) = execution_columns(&exec)?;
                 let changed = tx
                     .prepare_cached(
                         "UPDATE executions SET status = ?3, mode = ?4, deadline = ?5, duration = ?6, \
@@ -792,10 +818,10 @@ impl ExecutionStore for SqliteStore {
                          AND status IN (?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                     )?
                     .execute(params![
-                        exec.id,
-                        exec.organization_id,
+                        id,
+                        org,
                         status,
-                        exec.mode.as_str(),
+                        mode,
                         deadline,
                         duration,
                         unfinished,
@@ -808,8 +834,8 @@ impl ExecutionStore for SqliteStore {
                         allowed[5],
                         allowed[6]
                     ])?;
-                if changed == 1 && exec.status.is_terminal() {
-                    count_child(tx, &exec)?;
+                if changed == 1 && terminal {
+                    count_child(tx, &child)?;
                 }
                 Ok(changed == 1)
             })
@@ -818,7 +844,9 @@ impl ExecutionStore for SqliteStore {
     }
 
     async fn get_executions(&self, org: &str, ids: &[String]) -> StoreResult<Vec<Execution>> {
-        let (org, ids) = (org.to_string(), ids.to_vec());
+        let mut seen = std::collections::HashSet::new();
+        let ids: Vec<String> = ids.iter().filter(|id| seen.insert(*id)).cloned().collect();
+        let org = org.to_string();
         self.db
             .read(move |tx| {
                 let mut out = Vec::with_capacity(ids.len());
@@ -1305,17 +1333,17 @@ impl ExecutionStore for SqliteStore {
 
     async fn save_node_run(&self, org: &str, run: &NodeRun, token: &str) -> StoreResult<bool> {
         let org = org.to_string();
-        let run = run.clone();
+        let row = RunRow::of(run)?;
         let token = token.to_string();
         self.db
             .write(move |tx| {
-                let Some(stored) = load_run(tx, &org, &run.execution_id, &run.node_id)? else {
+                let Some(stored) = load_run(tx, &org, &row.execution_id, &row.node_id)? else {
                     return Ok(false);
                 };
                 if stored.lease_token.as_deref() != Some(token.as_str()) {
                     return Ok(false);
                 }
-                upsert_run(tx, &org, &run, stored.status.is_finished())?;
+                upsert_run_row(tx, &org, &row, stored.status.is_finished())?;
                 Ok(true)
             })
             .await

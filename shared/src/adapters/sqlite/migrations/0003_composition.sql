@@ -8,8 +8,8 @@ CREATE INDEX executions_by_parent ON executions (org, parent_id, created_at, id)
 
 -- The children a `flow.map` / `flow.subworkflow` node waits for: how many there are, how
 -- many may run at once, how many were started and how many reported a terminal status.
--- A child's report is counted once: its id goes into `arrivals` (node_id = the parent node,
--- parent = the child execution's id) in the transaction of its terminal status.
+-- A child's report is counted in the transaction of its terminal status, which happens once
+-- (the move to a terminal status is conditional on an unfinished one).
 CREATE TABLE child_tallies (
     execution_id TEXT    NOT NULL,
     node_id      TEXT    NOT NULL,
