@@ -105,8 +105,13 @@ pub fn org_claim_from_env() -> String {
         .unwrap_or_else(|| DEFAULT_ORG_CLAIM.to_string())
 }
 
-/// The engine on the AWS adapters and the system clock.
-pub fn engine(adapters: &AwsAdapters, config: EngineConfig, secrets: SecretBox) -> Engine {
+/// The engine on the AWS adapters and the system clock. Without `WECONNECT_PUBLIC_URL`
+/// callback URLs are relative (`/callbacks/{token}`): the HTTP API answers them with the
+/// request's host (the template gives the worker the API's URL).
+pub fn engine(adapters: &AwsAdapters, mut config: EngineConfig, secrets: SecretBox) -> Engine {
+    if !matches!(std::env::var("WECONNECT_PUBLIC_URL"), Ok(v) if !v.trim().is_empty()) {
+        config.public_url = String::new();
+    }
     let ports = Ports {
         store: adapters.store.clone(),
         queue: adapters.queue.clone(),

@@ -46,8 +46,12 @@ fn engine_on(env: &AwsEnv, clock: Arc<dyn Clock>) -> Engine {
 }
 
 async fn functions() -> Functions {
+    functions_with(test_config()).await
+}
+
+async fn functions_with(config: weconnect_engine::EngineConfig) -> Functions {
     let env = aws_env().await;
-    let engine = engine_on(&env, Arc::new(SystemClock));
+    let engine = Engine::new(env.ports(Arc::new(SystemClock)), config, test_secrets());
     Functions {
         api: weconnect_api::handler(engine.clone(), "org"),
         webhook: weconnect_webhook::handler(engine.clone()),
@@ -521,6 +525,73 @@ async fn webhook_last_node_waits_by_polling_the_store() {
     // Unknown webhook: 404 from the webhook function.
     let (status, body) = f.hook("no-such-hook", json!({})).await;
     assert_eq!(status, 404, "{body}");
+}
+
+/// A callback through the webhook function, as on AWS: without `WECONNECT_PUBLIC_URL` the
+/// API shows the callback URL on the host it was called on; the token route needs no JWT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_arrive_through_the_webhook_function() {
+    let f = functions_with(weconnect_engine::EngineConfig {
+        public_url: String::new(),
+        ..test_config()
+    })
+    .await;
+    let workflow_id = f
+        .create_workflow(json!({
+            "name": "Approval",
+            "nodes": [
+                node("start", "trigger.manual", json!({})),
+                node("approve", "flow.waitForCallback", json!({"timeoutMs": 60000})),
+                node("after", "data.set", json!({"values": {"by": "{{ json.body.by }}"}}))
+            ],
+            "connections": [{"source": "start", "target": "approve"}, {"source": "approve", "target": "after"}]
+        }))
+        .await;
+    let (status, body) = f
+        .api(
+            "POST",
+            "/executions",
+            Some(json!({"workflowId": workflow_id})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let waiting = || async {
+        let detail = f.execution(&id).await;
+        detail["nodes"][1]["status"] == "waiting"
+    };
+    f.drain(waiting).await;
+    let detail = f.execution(&id).await;
+    let url = detail["nodes"][1]["callback"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = url
+        .strip_prefix("https://abc123.execute-api.us-east-1.amazonaws.com")
+        .unwrap_or_else(|| panic!("{url} is on the API's host"))
+        .to_string();
+    assert!(path.starts_with("/callbacks/"), "{path}");
+
+    let post = |path: String, body: Value| {
+        let req = api_gateway_request("POST", &path, Some(body.to_string()), None, &[]);
+        let webhook = f.webhook.clone();
+        async move { read(webhook.handle(req).await.unwrap()).await }
+    };
+    let (status, body) = post(format!("{path}x"), json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = post(path.clone(), json!({"by": "ada"})).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["executionId"], id.as_str());
+    let (status, body) = post(format!("{path}/fail"), json!({"message": "late"})).await;
+    assert_eq!(status, 409, "{body}");
+    f.drain(|| f.is_terminal(&id)).await;
+    let detail = f.execution(&id).await;
+    assert_eq!(detail["status"], "success", "{detail}");
+    assert_eq!(detail["nodes"][2]["output"], json!({"by": "ada"}));
+    // The api function does not serve the token routes (they are the webhook function's).
+    let req = api_gateway_request("POST", &path, Some("{}".into()), Some(f.claims()), &[]);
+    let (status, _) = read(f.api.handle(req).await.unwrap()).await;
+    assert_eq!(status, 404);
 }
 
 // ---- worker: SQS batches ---------------------------------------------------------------------

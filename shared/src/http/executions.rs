@@ -207,9 +207,19 @@ pub async fn statistics(
 pub async fn detail(
     State(state): State<AppState>,
     who: Principal,
+    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ExecutionDetail>> {
-    Ok(Json(state.engine.execution_detail(&who, &id).await?))
+    let mut detail = state.engine.execution_detail(&who, &id).await?;
+    // Relative callback URLs (no public URL configured): on the host that was called.
+    if let Some(host) = headers.get("host").and_then(|h| h.to_str().ok()) {
+        for node in &mut detail.nodes {
+            if let Some(cb) = node.callback.as_mut().filter(|c| c.url.starts_with('/')) {
+                cb.url = format!("https://{host}{}", cb.url);
+            }
+        }
+    }
+    Ok(Json(detail))
 }
 
 pub async fn cancel(
