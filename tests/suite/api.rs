@@ -1469,3 +1469,38 @@ fn the_bench_command_runs_and_reports_every_execution() {
         assert!(stdout.contains(line), "no {line:?} in {stdout}");
     }
 }
+
+#[test]
+fn the_map_bench_command_runs_every_child() {
+    let out = std::process::Command::new(weconnect_binary())
+        .args([
+            "bench",
+            "--map",
+            "300",
+            "--map-concurrency",
+            "20",
+            "-w",
+            "2",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run weconnect bench --map");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench --map failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("flow.map over 300 items (300 succeeded), concurrency 20, 2 workers"),
+        "{stdout}"
+    );
+    for line in ["parent completed in", "children/s", "resident memory"] {
+        assert!(stdout.contains(line), "no {line:?} in {stdout}");
+    }
+    let refused = std::process::Command::new(weconnect_binary())
+        .args(["bench", "--map", "10001"])
+        .output()
+        .expect("run weconnect bench --map");
+    assert!(!refused.status.success());
+}

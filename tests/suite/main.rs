@@ -4,6 +4,7 @@
 mod api;
 mod aws;
 mod composition;
+mod composition_api;
 mod hardening;
 mod lambda;
 mod scenarios;

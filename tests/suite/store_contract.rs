@@ -1927,6 +1927,816 @@ pub async fn circuit_state_compare_and_set(s: Arc<dyn Store>) {
     assert!(stored == v3 || stored == v3b, "{stored:?}");
 }
 
+// ---- composition (SPEC §8): child tallies, callbacks, children -----------------------------
+
+/// A child of `parent`'s node `node_id` (item `index`), created at `created` ms.
+fn child_of(parent: &Execution, node_id: &str, index: u32, created: i64) -> Execution {
+    let mut e = execution(&parent.organization_id, &parent.workflow_id, created);
+    e.id = child_execution_id(&parent.id, node_id, index);
+    e.mode = ExecutionMode::Subworkflow;
+    e.parent_execution_id = Some(parent.id.clone());
+    e.parent_node_id = Some(node_id.into());
+    e.item_index = Some(index);
+    e.depth = parent.depth + 1;
+    e
+}
+
+/// `e` moved to `status` from any unfinished status (terminal ones stamped as finished).
+async fn report(s: &dyn Store, e: &Execution, status: ExecutionStatus) -> bool {
+    let mut moved = e.clone();
+    moved.status = status;
+    if status.is_terminal() {
+        moved.duration = 10;
+        moved.completed_at = Some(e.created_at.plus(Duration::from_millis(10)));
+    }
+    s.transition_execution(&moved, &ExecutionStatus::UNFINISHED)
+        .await
+        .unwrap()
+}
+
+/// The stored tally of `node_id` of `execution_id` (which must exist).
+async fn tally_of(s: &dyn Store, org: &str, execution_id: &str, node_id: &str) -> ChildTally {
+    s.get_child_tally(org, execution_id, node_id)
+        .await
+        .unwrap()
+        .expect("a tally")
+}
+
+fn callback(body: serde_json::Value, at: i64) -> ReceivedCallback {
+    ReceivedCallback {
+        callback: Callback::Completed(body),
+        received_at: ts(at),
+    }
+}
+
+/// The set of indexes the ranges `[from, until)` cover; panics when two overlap.
+fn covered(ranges: &[(u32, u32)]) -> Vec<u32> {
+    let mut seen = HashSet::new();
+    for &(from, until) in ranges {
+        assert!(from < until, "empty range {from}..{until}");
+        for i in from..until {
+            assert!(seen.insert(i), "index {i} handed out twice: {ranges:?}");
+        }
+    }
+    let mut all: Vec<u32> = seen.into_iter().collect();
+    all.sort_unstable();
+    all
+}
+
+pub async fn child_tallies_are_created_once(s: Arc<dyn Store>) {
+    let (o1, o2) = two_orgs();
+    let p = execution(&o1, "w", 0);
+    s.create_execution(&p, None, ts(0)).await.unwrap();
+    assert_eq!(s.get_child_tally(&o1, &p.id, "each").await.unwrap(), None);
+
+    let first = ChildTally::new(7, 3);
+    assert_eq!(
+        s.create_child_tally(&o1, &p.id, "each", &first)
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(
+        s.get_child_tally(&o1, &p.id, "each").await.unwrap(),
+        Some(first)
+    );
+    // A second creation with other numbers returns the stored tally, unchanged.
+    let other = ChildTally {
+        total: 100,
+        concurrency: 50,
+        started: 40,
+        done: 4,
+        failed: 2,
+    };
+    assert_eq!(
+        s.create_child_tally(&o1, &p.id, "each", &other)
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(
+        s.get_child_tally(&o1, &p.id, "each").await.unwrap(),
+        Some(first)
+    );
+
+    // Another node of the execution keeps its own, stored as given.
+    assert_eq!(s.get_child_tally(&o1, &p.id, "sub").await.unwrap(), None);
+    assert_eq!(
+        s.create_child_tally(&o1, &p.id, "sub", &other)
+            .await
+            .unwrap(),
+        other
+    );
+    assert_eq!(
+        s.get_child_tally(&o1, &p.id, "sub").await.unwrap(),
+        Some(other)
+    );
+    assert_eq!(
+        s.get_child_tally(&o1, &p.id, "each").await.unwrap(),
+        Some(first)
+    );
+    // Unknown executions and other organizations have none.
+    assert_eq!(
+        s.get_child_tally(&o1, &new_id(), "each").await.unwrap(),
+        None
+    );
+    assert_eq!(s.get_child_tally(&o2, &p.id, "each").await.unwrap(), None);
+
+    // Concurrent creations: one is stored, every caller gets that one.
+    let mut tasks = Vec::new();
+    for i in 0..10u32 {
+        let (s, o, id) = (s.clone(), o1.clone(), p.id.clone());
+        tasks.push(tokio::spawn(async move {
+            s.create_child_tally(&o, &id, "race", &ChildTally::new(10 + i, 1 + i))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    let stored = s
+        .get_child_tally(&o1, &p.id, "race")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.iter().all(|t| *t == stored), "{got:?} vs {stored:?}");
+    assert!((0..10u32).any(|i| stored == ChildTally::new(10 + i, 1 + i)));
+}
+
+pub async fn reserve_children_hands_out_the_next_window(s: Arc<dyn Store>) {
+    use ExecutionStatus::*;
+    let o = org();
+    let p = execution(&o, "w", 0);
+    s.create_execution(&p, None, ts(0)).await.unwrap();
+    // No tally: nothing to hand out.
+    assert_eq!(s.reserve_children(&o, &p.id, "each").await.unwrap(), None);
+
+    let t = ChildTally::new(5, 2);
+    s.create_child_tally(&o, &p.id, "each", &t).await.unwrap();
+    let children: Vec<Execution> = (0..5).map(|i| child_of(&p, "each", i, 100)).collect();
+    for c in &children {
+        s.create_execution(c, None, ts(0)).await.unwrap();
+    }
+    let tally = || tally_of(s.as_ref(), &o, &p.id, "each");
+
+    // 0..2 were started with the tally: nothing is free until a child reports.
+    assert_eq!(tally().await.next_window(), None);
+    assert_eq!(s.reserve_children(&o, &p.id, "each").await.unwrap(), None);
+    assert_eq!(tally().await, t);
+
+    assert!(report(s.as_ref(), &children[0], Success).await);
+    let before = tally().await;
+    assert_eq!(before.done, 1);
+    assert_eq!(before.next_window(), Some((2, 3)));
+    assert_eq!(
+        s.reserve_children(&o, &p.id, "each").await.unwrap(),
+        before.next_window()
+    );
+    assert_eq!(tally().await.started, 3);
+    // Handed out once.
+    assert_eq!(s.reserve_children(&o, &p.id, "each").await.unwrap(), None);
+
+    assert!(report(s.as_ref(), &children[1], Failed).await);
+    assert!(report(s.as_ref(), &children[2], Success).await);
+    let before = tally().await;
+    assert_eq!(before.next_window(), Some((3, 5)));
+    assert_eq!(
+        s.reserve_children(&o, &p.id, "each").await.unwrap(),
+        Some((3, 5))
+    );
+    assert_eq!(s.reserve_children(&o, &p.id, "each").await.unwrap(), None);
+
+    assert!(report(s.as_ref(), &children[3], Success).await);
+    assert!(report(s.as_ref(), &children[4], Timeout).await);
+    let end = tally().await;
+    assert_eq!(
+        end,
+        ChildTally {
+            total: 5,
+            concurrency: 2,
+            started: 5,
+            done: 5,
+            failed: 2,
+        }
+    );
+    assert!(end.complete());
+    assert_eq!(s.reserve_children(&o, &p.id, "each").await.unwrap(), None);
+    // Another organization's call reaches nothing.
+    assert_eq!(
+        s.reserve_children(&org(), &p.id, "each").await.unwrap(),
+        None
+    );
+}
+
+pub async fn concurrent_reservations_never_overlap(s: Arc<dyn Store>) {
+    let o = org();
+    let p = execution(&o, "w", 0);
+    s.create_execution(&p, None, ts(0)).await.unwrap();
+    // Nothing started yet: 0..10 free.
+    let t = ChildTally {
+        total: 25,
+        concurrency: 10,
+        started: 0,
+        done: 0,
+        failed: 0,
+    };
+    s.create_child_tally(&o, &p.id, "each", &t).await.unwrap();
+
+    async fn race(s: &Arc<dyn Store>, o: &str, id: &str, n: usize) -> Vec<(u32, u32)> {
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let (s, o, id) = (s.clone(), o.to_string(), id.to_string());
+            tasks.push(tokio::spawn(async move {
+                s.reserve_children(&o, &id, "each").await.unwrap()
+            }));
+        }
+        let mut ranges = Vec::new();
+        for t in tasks {
+            ranges.extend(t.await.unwrap());
+        }
+        ranges
+    }
+    let ranges = race(&s, &o, &p.id, 10).await;
+    assert_eq!(covered(&ranges), (0..10).collect::<Vec<_>>(), "{ranges:?}");
+    assert_eq!(
+        s.get_child_tally(&o, &p.id, "each")
+            .await
+            .unwrap()
+            .unwrap()
+            .started,
+        10
+    );
+    assert_eq!(race(&s, &o, &p.id, 5).await, vec![]);
+
+    // Ten children report at once, each reserving right after its report: the ranges never
+    // overlap, and with a last call once all reported they cover exactly the freed 10..20.
+    let children: Vec<Execution> = (0..10).map(|i| child_of(&p, "each", i, 100)).collect();
+    for c in &children {
+        s.create_execution(c, None, ts(0)).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for c in children {
+        let (s, o, id) = (s.clone(), o.clone(), p.id.clone());
+        tasks.push(tokio::spawn(async move {
+            assert!(report(s.as_ref(), &c, ExecutionStatus::Success).await);
+            s.reserve_children(&o, &id, "each").await.unwrap()
+        }));
+    }
+    let mut ranges = Vec::new();
+    for t in tasks {
+        ranges.extend(t.await.unwrap());
+    }
+    ranges.extend(s.reserve_children(&o, &p.id, "each").await.unwrap());
+    assert_eq!(covered(&ranges), (10..20).collect::<Vec<_>>(), "{ranges:?}");
+    assert_eq!(
+        s.get_child_tally(&o, &p.id, "each").await.unwrap(),
+        Some(ChildTally {
+            total: 25,
+            concurrency: 10,
+            started: 20,
+            done: 10,
+            failed: 0,
+        })
+    );
+    assert_eq!(s.reserve_children(&o, &p.id, "each").await.unwrap(), None);
+}
+
+pub async fn callbacks_are_accepted_once(s: Arc<dyn Store>) {
+    let (o1, o2) = two_orgs();
+    let e = execution(&o1, "w", 0);
+    s.create_execution(&e, None, ts(0)).await.unwrap();
+    assert_eq!(s.get_callback(&o1, &e.id, "wait").await.unwrap(), None);
+
+    let first = callback(json!({"approved": true, "by": "ann"}), 1000);
+    assert!(s.put_callback(&o1, &e.id, "wait", &first).await.unwrap());
+    assert_eq!(
+        s.get_callback(&o1, &e.id, "wait").await.unwrap(),
+        Some(first.clone())
+    );
+    // Any later callback is refused, the same one or another.
+    let failed = ReceivedCallback {
+        callback: Callback::Failed("rejected".into()),
+        received_at: ts(2000),
+    };
+    assert!(!s.put_callback(&o1, &e.id, "wait", &first).await.unwrap());
+    assert!(!s.put_callback(&o1, &e.id, "wait", &failed).await.unwrap());
+    assert!(
+        !s.put_callback(&o1, &e.id, "wait", &callback(json!(null), 3000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.get_callback(&o1, &e.id, "wait").await.unwrap(),
+        Some(first.clone())
+    );
+
+    // Another node of the execution takes its own (a failure, stored as such).
+    assert!(s.put_callback(&o1, &e.id, "other", &failed).await.unwrap());
+    assert_eq!(
+        s.get_callback(&o1, &e.id, "other").await.unwrap(),
+        Some(failed)
+    );
+    assert_eq!(
+        s.get_callback(&o1, &e.id, "wait").await.unwrap(),
+        Some(first)
+    );
+    // Other organizations and unknown executions see none.
+    assert_eq!(s.get_callback(&o2, &e.id, "wait").await.unwrap(), None);
+    assert_eq!(s.get_callback(&o1, &new_id(), "wait").await.unwrap(), None);
+}
+
+pub async fn twenty_concurrent_callbacks_one_accepted(s: Arc<dyn Store>) {
+    let o = org();
+    let e = execution(&o, "w", 0);
+    s.create_execution(&e, None, ts(0)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20i64 {
+        let (s, o, id) = (s.clone(), o.clone(), e.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let cb = callback(json!({"sender": i}), 1000 + i);
+            let accepted = s.put_callback(&o, &id, "wait", &cb).await.unwrap();
+            (accepted, cb)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (accepted, cb) = t.await.unwrap();
+        if accepted {
+            winners.push(cb);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one callback accepted");
+    assert_eq!(
+        s.get_callback(&o, &e.id, "wait").await.unwrap(),
+        winners.pop()
+    );
+}
+
+pub async fn child_terminal_statuses_count_in_the_parent_tally(s: Arc<dyn Store>) {
+    use ExecutionStatus::*;
+    let o = org();
+    let p = execution(&o, "w", 0);
+    s.create_execution(&p, None, ts(0)).await.unwrap();
+    let t = ChildTally::new(4, 4);
+    s.create_child_tally(&o, &p.id, "each", &t).await.unwrap();
+    let tally = || tally_of(s.as_ref(), &o, &p.id, "each");
+    let counts = |done: u32, failed: u32| ChildTally { done, failed, ..t };
+    let children: Vec<Execution> = (0..4).map(|i| child_of(&p, "each", i, 100)).collect();
+    for c in &children {
+        s.create_execution(c, None, ts(0)).await.unwrap();
+    }
+    assert_eq!(tally().await, t);
+
+    // Non-terminal moves count nothing.
+    assert!(report(s.as_ref(), &children[0], Running).await);
+    assert!(report(s.as_ref(), &children[1], Paused).await);
+    assert!(report(s.as_ref(), &children[1], Running).await);
+    assert_eq!(tally().await, t);
+
+    // Each terminal status: done + 1, failed + 1 unless success.
+    assert!(report(s.as_ref(), &children[0], Success).await);
+    assert_eq!(tally().await, counts(1, 0));
+    assert!(report(s.as_ref(), &children[1], Failed).await);
+    assert_eq!(tally().await, counts(2, 1));
+    assert!(report(s.as_ref(), &children[2], Cancelled).await);
+    assert_eq!(tally().await, counts(3, 2));
+    // The child's status is stored as moved.
+    assert_eq!(
+        s.get_execution(&o, &children[2].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Cancelled
+    );
+
+    // A second terminal move from a terminal status fails and counts nothing.
+    for to in ExecutionStatus::ALL {
+        assert!(!report(s.as_ref(), &children[0], to).await, "{to:?}");
+        assert!(!report(s.as_ref(), &children[1], to).await, "{to:?}");
+    }
+    assert_eq!(tally().await, counts(3, 2));
+    assert_eq!(
+        s.get_execution(&o, &children[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Success
+    );
+
+    // Detached children (their parent node keeps no tally) change nothing and still move.
+    let detached = child_of(&p, "fire", 0, 200);
+    s.create_execution(&detached, None, ts(0)).await.unwrap();
+    assert!(report(s.as_ref(), &detached, Failed).await);
+    assert_eq!(
+        s.get_execution(&o, &detached.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Failed
+    );
+    assert_eq!(s.get_child_tally(&o, &p.id, "fire").await.unwrap(), None);
+    let mut orphan = child_of(&p, "each", 9, 200);
+    orphan.parent_execution_id = Some(new_id());
+    s.create_execution(&orphan, None, ts(0)).await.unwrap();
+    assert!(report(s.as_ref(), &orphan, Success).await);
+    assert_eq!(
+        s.get_child_tally(&o, orphan.parent_execution_id.as_ref().unwrap(), "each")
+            .await
+            .unwrap(),
+        None
+    );
+    // A top-level execution counts nowhere either.
+    let top = execution(&o, "w", 300);
+    s.create_execution(&top, None, ts(0)).await.unwrap();
+    assert!(report(s.as_ref(), &top, Success).await);
+    assert_eq!(tally().await, counts(3, 2));
+
+    // Timeout counts as failed; the tally is complete.
+    assert!(report(s.as_ref(), &children[3], Timeout).await);
+    let end = tally().await;
+    assert_eq!(end, counts(4, 3));
+    assert!(end.complete());
+}
+
+pub async fn concurrent_child_reports_count_once(s: Arc<dyn Store>) {
+    use ExecutionStatus::*;
+    let o = org();
+    let p = execution(&o, "w", 0);
+    s.create_execution(&p, None, ts(0)).await.unwrap();
+    let t = ChildTally::new(10, 10);
+    s.create_child_tally(&o, &p.id, "each", &t).await.unwrap();
+    let children: Vec<Execution> = (0..10).map(|i| child_of(&p, "each", i, 100)).collect();
+    for c in &children {
+        s.create_execution(c, None, ts(0)).await.unwrap();
+    }
+    // Every child gets two racing terminal moves (success and cancelled): one wins each.
+    let mut tasks = Vec::new();
+    for c in &children {
+        for to in [Success, Cancelled] {
+            let (s, c) = (s.clone(), c.clone());
+            tasks.push(tokio::spawn(
+                async move { report(s.as_ref(), &c, to).await },
+            ));
+        }
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += u32::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 10, "one terminal move per child");
+    let ids: Vec<String> = children.iter().map(|c| c.id.clone()).collect();
+    let stored = s.get_executions(&o, &ids).await.unwrap();
+    assert_eq!(stored.len(), 10);
+    let cancelled = stored.iter().filter(|c| c.status == Cancelled).count() as u32;
+    assert!(stored.iter().all(|c| c.status.is_terminal()));
+    assert_eq!(
+        s.get_child_tally(&o, &p.id, "each").await.unwrap(),
+        Some(ChildTally {
+            done: 10,
+            failed: cancelled,
+            ..t
+        })
+    );
+}
+
+pub async fn get_executions_returns_the_existing_ones(s: Arc<dyn Store>) {
+    let (o1, o2) = two_orgs();
+    let mut mine = Vec::new();
+    for i in 0..3 {
+        let e = execution(&o1, "w", i * 1000);
+        s.create_execution(&e, None, ts(0)).await.unwrap();
+        mine.push(e);
+    }
+    // One of them terminal: read as stored.
+    let done = finished(mine[1].clone(), ExecutionStatus::Success, 50);
+    assert!(
+        s.transition_execution(&done, &[ExecutionStatus::Pending])
+            .await
+            .unwrap()
+    );
+    mine[1] = done;
+    let theirs = execution(&o2, "w", 0);
+    s.create_execution(&theirs, None, ts(0)).await.unwrap();
+
+    let by_id = |mut v: Vec<Execution>| {
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    };
+    let ids = vec![
+        mine[2].id.clone(),
+        new_id(),
+        theirs.id.clone(),
+        mine[0].id.clone(),
+        mine[1].id.clone(),
+    ];
+    assert_eq!(
+        by_id(s.get_executions(&o1, &ids).await.unwrap()),
+        by_id(mine.clone())
+    );
+    assert_eq!(s.get_executions(&o1, &[]).await.unwrap(), vec![]);
+    assert_eq!(
+        s.get_executions(&o1, &[new_id(), new_id()]).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        s.get_executions(&o2, &ids).await.unwrap(),
+        vec![theirs.clone()]
+    );
+    assert_eq!(s.get_executions(&org(), &ids).await.unwrap(), vec![]);
+
+    // Many ids (a large map's children), most unknown, the known ones spread out.
+    let mut many: Vec<String> = (0..250).map(|_| new_id()).collect();
+    many[0] = mine[0].id.clone();
+    many[120] = mine[1].id.clone();
+    many[249] = mine[2].id.clone();
+    many[200] = theirs.id.clone();
+    assert_eq!(
+        by_id(s.get_executions(&o1, &many).await.unwrap()),
+        by_id(mine)
+    );
+}
+
+pub async fn move_deadline_moves_unfinished_executions_only(s: Arc<dyn Store>) {
+    use ExecutionStatus::*;
+    let (o1, o2) = two_orgs();
+    // Deadlines 100 s, 200 s, 300 s; one of each unfinished status.
+    let mut es = Vec::new();
+    for (i, status) in [Pending, Running, Paused].into_iter().enumerate() {
+        let mut e = execution(&o1, "w", i as i64 * 1000);
+        e.deadline = ts(100_000 * (i as i64 + 1));
+        s.create_execution(&e, None, ts(0)).await.unwrap();
+        if status != Pending {
+            e.status = status;
+            assert!(s.transition_execution(&e, &[Pending]).await.unwrap());
+        }
+        es.push(e);
+    }
+    let ids = |v: &[Execution]| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&unfinished_of(s.as_ref(), &[&o1, &o2], 2).await),
+        ids(&es)
+    );
+
+    // The paused one moves first, the pending one last.
+    s.move_deadline(&o1, &es[2].id, ts(50_000)).await.unwrap();
+    s.move_deadline(&o1, &es[0].id, ts(400_000)).await.unwrap();
+    es[2].deadline = ts(50_000);
+    es[0].deadline = ts(400_000);
+    for e in &es {
+        assert_eq!(s.get_execution(&o1, &e.id).await.unwrap().as_ref(), Some(e));
+    }
+    let expected = vec![es[2].clone(), es[1].clone(), es[0].clone()];
+    assert_eq!(unfinished_of(s.as_ref(), &[&o1, &o2], 2).await, expected);
+    // Moved again, later still.
+    s.move_deadline(&o1, &es[2].id, ts(500_000)).await.unwrap();
+    es[2].deadline = ts(500_000);
+    assert_eq!(
+        ids(&unfinished_of(s.as_ref(), &[&o1, &o2], 10).await),
+        ids(&[es[1].clone(), es[0].clone(), es[2].clone()])
+    );
+
+    // Another organization moves nothing.
+    s.move_deadline(&o2, &es[1].id, ts(1)).await.unwrap();
+    assert_eq!(
+        s.get_execution(&o1, &es[1].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .deadline,
+        ts(200_000)
+    );
+
+    // A terminal execution is left alone (and stays out of the unfinished list).
+    let done = finished(es[1].clone(), Success, 20);
+    assert!(s.transition_execution(&done, &[Running]).await.unwrap());
+    s.move_deadline(&o1, &done.id, ts(10)).await.unwrap();
+    assert_eq!(
+        s.get_execution(&o1, &done.id).await.unwrap(),
+        Some(done.clone())
+    );
+    assert_eq!(
+        unfinished_of(s.as_ref(), &[&o1, &o2], 10).await,
+        vec![es[0].clone(), es[2].clone()]
+    );
+
+    // An unknown execution: nothing is created.
+    let ghost = new_id();
+    let _ = s.move_deadline(&o1, &ghost, ts(10)).await;
+    assert_eq!(s.get_execution(&o1, &ghost).await.unwrap(), None);
+    assert_eq!(
+        unfinished_of(s.as_ref(), &[&o1, &o2], 10).await,
+        vec![es[0].clone(), es[2].clone()]
+    );
+}
+
+pub async fn executions_listed_by_parent(s: Arc<dyn Store>) {
+    let (o1, o2) = two_orgs();
+    let p = execution(&o1, "w", 0);
+    let q = execution(&o1, "w", 0);
+    s.create_execution(&p, None, ts(0)).await.unwrap();
+    s.create_execution(&q, None, ts(0)).await.unwrap();
+    // p's children (two share a creation time; one is of another node), q's children and
+    // top-level executions interleaved in time.
+    let mut p_children = Vec::new();
+    for i in 0..7u32 {
+        let node = if i == 5 { "sub" } else { "each" };
+        let created = 1000 + i64::from(i / 2 * 2) * 1000;
+        let c = child_of(&p, node, i, created);
+        s.create_execution(&c, None, ts(0)).await.unwrap();
+        p_children.push(c);
+        let other = if i % 2 == 0 {
+            child_of(&q, "each", i, created + 500)
+        } else {
+            execution(&o1, "w", created + 500)
+        };
+        s.create_execution(&other, None, ts(0)).await.unwrap();
+    }
+    // A finished child is still listed.
+    let done = finished(p_children[3].clone(), ExecutionStatus::Failed, 30);
+    assert!(
+        s.transition_execution(&done, &[ExecutionStatus::Pending])
+            .await
+            .unwrap()
+    );
+    p_children[3] = done;
+    p_children.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+
+    let by_p = ExecutionFilter {
+        parent_execution_id: Some(p.id.clone()),
+        ..Default::default()
+    };
+    // Pages of 2 (a page with a cursor is not the last), newest first.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = s
+            .list_executions(&o1, &by_p, 2, cursor.as_deref())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        pages += 1;
+        assert!(pages <= 5, "too many pages");
+        seen.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, p_children);
+    let whole = s.list_executions(&o1, &by_p, 10, None).await.unwrap();
+    assert_eq!(whole.items, p_children);
+    assert_eq!(whole.next_cursor, None);
+
+    // Combined with another filter.
+    let failed_of_p = ExecutionFilter {
+        status: Some(ExecutionStatus::Failed),
+        ..by_p.clone()
+    };
+    assert_eq!(
+        s.list_executions(&o1, &failed_of_p, 10, None)
+            .await
+            .unwrap()
+            .items,
+        vec![
+            p_children
+                .iter()
+                .find(|c| c.status == ExecutionStatus::Failed)
+                .unwrap()
+                .clone()
+        ]
+    );
+    // q's children, an execution without children, another organization.
+    let by_q = ExecutionFilter {
+        parent_execution_id: Some(q.id.clone()),
+        ..Default::default()
+    };
+    let q_children = s.list_executions(&o1, &by_q, 10, None).await.unwrap().items;
+    assert_eq!(q_children.len(), 4);
+    assert!(
+        q_children
+            .iter()
+            .all(|c| c.parent_execution_id.as_deref() == Some(q.id.as_str()))
+    );
+    let childless = ExecutionFilter {
+        parent_execution_id: Some(p_children[0].id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_executions(&o1, &childless, 10, None)
+            .await
+            .unwrap()
+            .items,
+        vec![]
+    );
+    assert_eq!(
+        s.list_executions(&o2, &by_p, 10, None).await.unwrap().items,
+        vec![]
+    );
+    // The unfiltered list has everything.
+    assert_eq!(
+        s.list_executions(&o1, &ExecutionFilter::default(), 100, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2 + 7 + 7
+    );
+
+    // Cursors are bound to the parent filter.
+    let c = s
+        .list_executions(&o1, &by_p, 2, None)
+        .await
+        .unwrap()
+        .next_cursor
+        .unwrap();
+    for other in [ExecutionFilter::default(), by_q.clone()] {
+        assert!(
+            matches!(
+                s.list_executions(&o1, &other, 2, Some(&c)).await,
+                Err(StoreError::InvalidCursor)
+            ),
+            "{other:?}"
+        );
+    }
+    assert!(matches!(
+        s.list_executions(&o2, &by_p, 2, Some(&c)).await,
+        Err(StoreError::InvalidCursor)
+    ));
+    let unfiltered = s
+        .list_executions(&o1, &ExecutionFilter::default(), 2, None)
+        .await
+        .unwrap()
+        .next_cursor
+        .unwrap();
+    assert!(matches!(
+        s.list_executions(&o1, &by_p, 2, Some(&unfiltered)).await,
+        Err(StoreError::InvalidCursor)
+    ));
+}
+
+pub async fn composition_fields_round_trip(s: Arc<dyn Store>) {
+    let o = org();
+    let mut p = execution(&o, "w", 0);
+    p.depth = 2;
+    s.create_execution(&p, None, ts(0)).await.unwrap();
+    let mut c = child_of(&p, "each", 7, 1000);
+    c.workflow_version = 4;
+    c.inline_of = Some("each".into());
+    c.pending_reason = Some(PendingReason::Concurrency);
+    assert_eq!(c.depth, 3);
+    match s.create_execution(&c, None, ts(0)).await.unwrap() {
+        Created::Created(e) => assert_eq!(e, c),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.get_execution(&o, &c.id).await.unwrap(), Some(c.clone()));
+    assert_eq!(
+        s.get_executions(&o, std::slice::from_ref(&c.id))
+            .await
+            .unwrap(),
+        vec![c.clone()]
+    );
+    assert_eq!(
+        s.get_execution_state(&o, &c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .execution,
+        c
+    );
+    let by_parent = ExecutionFilter {
+        parent_execution_id: Some(p.id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_executions(&o, &by_parent, 10, None)
+            .await
+            .unwrap()
+            .items,
+        vec![c.clone()]
+    );
+
+    // Through a transition, and back to none (the reason is cleared when it runs).
+    let mut running = c.clone();
+    running.status = ExecutionStatus::Running;
+    running.pending_reason = None;
+    running.started_at = Some(ts(1500));
+    assert!(
+        s.transition_execution(&running, &[ExecutionStatus::Pending])
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.get_execution(&o, &c.id).await.unwrap(), Some(running));
+
+    // A top-level execution keeps its defaults.
+    assert_eq!(s.get_execution(&o, &p.id).await.unwrap(), Some(p));
+}
+
 // ---- instantiation -------------------------------------------------------------------------
 
 /// Instantiates every contract test for one backend:
@@ -1963,7 +2773,18 @@ macro_rules! store_contract {
             logs_oldest_first_with_filters_and_tailing,
             credentials_by_id_or_name_unique_per_organization,
             circuit_state_compare_and_set,
-            execution_cursors_are_bound_to_every_filter);
+            execution_cursors_are_bound_to_every_filter,
+            child_tallies_are_created_once,
+            reserve_children_hands_out_the_next_window,
+            concurrent_reservations_never_overlap,
+            callbacks_are_accepted_once,
+            twenty_concurrent_callbacks_one_accepted,
+            child_terminal_statuses_count_in_the_parent_tally,
+            concurrent_child_reports_count_once,
+            get_executions_returns_the_existing_ones,
+            move_deadline_moves_unfinished_executions_only,
+            executions_listed_by_parent,
+            composition_fields_round_trip);
     };
     (@each $make:expr; $($test:ident),* $(,)?) => {
         $(
