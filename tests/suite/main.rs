@@ -6,6 +6,7 @@ mod aws;
 mod composition;
 mod composition_api;
 mod hardening;
+mod insights_api;
 mod lambda;
 mod scenarios;
 mod store_contract;

@@ -1882,30 +1882,34 @@ pub async fn credentials_by_id_or_name_unique_per_organization(s: Arc<dyn Store>
 // ---- circuit breaker -----------------------------------------------------------------------
 
 pub async fn circuit_state_compare_and_set(s: Arc<dyn Store>) {
+    let o = org();
     let key = unique("host");
-    assert_eq!(s.get_circuit(&key).await.unwrap(), None);
+    assert_eq!(s.get_circuit(&o, &key).await.unwrap(), None);
     let mut st = CircuitState {
         consecutive_failures: 1,
         version: 1,
         ..Default::default()
     };
-    assert!(s.put_circuit(&key, &st).await.unwrap());
+    assert!(s.put_circuit(&o, &key, &st).await.unwrap());
     // A second "first write" loses.
-    assert!(!s.put_circuit(&key, &st).await.unwrap());
-    assert_eq!(s.get_circuit(&key).await.unwrap(), Some(st.clone()));
+    assert!(!s.put_circuit(&o, &key, &st).await.unwrap());
+    assert_eq!(s.get_circuit(&o, &key).await.unwrap(), Some(st.clone()));
+    // Circuits are per organization.
+    assert_eq!(s.get_circuit(&org(), &key).await.unwrap(), None);
 
     st.consecutive_failures = 5;
     st.opened_at = Some(ts(0));
     st.version = 2;
-    assert!(s.put_circuit(&key, &st).await.unwrap());
+    st.config.failure_threshold = Some(7);
+    assert!(s.put_circuit(&o, &key, &st).await.unwrap());
     // Stale writers (based on version 1) lose; so do versions from nowhere.
-    assert!(!s.put_circuit(&key, &st).await.unwrap());
+    assert!(!s.put_circuit(&o, &key, &st).await.unwrap());
     let mut skip = st.clone();
     skip.version = 4;
-    assert!(!s.put_circuit(&key, &skip).await.unwrap());
+    assert!(!s.put_circuit(&o, &key, &skip).await.unwrap());
     let zero = CircuitState::default();
-    assert!(!s.put_circuit(&key, &zero).await.unwrap());
-    assert_eq!(s.get_circuit(&key).await.unwrap(), Some(st));
+    assert!(!s.put_circuit(&o, &key, &zero).await.unwrap());
+    assert_eq!(s.get_circuit(&o, &key).await.unwrap(), Some(st));
 
     // Two concurrent writers based on version 2: exactly one wins.
     let v3 = CircuitState {
@@ -1913,18 +1917,173 @@ pub async fn circuit_state_compare_and_set(s: Arc<dyn Store>) {
         opened_at: Some(ts(0)),
         trial_until: Some(ts(5000)),
         version: 3,
+        config: CircuitConfig::default(),
     };
     let v3b = CircuitState {
         consecutive_failures: 6,
         opened_at: Some(ts(1000)),
         trial_until: None,
         version: 3,
+        config: CircuitConfig {
+            timeout_ms: Some(2_000),
+            ..Default::default()
+        },
     };
-    let (a, b) = tokio::join!(s.put_circuit(&key, &v3), s.put_circuit(&key, &v3b));
+    let (a, b) = tokio::join!(s.put_circuit(&o, &key, &v3), s.put_circuit(&o, &key, &v3b));
     assert!(a.unwrap() ^ b.unwrap(), "one compare-and-set wins");
-    let stored = s.get_circuit(&key).await.unwrap().unwrap();
+    let stored = s.get_circuit(&o, &key).await.unwrap().unwrap();
     assert_eq!(stored.version, 3);
     assert!(stored == v3 || stored == v3b, "{stored:?}");
+}
+
+pub async fn circuits_are_listed_per_organization_by_key(s: Arc<dyn Store>) {
+    let (o, other) = two_orgs();
+    let mut keys: Vec<String> = (0..7).map(|i| format!("host-{i}.example.com")).collect();
+    keys.push("a/b c".into());
+    for key in &keys {
+        let st = CircuitState {
+            consecutive_failures: 2,
+            version: 1,
+            ..Default::default()
+        };
+        assert!(s.put_circuit(&o, key, &st).await.unwrap());
+    }
+    let theirs = CircuitState {
+        version: 1,
+        ..Default::default()
+    };
+    assert!(
+        s.put_circuit(&other, "host-0.example.com", &theirs)
+            .await
+            .unwrap()
+    );
+    keys.sort();
+    // The listing index may lag behind a write (DynamoDB's GSI): wait until it shows all.
+    let mut listed = Vec::new();
+    for _ in 0..50 {
+        listed.clear();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = s.list_circuits(&o, 3, cursor.as_deref()).await.unwrap();
+            assert!(page.items.len() <= 3);
+            listed.extend(page.items.into_iter().map(|c| {
+                assert_eq!(c.state.consecutive_failures, 2);
+                c.key
+            }));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        if listed.len() == keys.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed, keys);
+    let page = s.list_circuits(&other, 100, None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    // A cursor of one organization's list is refused for another's.
+    let first = s.list_circuits(&o, 1, None).await.unwrap();
+    let cursor = first.next_cursor.expect("more circuits");
+    assert!(matches!(
+        s.list_circuits(&other, 1, Some(&cursor)).await,
+        Err(StoreError::InvalidCursor)
+    ));
+}
+
+pub async fn trends_count_terminal_executions_by_hour_and_day(s: Arc<dyn Store>) {
+    let o = org();
+    let hour = |h: u32| Timestamp::parse(&format!("2026-05-01T{h:02}:10:00.000Z")).unwrap();
+    // 09:10 two successes (100, 300 ms) and a failure (500 ms); 11:10 a timeout and a
+    // cancel; 11:10 one still running; another workflow's success.
+    let plan = [
+        (hour(9), ExecutionStatus::Success, 100u64, "wf"),
+        (hour(9), ExecutionStatus::Success, 300, "wf"),
+        (hour(9), ExecutionStatus::Failed, 500, "wf"),
+        (hour(11), ExecutionStatus::Timeout, 2_000, "wf"),
+        (hour(11), ExecutionStatus::Cancelled, 50, "wf"),
+        (hour(11), ExecutionStatus::Running, 0, "wf"),
+        (hour(9), ExecutionStatus::Success, 10, "other-wf"),
+    ];
+    for (at, status, duration, wf) in plan {
+        let mut e = execution_at(&o, wf, at);
+        s.create_execution(&e, None, at).await.unwrap();
+        e.status = ExecutionStatus::Running;
+        assert!(
+            s.transition_execution(&e, &[ExecutionStatus::Pending])
+                .await
+                .unwrap()
+        );
+        if status != ExecutionStatus::Running {
+            e.status = status;
+            e.duration = duration;
+            assert!(
+                s.transition_execution(&e, &[ExecutionStatus::Running])
+                    .await
+                    .unwrap()
+            );
+            // A second terminal move is refused and counts nothing.
+            assert!(
+                !s.transition_execution(&e, &[ExecutionStatus::Running])
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+    let day = Timestamp::parse("2026-05-01T00:00:00.000Z").unwrap();
+    let end = day.plus(Duration::from_secs(86_400));
+    let hours = trend_points(
+        TrendInterval::Hour,
+        s.workflow_trends(&o, "wf", TrendInterval::Hour, day, end)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(hours.len(), 2, "{hours:?}");
+    assert_eq!(hours[0].start, TrendInterval::Hour.start_of(hour(9)));
+    assert_eq!(
+        (hours[0].total, hours[0].success, hours[0].failed),
+        (3, 2, 1)
+    );
+    assert!((hours[0].average_duration - 300.0).abs() < 1e-9);
+    assert!(
+        hours[0].p95_duration > 300.0 && hours[0].p95_duration <= 500.0,
+        "{}",
+        hours[0].p95_duration
+    );
+    assert_eq!(
+        (hours[1].total, hours[1].timeout, hours[1].cancelled),
+        (2, 1, 1)
+    );
+    let days = trend_points(
+        TrendInterval::Day,
+        s.workflow_trends(&o, "wf", TrendInterval::Day, day, end)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].start, day);
+    assert_eq!(days[0].total, 5);
+    assert!((days[0].average_duration - 590.0).abs() < 1e-9);
+    // The window: only the 11:00 hour; another organization sees nothing.
+    let late = s
+        .workflow_trends(&o, "wf", TrendInterval::Hour, hour(10), end)
+        .await
+        .unwrap();
+    assert_eq!(trend_points(TrendInterval::Hour, late)[0].total, 2);
+    assert!(
+        s.workflow_trends(&org(), "wf", TrendInterval::Day, day, end)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let other = trend_points(
+        TrendInterval::Day,
+        s.workflow_trends(&o, "other-wf", TrendInterval::Day, day, end)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(other[0].total, 1);
 }
 
 // ---- composition (SPEC §8): child tallies, callbacks, children -----------------------------
@@ -2773,6 +2932,8 @@ macro_rules! store_contract {
             logs_oldest_first_with_filters_and_tailing,
             credentials_by_id_or_name_unique_per_organization,
             circuit_state_compare_and_set,
+            circuits_are_listed_per_organization_by_key,
+            trends_count_terminal_executions_by_hour_and_day,
             execution_cursors_are_bound_to_every_filter,
             child_tallies_are_created_once,
             reserve_children_hands_out_the_next_window,

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod callbacks;
+pub mod circuits;
 pub mod credentials;
 pub mod error;
 pub mod executions;
@@ -166,8 +167,15 @@ pub fn router_for(state: AppState, set: RouteSet) -> Router {
                 .put(workflows::update)
                 .delete(workflows::delete),
         )
+        .route("/workflows/{id}/trends", get(workflows::trends))
         .layer(DefaultBodyLimit::max(limits.workflow_body_bytes));
     let api = Router::new()
+        .route("/circuits", get(circuits::list))
+        .route(
+            "/circuits/{key}",
+            get(circuits::get).put(circuits::configure),
+        )
+        .route("/circuits/{key}/reset", post(circuits::reset))
         .route("/monitoring/health", get(monitoring::health))
         .route("/monitoring/metrics", get(monitoring::metrics))
         .route(

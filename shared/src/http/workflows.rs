@@ -1,12 +1,14 @@
-//! `/workflows`: CRUD.
+//! `/workflows`: CRUD, and a workflow's trends.
 
-use super::extract::{ApiBytes, ApiPath, ApiQuery, parse_json};
+use super::error::ApiError;
+use super::extract::{ApiBytes, ApiPath, ApiQuery, parse_date, parse_json};
 use super::{ApiResult, AppState, ListResponse, PageQuery};
-use crate::engine::Principal;
-use crate::model::{Workflow, WorkflowDefinition, WorkflowStatus};
+use crate::engine::{Principal, WorkflowTrends};
+use crate::model::{TrendInterval, Workflow, WorkflowDefinition, WorkflowStatus};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde_json::Value;
 
 pub async fn list(
@@ -65,4 +67,35 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     state.engine.delete_workflow(&who, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?startDate&endDate&interval=hour|day`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrendsQuery {
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    pub interval: Option<String>,
+}
+
+/// `GET /workflows/{id}/trends`.
+pub async fn trends(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<TrendsQuery>,
+) -> ApiResult<Json<WorkflowTrends>> {
+    let interval = match q.interval.as_deref() {
+        None => TrendInterval::Day,
+        Some(text) => TrendInterval::parse(text)
+            .ok_or_else(|| ApiError::bad_request("interval must be hour or day"))?,
+    };
+    let start = parse_date("startDate", q.start_date.as_deref())?;
+    let end = parse_date("endDate", q.end_date.as_deref())?;
+    Ok(Json(
+        state
+            .engine
+            .workflow_trends(&who, &id, interval, start, end)
+            .await?,
+    ))
 }

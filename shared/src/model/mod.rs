@@ -5,6 +5,7 @@ mod credential;
 mod execution;
 mod lifecycle;
 mod time;
+pub mod trends;
 mod workflow;
 
 pub use composition::*;
@@ -12,6 +13,7 @@ pub use credential::*;
 pub use execution::*;
 pub use lifecycle::*;
 pub use time::Timestamp;
+pub use trends::{TrendCounters, TrendInterval, TrendPoint, trend_points};
 pub use workflow::*;
 
 /// A new time-ordered id (UUIDv7).

@@ -534,21 +534,17 @@ impl NodeType for HttpRequest {
         }
 
         // Circuits are per organization: one tenant's failures never open another's.
-        let circuit_key = format!(
-            "{}/{}",
-            ctx.execution.organization_id,
-            req.circuit_key.clone().unwrap_or_else(|| req
-                .url
-                .host_str()
-                .unwrap_or_default()
-                .to_string())
-        );
+        let org = ctx.execution.organization_id.as_str();
+        let circuit_key = req
+            .circuit_key
+            .clone()
+            .unwrap_or_else(|| req.url.host_str().unwrap_or_default().to_string());
         let breaker = CircuitBreaker::new(
             services.circuits.clone(),
             services.clock.clone(),
             &services.config,
         );
-        let permit: Permit = match breaker.acquire(&circuit_key).await {
+        let permit: Permit = match breaker.acquire(org, &circuit_key).await {
             Ok(permit) => permit,
             Err(open) => {
                 if let Some(fallback) = req.fallback {
@@ -577,7 +573,7 @@ impl NodeType for HttpRequest {
             Err(e) => counts_as_failure(e.kind),
         };
         breaker
-            .record(&circuit_key, permit, failed_for_circuit)
+            .record(org, &circuit_key, permit, failed_for_circuit)
             .await;
 
         let resp = match result {

@@ -78,13 +78,14 @@ impl CredentialStore for MemStore {
 
 #[async_trait]
 impl CircuitStore for MemStore {
-    async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>> {
+    async fn get_circuit(&self, org: &str, key: &str) -> StoreResult<Option<CircuitState>> {
         if self.fail_reads.load(Ordering::SeqCst) {
             return Err(StoreError::Backend("injected read failure".into()));
         }
-        Ok(self.circuit(key))
+        Ok(self.circuit(&format!("{org}/{key}")))
     }
-    async fn put_circuit(&self, key: &str, state: &CircuitState) -> StoreResult<bool> {
+    async fn put_circuit(&self, org: &str, key: &str, state: &CircuitState) -> StoreResult<bool> {
+        let key = &format!("{org}/{key}");
         let mut circuits = self.circuits.lock().unwrap();
         if self
             .inject_conflicts
@@ -101,6 +102,31 @@ impl CircuitStore for MemStore {
         }
         circuits.insert(key.to_string(), state.clone());
         Ok(true)
+    }
+    async fn list_circuits(
+        &self,
+        org: &str,
+        _limit: usize,
+        _cursor: Option<&str>,
+    ) -> StoreResult<Page<CircuitRecord>> {
+        let prefix = format!("{org}/");
+        let mut items: Vec<CircuitRecord> = self
+            .circuits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(k, state)| {
+                Some(CircuitRecord {
+                    key: k.strip_prefix(&prefix)?.to_string(),
+                    state: state.clone(),
+                })
+            })
+            .collect();
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Page {
+            items,
+            next_cursor: None,
+        })
     }
 }
 

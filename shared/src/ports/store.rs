@@ -142,6 +142,28 @@ pub struct CircuitState {
     pub trial_until: Option<Timestamp>,
     #[serde(default)]
     pub version: u64,
+    /// Overrides of the breaker's defaults for this key (`PUT /circuits/{key}`).
+    #[serde(default)]
+    pub config: CircuitConfig,
+}
+
+/// Per-key overrides of the circuit breaker's defaults (SPEC §10); None: the default of §6.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_timeout_ms: Option<u64>,
+}
+
+/// One circuit of an organization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitRecord {
+    pub key: String,
+    pub state: CircuitState,
 }
 
 /// Everything a backend stores, as the capabilities below; each part of the product takes
@@ -311,6 +333,17 @@ pub trait ExecutionStore: Send + Sync + 'static {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> StoreResult<ExecutionStatistics>;
+    /// The trend counters of a workflow's executions per `interval` of `createdAt`, for the
+    /// intervals starting in `[interval start of start, end)` (SPEC §10); several entries per
+    /// interval when the store shards them.
+    async fn workflow_trends(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        interval: TrendInterval,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> StoreResult<Vec<(Timestamp, TrendCounters)>>;
     /// Every execution not yet terminal (`pending`, `running`, `paused`), across
     /// organizations, for the cleanup run. Ordered by deadline.
     async fn list_unfinished_executions(
@@ -409,10 +442,18 @@ pub trait CredentialStore: Send + Sync + 'static {
 /// Circuit breaker state, shared by every worker (spec §6).
 #[async_trait]
 pub trait CircuitStore: Send + Sync + 'static {
-    async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>>;
+    /// The circuit `key` of organization `org` (circuits are per organization).
+    async fn get_circuit(&self, org: &str, key: &str) -> StoreResult<Option<CircuitState>>;
     /// Writes `state` (with `version` = stored version + 1) if the stored version is still
     /// `state.version - 1` (0: no stored state yet).
-    async fn put_circuit(&self, key: &str, state: &CircuitState) -> StoreResult<bool>;
+    async fn put_circuit(&self, org: &str, key: &str, state: &CircuitState) -> StoreResult<bool>;
+    /// The organization's circuits, by key.
+    async fn list_circuits(
+        &self,
+        org: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<CircuitRecord>>;
 }
 
 /// What one [`Store::prune`] call deleted.

@@ -462,8 +462,10 @@ mod tests {
         let dir = TestDir::new();
         let db = Arc::new(Db::open(&dir.db()).unwrap());
         let insert = |conn: &Connection, key: &str| -> Result<(), Fail> {
-            conn.prepare_cached("INSERT INTO circuits (key, version, body) VALUES (?1, 1, '{}')")?
-                .execute([key])?;
+            conn.prepare_cached(
+                "INSERT INTO circuits (org, key, version, body) VALUES ('o', ?1, 1, '{}')",
+            )?
+            .execute([key])?;
             Ok(())
         };
         let slow = db.write(|_| {
@@ -493,7 +495,8 @@ mod tests {
         }
         let keys: Vec<String> = db
             .read(|conn| {
-                let mut stmt = conn.prepare("SELECT key FROM circuits ORDER BY rowid")?;
+                let mut stmt =
+                    conn.prepare("SELECT key FROM circuits ORDER BY length(key), key")?;
                 let rows = stmt.query_map([], |r| r.get(0))?;
                 Ok(rows.collect::<Result<Vec<String>, _>>()?)
             })
@@ -516,8 +519,9 @@ mod tests {
         let db = Arc::new(Db::open(&dir.db()).unwrap());
         let before = std::fs::metadata(dir.db()).unwrap().len();
         db.write(|conn| {
-            let mut stmt = conn
-                .prepare_cached("INSERT INTO circuits (key, version, body) VALUES (?1, 1, ?2)")?;
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO circuits (org, key, version, body) VALUES ('o', ?1, 1, ?2)",
+            )?;
             for i in 0..500 {
                 stmt.execute(rusqlite::params![format!("k{i}"), "x".repeat(2000)])?;
             }

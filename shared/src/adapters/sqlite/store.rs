@@ -202,6 +202,59 @@ fn count_child(tx: &Connection, child: &ChildOf) -> Result<(), Fail> {
     Ok(())
 }
 
+/// What an execution that became terminal adds to its workflow's trends: (org, workflow,
+/// createdAt, counters).
+type TrendOf = Option<(String, String, Timestamp, TrendCounters)>;
+
+fn trend_of(exec: &Execution) -> TrendOf {
+    TrendCounters::of(exec.status, exec.duration).map(|c| {
+        (
+            exec.organization_id.clone(),
+            exec.workflow_id.clone(),
+            exec.created_at,
+            c,
+        )
+    })
+}
+
+/// Adds to the trend counters of the hour and the day of the execution's `createdAt`, in
+/// the write that made it terminal.
+fn add_trend(tx: &Connection, trend: &TrendOf) -> Result<(), Fail> {
+    let Some((org, workflow_id, created_at, counters)) = trend else {
+        return Ok(());
+    };
+    for interval in TrendInterval::ALL {
+        let start = interval.start_of(*created_at).millis();
+        let stored: Option<String> = tx
+            .prepare_cached(
+                "SELECT body FROM trends \
+                 WHERE org = ?1 AND workflow_id = ?2 AND interval = ?3 AND start = ?4",
+            )?
+            .query_row(params![org, workflow_id, interval.as_str(), start], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let mut sum: TrendCounters = match stored {
+            Some(body) => from_json(&body)?,
+            None => TrendCounters::default(),
+        };
+        sum.add(counters);
+        tx.prepare_cached(
+            "INSERT INTO trends (org, workflow_id, interval, start, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (org, workflow_id, interval, start) DO UPDATE SET body = excluded.body",
+        )?
+        .execute(params![
+            org,
+            workflow_id,
+            interval.as_str(),
+            start,
+            to_json(&sum)?
+        ])?;
+    }
+    Ok(())
+}
+
 /// A child execution's parent, parent node and whether it succeeded.
 type ChildOf = Option<(String, String, bool)>;
 
@@ -661,6 +714,8 @@ impl ExecutionStore for SqliteStore {
         let exec = exec.clone();
         let key = idempotency_key.map(str::to_string);
         let rows = run_rows(runs)?;
+        // Created terminal (a redrive's copy of a child that succeeded): counted at once.
+        let trend = trend_of(&exec);
         self.db
             .write(move |tx| {
                 if let Some(existing) =
@@ -669,6 +724,7 @@ impl ExecutionStore for SqliteStore {
                     return Ok(Created::Existing(existing));
                 }
                 insert_runs(tx, &exec.organization_id, &rows)?;
+                add_trend(tx, &trend)?;
                 Ok(Created::Created(exec))
             })
             .await
@@ -807,7 +863,7 @@ impl ExecutionStore for SqliteStore {
             exec.organization_id.clone(),
             exec.mode.as_str(),
         );
-        let (terminal, child) = (exec.status.is_terminal(), child_of(exec));
+        let (terminal, child, trend) = (exec.status.is_terminal(), child_of(exec), trend_of(exec));
         self.db
             .write(move |tx| {
                 let changed = tx
@@ -836,6 +892,7 @@ impl ExecutionStore for SqliteStore {
                     ])?;
                 if changed == 1 && terminal {
                     count_child(tx, &child)?;
+                    add_trend(tx, &trend)?;
                 }
                 Ok(changed == 1)
             })
@@ -1074,6 +1131,37 @@ impl ExecutionStore for SqliteStore {
                 }
                 let (items, next_cursor) = page(rows, limit, &scope);
                 Ok(Page { items, next_cursor })
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn workflow_trends(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        interval: TrendInterval,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> StoreResult<Vec<(Timestamp, TrendCounters)>> {
+        let (org, workflow_id) = (org.to_string(), workflow_id.to_string());
+        let (from, to) = (interval.start_of(start).millis(), end.millis());
+        self.db
+            .read(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT start, body FROM trends WHERE org = ?1 AND workflow_id = ?2 \
+                     AND interval = ?3 AND start >= ?4 AND start < ?5 ORDER BY start",
+                )?;
+                let mut q = stmt.query(params![org, workflow_id, interval.as_str(), from, to])?;
+                let mut out = Vec::new();
+                while let Some(r) = q.next()? {
+                    let body: String = r.get(1)?;
+                    match from_json::<TrendCounters>(&body) {
+                        Ok(c) => out.push((Timestamp::from_millis(r.get(0)?), c)),
+                        Err(e) => unreadable("trends", &workflow_id, &e),
+                    }
+                }
+                Ok(out)
             })
             .await
             .map_err(Into::into)
@@ -1618,13 +1706,13 @@ impl CredentialStore for SqliteStore {
 impl CircuitStore for SqliteStore {
     // ---- circuit breaker -------------------------------------------------------------
 
-    async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>> {
-        let key = key.to_string();
+    async fn get_circuit(&self, org: &str, key: &str) -> StoreResult<Option<CircuitState>> {
+        let (org, key) = (org.to_string(), key.to_string());
         self.db
             .read_key(move |tx| {
                 let body: Option<String> = tx
-                    .prepare_cached("SELECT body FROM circuits WHERE key = ?1")?
-                    .query_row([&key], |r| r.get(0))
+                    .prepare_cached("SELECT body FROM circuits WHERE org = ?1 AND key = ?2")?
+                    .query_row([&org, &key], |r| r.get(0))
                     .optional()?;
                 body.map(|b| from_json(&b)).transpose()
             })
@@ -1632,29 +1720,67 @@ impl CircuitStore for SqliteStore {
             .map_err(Into::into)
     }
 
-    async fn put_circuit(&self, key: &str, state: &CircuitState) -> StoreResult<bool> {
+    async fn put_circuit(&self, org: &str, key: &str, state: &CircuitState) -> StoreResult<bool> {
         if state.version == 0 || state.version > i64::MAX as u64 {
             return Ok(false);
         }
-        let key = key.to_string();
-        let state = state.clone();
+        let (org, key) = (org.to_string(), key.to_string());
+        let body = to_json(state)?;
+        let version = state.version as i64;
         self.db
             .write(move |tx| {
-                let body = to_json(&state)?;
-                let version = state.version as i64;
                 let changed = if version == 1 {
                     tx.prepare_cached(
-                        "INSERT INTO circuits (key, version, body) VALUES (?1, ?2, ?3) \
+                        "INSERT INTO circuits (org, key, version, body) VALUES (?1, ?2, ?3, ?4) \
                          ON CONFLICT DO NOTHING",
                     )?
-                    .execute(params![key, version, body])?
+                    .execute(params![org, key, version, body])?
                 } else {
                     tx.prepare_cached(
-                        "UPDATE circuits SET version = ?2, body = ?3 WHERE key = ?1 AND version = ?4",
+                        "UPDATE circuits SET version = ?3, body = ?4 \
+                         WHERE org = ?1 AND key = ?2 AND version = ?5",
                     )?
-                    .execute(params![key, version, body, version - 1])?
+                    .execute(params![org, key, version, body, version - 1])?
                 };
                 Ok(changed == 1)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn list_circuits(
+        &self,
+        org: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<CircuitRecord>> {
+        let scope = cursor::scope(&["circuits", org]);
+        let after = cursor
+            .map(|c| cursor::decode(&scope, c))
+            .transpose()?
+            .map(|p| p.id)
+            .unwrap_or_default();
+        let org = org.to_string();
+        let limit = page_size(limit);
+        self.db
+            .read(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT key, body FROM circuits WHERE org = ?1 AND key > ?2 \
+                     ORDER BY key LIMIT ?3",
+                )?;
+                let mut q = stmt.query(params![org, after, limit + 1])?;
+                let mut rows = Vec::new();
+                while let Some(r) = q.next()? {
+                    let key: String = r.get(0)?;
+                    let body: String = r.get(1)?;
+                    let record = from_json::<CircuitState>(&body).map(|state| CircuitRecord {
+                        key: key.clone(),
+                        state,
+                    });
+                    rows.push((record, 0, key));
+                }
+                let (items, next_cursor) = page(rows, limit, &scope);
+                Ok(Page { items, next_cursor })
             })
             .await
             .map_err(Into::into)

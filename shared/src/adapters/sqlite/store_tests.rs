@@ -259,7 +259,7 @@ async fn everything_survives_reopening() {
             version: 1,
             ..Default::default()
         };
-        s.put_circuit("k", &st).await.unwrap();
+        s.put_circuit("o1", "k", &st).await.unwrap();
     }
     let s = store(&dir);
     assert_eq!(
@@ -295,7 +295,7 @@ async fn everything_survives_reopening() {
         vec![l]
     );
     assert_eq!(s.get_credential("o1", "api").await.unwrap(), Some(cred));
-    assert_eq!(s.get_circuit("k").await.unwrap().unwrap().version, 1);
+    assert_eq!(s.get_circuit("o1", "k").await.unwrap().unwrap().version, 1);
 }
 
 // ---- retention -------------------------------------------------------------------------

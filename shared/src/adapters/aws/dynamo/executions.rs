@@ -46,6 +46,40 @@ impl DynamoStore {
         Ok(Some(TransactWriteItem::builder().update(update).build()))
     }
 
+    /// The `ADD`s of the workflow's trend counters (hour and day of `createdAt`) when `exec`
+    /// becomes terminal (from `old`, None: created so), as transaction items.
+    fn trend_updates(
+        &self,
+        exec: &Execution,
+        old: Option<ExecutionStatus>,
+    ) -> StoreResult<Vec<TransactWriteItem>> {
+        if old.is_some_and(|o| o.is_terminal()) {
+            return Ok(Vec::new());
+        }
+        let Some(counters) = TrendCounters::of(exec.status, exec.duration) else {
+            return Ok(Vec::new());
+        };
+        let shard = keys::stats_shard(&exec.id) % keys::TREND_SHARDS;
+        TrendInterval::ALL
+            .iter()
+            .map(|interval| {
+                let mut e = Expr::new();
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(
+                        keys::trends_pk(&exec.organization_id, &exec.workflow_id),
+                        keys::trend_sk(*interval, interval.start_of(exec.created_at), shard),
+                    )))
+                    .update_expression(stats::trend_add(&mut e, &counters))
+                    .set_expression_attribute_names(e.names())
+                    .set_expression_attribute_values(e.values())
+                    .build()
+                    .map_err(build_err)?;
+                Ok(TransactWriteItem::builder().update(update).build())
+            })
+            .collect()
+    }
+
     /// The workflow's `executionCount` and `lastExecutedAt`, after the execution was created.
     /// Outside the creation transaction on purpose: a busy workflow's item would make
     /// concurrent creations conflict (`TransactionConflict`). An atomic `ADD` needs no
@@ -154,6 +188,7 @@ impl DynamoStore {
             if let Some(op) = self.stats_update(exec, None)? {
                 ops.push(op);
             }
+            ops.extend(self.trend_updates(exec, None)?);
             let reasons = match self.transact(ops).await? {
                 Ok(()) => {
                     self.bump_workflow(exec).await;
@@ -264,6 +299,7 @@ impl DynamoStore {
             .build()
             .map_err(build_err)?;
         let mut ops = vec![TransactWriteItem::builder().put(put).build(), counters];
+        ops.extend(self.trend_updates(exec, Some(old))?);
         if let Some(count) = self.count_child(exec).await? {
             ops.push(count);
         }
@@ -482,6 +518,49 @@ impl DynamoStore {
             projection: None,
         };
         Ok(stats::summarize(&self.query_all(&q).await?))
+    }
+
+    pub(super) async fn workflow_trends_(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        interval: TrendInterval,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> StoreResult<Vec<(Timestamp, TrendCounters)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let (lo, hi) = keys::trend_range(interval, interval.start_of(start), end);
+        let mut e = Expr::new();
+        let key_condition = format!(
+            "{} = {} AND {} BETWEEN {} AND {}",
+            e.n(attr::PK),
+            e.v(s(keys::trends_pk(org, workflow_id))),
+            e.n(attr::SK),
+            e.v(s(lo)),
+            e.v(s(hi))
+        );
+        let q = QuerySpec {
+            index: None,
+            key_condition,
+            filter: None,
+            expr: e,
+            forward: true,
+            consistent: true,
+            projection: None,
+        };
+        Ok(self
+            .query_all(&q)
+            .await?
+            .iter()
+            .filter_map(|item| {
+                let start_of = string_of(item, attr::SK)
+                    .as_deref()
+                    .and_then(keys::trend_start_of_sk)?;
+                (start_of < end).then(|| (start_of, stats::trend_of(item)))
+            })
+            .collect())
     }
 
     pub(super) async fn list_unfinished_executions_(

@@ -737,6 +737,10 @@ impl CredentialItem {
 pub struct CircuitItem {
     pub pk: String,
     pub sk: String,
+    /// `ByOrg`: the organization's circuits, by key.
+    pub gsi1pk: String,
+    pub gsi1sk: String,
+    pub key: String,
     #[serde(flatten)]
     pub state: CircuitState,
 }

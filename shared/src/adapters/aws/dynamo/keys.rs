@@ -86,8 +86,12 @@ pub fn credential_id_sk(id: &str) -> String {
 pub fn credential_name_sk(name: &str) -> String {
     format!("N#{}", esc(name))
 }
-pub fn circuit_pk(key: &str) -> String {
-    format!("C#{}", esc(key))
+pub fn circuit_pk(org: &str, key: &str) -> String {
+    format!("C#{}#{}", esc(org), esc(key))
+}
+/// The organization's circuits in the `ByOrg` index, sorted by key.
+pub fn circuits_of(org: &str) -> String {
+    format!("O#{}#C", esc(org))
 }
 pub fn stats_pk(org: &str) -> String {
     format!("O#{}#S", esc(org))
@@ -103,6 +107,46 @@ pub fn stats_sk(day: &str, shard: u32) -> String {
 /// Bounds of a Query over the counters of days `from..=to` (`YYYY-MM-DD`), every shard.
 pub fn stats_range(from: &str, to: &str) -> (String, String) {
     (format!("D#{from}"), format!("D#{to}#~"))
+}
+
+/// Trend counters of one workflow (`O#{org}#T#{workflow}`): per hour and per day of
+/// `createdAt`, each spread over [`TREND_SHARDS`] items by execution id.
+pub fn trends_pk(org: &str, workflow_id: &str) -> String {
+    format!("O#{}#T#{}", esc(org), esc(workflow_id))
+}
+pub const TREND_SHARDS: u32 = 4;
+
+fn interval_letter(interval: crate::model::TrendInterval) -> char {
+    match interval {
+        crate::model::TrendInterval::Hour => 'H',
+        crate::model::TrendInterval::Day => 'D',
+    }
+}
+
+/// `{H|D}#{start}#{shard}`: the start is an RFC 3339 timestamp, so keys sort in time order.
+pub fn trend_sk(
+    interval: crate::model::TrendInterval,
+    start: crate::model::Timestamp,
+    shard: u32,
+) -> String {
+    format!("{}#{start}#{shard:02}", interval_letter(interval))
+}
+
+/// Bounds of a Query over the trend items of `interval` starting in `from..=to`.
+pub fn trend_range(
+    interval: crate::model::TrendInterval,
+    from: crate::model::Timestamp,
+    to: crate::model::Timestamp,
+) -> (String, String) {
+    let letter = interval_letter(interval);
+    (format!("{letter}#{from}"), format!("{letter}#{to}#~"))
+}
+
+/// The interval start written in a trend item's sort key.
+pub fn trend_start_of_sk(sk: &str) -> Option<crate::model::Timestamp> {
+    sk.split('#')
+        .nth(1)
+        .and_then(crate::model::Timestamp::parse)
 }
 
 /// A stable shard for an execution id (FNV-1a).

@@ -12,8 +12,9 @@
 //! | log | `O#{org}#E#{id}` | `L#{logId}` | – |
 //! | idempotency key | `O#{org}#I#{key}` | `I` | – |
 //! | credential | `O#{org}#CR` | `I#{id}` and `N#{name}` (two copies) | – |
-//! | circuit | `C#{key}` | `C` | – |
+//! | circuit | `C#{org}#{key}` | `C` | ByOrg `O#{org}#C` / `{key}` |
 //! | statistics of a day | `O#{org}#S` | `D#{yyyy-mm-dd}#{shard:02}` (16 shards by execution id) | – |
+//! | trend counters of a workflow | `O#{org}#T#{workflowId}` | `{H\|D}#{interval start}#{shard:02}` (4 shards by execution id) | – |
 //!
 //! Key components are escaped (`#` → `%23`), so no id can reach another item's key.
 //! The three GSIs (`ByOrg`: gsi1pk/gsi1sk, `ByParent`: gsi2pk/gsi2sk, `Unfinished`:
@@ -46,7 +47,7 @@
 //! in the same transaction as the execution's writes; a read sums the shards of the days: `total`, `s_{status}` (current status: a
 //! transition moves one count), `m_{mode}`, and for terminal executions `dsum`/`dcnt` (sum and
 //! number of durations) and a histogram `h{nn}` of durations over fixed buckets
-//! ([`stats::BUCKET_BOUNDS_MS`]). `averageDuration` = dsum/dcnt is exact. `p95Duration` is
+//! ([`crate::model::trends::BUCKET_BOUNDS_MS`]). `averageDuration` = dsum/dcnt is exact. `p95Duration` is
 //! approximate: the 95th percentile is located in its bucket and interpolated linearly inside
 //! it, so its error is below that bucket's width (buckets grow by 1.5–2× per step). Date
 //! filters apply to whole days (UTC) of `createdAt`.
@@ -439,6 +440,17 @@ impl ExecutionStore for DynamoStore {
     ) -> StoreResult<Page<Execution>> {
         self.list_executions_(org, filter, limit, cursor).await
     }
+    async fn workflow_trends(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        interval: TrendInterval,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> StoreResult<Vec<(Timestamp, TrendCounters)>> {
+        self.workflow_trends_(org, workflow_id, interval, start, end)
+            .await
+    }
     async fn execution_statistics(
         &self,
         org: &str,
@@ -538,10 +550,18 @@ impl CredentialStore for DynamoStore {
 
 #[async_trait]
 impl CircuitStore for DynamoStore {
-    async fn get_circuit(&self, key: &str) -> StoreResult<Option<CircuitState>> {
-        self.get_circuit_(key).await
+    async fn get_circuit(&self, org: &str, key: &str) -> StoreResult<Option<CircuitState>> {
+        self.get_circuit_(org, key).await
     }
-    async fn put_circuit(&self, key: &str, state: &CircuitState) -> StoreResult<bool> {
-        self.put_circuit_(key, state).await
+    async fn put_circuit(&self, org: &str, key: &str, state: &CircuitState) -> StoreResult<bool> {
+        self.put_circuit_(org, key, state).await
+    }
+    async fn list_circuits(
+        &self,
+        org: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<CircuitRecord>> {
+        self.list_circuits_(org, limit, cursor).await
     }
 }

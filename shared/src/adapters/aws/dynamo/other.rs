@@ -329,9 +329,13 @@ impl DynamoStore {
         }
     }
 
-    pub(super) async fn get_circuit_(&self, circuit: &str) -> StoreResult<Option<CircuitState>> {
+    pub(super) async fn get_circuit_(
+        &self,
+        org: &str,
+        circuit: &str,
+    ) -> StoreResult<Option<CircuitState>> {
         let item = self
-            .get(key(keys::circuit_pk(circuit), keys::CIRCUIT_SK), true)
+            .get(key(keys::circuit_pk(org, circuit), keys::CIRCUIT_SK), true)
             .await?;
         item.map(|i| from_item::<CircuitItem>(i, "circuit").map(|c| c.state))
             .transpose()
@@ -339,6 +343,7 @@ impl DynamoStore {
 
     pub(super) async fn put_circuit_(
         &self,
+        org: &str,
         circuit: &str,
         state: &CircuitState,
     ) -> StoreResult<bool> {
@@ -347,8 +352,11 @@ impl DynamoStore {
         };
         let item = to_item(
             &CircuitItem {
-                pk: keys::circuit_pk(circuit),
+                pk: keys::circuit_pk(org, circuit),
                 sk: keys::CIRCUIT_SK.into(),
+                gsi1pk: keys::circuits_of(org),
+                gsi1sk: circuit.to_string(),
+                key: circuit.to_string(),
                 state: state.clone(),
             },
             "circuit",
@@ -365,5 +373,48 @@ impl DynamoStore {
             format!("{} = {}", e.n(attr::VERSION), e.v(av(&prev)?))
         };
         self.put_if(item, cond, &e).await
+    }
+
+    /// The organization's circuits by key, from the `ByOrg` index (eventually consistent).
+    pub(super) async fn list_circuits_(
+        &self,
+        org: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<CircuitRecord>> {
+        let partition = keys::circuits_of(org);
+        let start = self.open_cursor(cursor, org, "circuits", attr::GSI1PK, &partition)?;
+        let mut e = Expr::new();
+        let key_condition = format!("{} = {}", e.n(attr::GSI1PK), e.v(s(&partition)));
+        let q = QuerySpec {
+            index: Some(keys::GSI_BY_ORG),
+            key_condition,
+            filter: None,
+            expr: e,
+            forward: true,
+            consistent: false,
+            projection: None,
+        };
+        let (found, next) = self
+            .query_limited(
+                &q,
+                limit,
+                start,
+                &[attr::PK, attr::SK, attr::GSI1PK, attr::GSI1SK],
+            )
+            .await?;
+        let items = found
+            .into_iter()
+            .map(|i| {
+                from_item::<CircuitItem>(i, "circuit").map(|c| CircuitRecord {
+                    key: c.key,
+                    state: c.state,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page {
+            items,
+            next_cursor: self.seal_cursor(org, "circuits", next),
+        })
     }
 }

@@ -2,18 +2,10 @@
 
 use super::expr::Expr;
 use super::items::Item;
-use crate::model::{Execution, ExecutionMode, ExecutionStatus, Timestamp};
+use crate::model::trends::{BUCKETS, bucket_of, percentile};
+use crate::model::{Execution, ExecutionMode, ExecutionStatus, Timestamp, TrendCounters};
 use crate::ports::ExecutionStatistics;
 use aws_sdk_dynamodb::types::AttributeValue;
-
-/// Upper bounds (ms, inclusive) of the duration histogram's buckets; a last bucket holds the
-/// rest. Steps of 1.5–2×.
-pub const BUCKET_BOUNDS_MS: [u64; 36] = [
-    5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500,
-    10_000, 15_000, 20_000, 30_000, 45_000, 60_000, 90_000, 120_000, 180_000, 300_000, 450_000,
-    600_000, 900_000, 1_200_000, 1_800_000, 2_700_000, 3_600_000, 7_200_000,
-];
-const BUCKETS: usize = BUCKET_BOUNDS_MS.len() + 1;
 
 pub const TOTAL: &str = "total";
 pub const DURATION_SUM: &str = "dsum";
@@ -27,13 +19,6 @@ pub fn mode_counter(m: ExecutionMode) -> String {
 }
 pub fn bucket_counter(i: usize) -> String {
     format!("h{i:02}")
-}
-
-pub fn bucket_of(duration_ms: u64) -> usize {
-    BUCKET_BOUNDS_MS
-        .iter()
-        .position(|b| duration_ms <= *b)
-        .unwrap_or(BUCKET_BOUNDS_MS.len())
 }
 
 /// `YYYY-MM-DD` (UTC).
@@ -78,6 +63,57 @@ pub fn delta(expr: &mut Expr, exec: &Execution, old: Option<ExecutionStatus>) ->
         .map(|(name, by)| format!("{} {}", expr.n(&name), expr.v(n(by))))
         .collect();
     Some(format!("ADD {}", clauses.join(", ")))
+}
+
+/// The `ADD` of one execution's trend counters.
+pub fn trend_add(expr: &mut Expr, c: &TrendCounters) -> String {
+    let mut adds: Vec<(String, u64)> = vec![
+        ("total".into(), c.total),
+        ("success".into(), c.success),
+        ("failed".into(), c.failed),
+        ("cancelled".into(), c.cancelled),
+        ("timeout".into(), c.timeout),
+        (DURATION_SUM.into(), c.duration_sum),
+    ];
+    adds.retain(|(_, by)| *by > 0);
+    for (i, count) in c.histogram.iter().enumerate() {
+        if *count > 0 {
+            adds.push((bucket_counter(i), *count));
+        }
+    }
+    if adds.is_empty() {
+        adds.push(("total".into(), 0));
+    }
+    let clauses: Vec<String> = adds
+        .into_iter()
+        .map(|(name, by)| {
+            format!(
+                "{} {}",
+                expr.n(&name),
+                expr.v(n(by.min(i64::MAX as u64) as i64))
+            )
+        })
+        .collect();
+    format!("ADD {}", clauses.join(", "))
+}
+
+/// The trend counters of a stored item.
+pub fn trend_of(item: &Item) -> TrendCounters {
+    let get = |name: &str| -> u64 {
+        match item.get(name) {
+            Some(AttributeValue::N(x)) => x.parse::<u64>().unwrap_or(0),
+            _ => 0,
+        }
+    };
+    TrendCounters {
+        total: get("total"),
+        success: get("success"),
+        failed: get("failed"),
+        cancelled: get("cancelled"),
+        timeout: get("timeout"),
+        duration_sum: get(DURATION_SUM),
+        histogram: (0..BUCKETS).map(|i| get(&bucket_counter(i))).collect(),
+    }
 }
 
 /// Sums day items into the statistics.
@@ -128,57 +164,9 @@ pub fn summarize(days: &[Item]) -> ExecutionStatistics {
     stats
 }
 
-/// The `q` quantile of a histogram over [`BUCKET_BOUNDS_MS`], interpolated inside its bucket.
-pub fn percentile(histogram: &[u64], q: f64) -> f64 {
-    let total: u64 = histogram.iter().sum();
-    if total == 0 {
-        return 0.0;
-    }
-    let rank = (q * total as f64).ceil().max(1.0);
-    let mut seen = 0u64;
-    for (i, count) in histogram.iter().enumerate() {
-        if *count == 0 {
-            continue;
-        }
-        if (seen + count) as f64 >= rank {
-            let lower = if i == 0 { 0 } else { BUCKET_BOUNDS_MS[i - 1] } as f64;
-            let upper = BUCKET_BOUNDS_MS
-                .get(i)
-                .copied()
-                .map(|u| u as f64)
-                .unwrap_or(lower);
-            let within = (rank - seen as f64) / *count as f64;
-            return lower + (upper - lower) * within;
-        }
-        seen += count;
-    }
-    0.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_and_percentiles() {
-        assert_eq!(bucket_of(0), 0);
-        assert_eq!(bucket_of(5), 0);
-        assert_eq!(bucket_of(6), 1);
-        assert_eq!(bucket_of(u64::MAX), BUCKET_BOUNDS_MS.len());
-        let mut h = vec![0u64; BUCKETS];
-        // 100 durations of 100 ms: p95 lies in (75, 100].
-        h[bucket_of(100)] = 100;
-        let p = percentile(&h, 0.95);
-        assert!(p > 75.0 && p <= 100.0, "{p}");
-        // 95 fast ones and 5 slow ones: p95 is still among the fast.
-        h = vec![0u64; BUCKETS];
-        h[bucket_of(10)] = 95;
-        h[bucket_of(60_000)] = 5;
-        assert!(percentile(&h, 0.95) <= 10.0);
-        h[bucket_of(60_000)] = 6;
-        assert!(percentile(&h, 0.95) > 45_000.0);
-        assert_eq!(percentile(&[0; BUCKETS], 0.95), 0.0);
-    }
 
     #[test]
     fn day_is_the_utc_date() {
