@@ -1504,3 +1504,62 @@ fn the_map_bench_command_runs_every_child() {
         .expect("run weconnect bench --map");
     assert!(!refused.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limits_over_http() {
+    let t = TestServer::start().await;
+    let a = t.api("acme");
+    let anon = t.anonymous();
+    // Out of range: a 400 naming the setting, nothing saved.
+    let mut def = hook_wf("Per customer", json!({"path": "per-customer"}));
+    def["settings"] = json!({"concurrency": {"limit": 0}});
+    let message = a.post("/workflows", &def).await.error(400);
+    assert!(message.contains("settings.concurrency.limit"), "{message}");
+    def["settings"] =
+        json!({"concurrency": {"limit": 1, "key": "{{ trigger.body.customer }}", "x": 1}});
+    a.post("/workflows", &def).await.error(400);
+    assert_eq!(a.get("/workflows").await.body["items"], json!([]));
+
+    // One at a time per customer: the second call for one customer waits, saying why.
+    def["nodes"][1] = json!({"id": "set", "name": "Wait", "type": "flow.wait", "parameters": {"durationMs": 1500}});
+    def["settings"] = json!({"concurrency": {"limit": 1, "key": "{{ trigger.body.customer }}"}});
+    a.create_workflow(&def).await;
+    let call = |customer: Value| {
+        let anon = anon.clone();
+        async move { webhook(&anon, "per-customer", &json!({"customer": customer}), &[]).await }
+    };
+    let first = call(json!("acme")).await;
+    assert_eq!(first.status, 202, "{first:?}");
+    let second = call(json!("acme")).await;
+    let other = call(json!("globex")).await;
+    let id =
+        |r: &weconnect_tests::server::Reply| r.body["executionId"].as_str().unwrap().to_string();
+    let d = a.get(&format!("/executions/{}", id(&second))).await.body;
+    assert_eq!(d["status"], "pending", "{d}");
+    assert_eq!(d["pendingReason"], "concurrency");
+    assert_eq!(d["concurrencyKey"], "acme");
+    let d = a.wait_for(&id(&other), |d| d["status"] == "running").await;
+    assert_eq!(d["concurrencyKey"], "globex");
+    let done = a.wait_terminal(&id(&second)).await;
+    assert_eq!(done["status"], "success");
+    assert_eq!(done.get("pendingReason"), None, "{done}");
+    let first_done = a.wait_terminal(&id(&first)).await;
+    assert!(
+        done["startedAt"].as_str().unwrap() >= first_done["completedAt"].as_str().unwrap(),
+        "the second started after the first ended"
+    );
+    // A key that cannot be evaluated: 400 naming the setting, nothing started.
+    let before = count_executions(&a, &id_of(&a.get("/workflows").await.body["items"][0])).await;
+    let refused = webhook(&anon, "per-customer", &json!({"no": "customer"}), &[]).await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("settings.concurrency.key"),
+        "{refused:?}"
+    );
+    let after = count_executions(&a, &id_of(&a.get("/workflows").await.body["items"][0])).await;
+    assert_eq!(before, after);
+    t.stop().await;
+}

@@ -83,6 +83,7 @@ fn execution(org: &str, wf: &str, created_at: Timestamp) -> Execution {
         depth: 0,
         inline_of: None,
         pending_reason: None,
+        concurrency_key: None,
     }
 }
 

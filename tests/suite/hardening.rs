@@ -220,6 +220,7 @@ async fn executions_stored_before_the_limit_are_read_back_and_fail_cleanly() {
         depth: 0,
         inline_of: None,
         pending_reason: None,
+        concurrency_key: None,
     };
     let mut first = NodeRun::new(&exec.id, "start");
     first.ready = true;

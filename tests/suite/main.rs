@@ -5,6 +5,7 @@ mod api;
 mod aws;
 mod composition;
 mod composition_api;
+mod flow_control;
 mod hardening;
 mod insights_api;
 mod lambda;
@@ -16,6 +17,9 @@ backend_scenarios!(dynamo, Backend::moto());
 
 composition_scenarios!(composition_sqlite, Backend::sqlite());
 composition_scenarios!(composition_dynamo, Backend::moto());
+
+flow_control_scenarios!(flow_control_sqlite, Backend::sqlite());
+flow_control_scenarios!(flow_control_dynamo, Backend::moto());
 
 store_contract!(store_contract_sqlite, Backend::sqlite());
 store_contract!(store_contract_dynamo, Backend::moto());

@@ -121,6 +121,7 @@ fn execution_at(org: &str, workflow_id: &str, created_at: Timestamp) -> Executio
         depth: 0,
         inline_of: None,
         pending_reason: None,
+        concurrency_key: None,
     }
 }
 
@@ -2086,6 +2087,98 @@ pub async fn trends_count_terminal_executions_by_hour_and_day(s: Arc<dyn Store>)
     assert_eq!(other[0].total, 1);
 }
 
+// ---- concurrency gates (SPEC §9) -----------------------------------------------------------
+
+fn gate(org: &str, key: &str) -> Gate {
+    Gate {
+        org: org.into(),
+        workflow_id: "wf".into(),
+        key: key.into(),
+    }
+}
+
+pub async fn gates_admit_in_order_and_promote_first_in_line(s: Arc<dyn Store>) {
+    let o = org();
+    let g = gate(&o, "customer-1");
+    let ids: Vec<String> = (0..5).map(|i| format!("e{i}")).collect();
+    let mut admitted = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        admitted.push(s.admit(&g, 2, id, ts(i as i64)).await.unwrap());
+    }
+    use Admission::{Holds, Queued};
+    assert_eq!(admitted, vec![Holds, Holds, Queued, Queued, Queued]);
+    // Idempotent: a holder holds, a queued one keeps its place.
+    assert_eq!(s.admit(&g, 2, "e0", ts(0)).await.unwrap(), Holds);
+    assert_eq!(s.admit(&g, 2, "e3", ts(3)).await.unwrap(), Queued);
+    assert!(s.holds_slot(&g, "e1").await.unwrap());
+    assert!(!s.holds_slot(&g, "e2").await.unwrap());
+    // Full: nothing to promote.
+    assert!(s.promote(&g, 2).await.unwrap().is_empty());
+    // Another key and another organization are other gates.
+    assert_eq!(
+        s.admit(&gate(&o, "customer-2"), 2, "x", ts(9))
+            .await
+            .unwrap(),
+        Holds
+    );
+    assert_eq!(
+        s.admit(&gate(&org(), "customer-1"), 2, "y", ts(9))
+            .await
+            .unwrap(),
+        Holds
+    );
+    // e3 leaves the line; e0 gives its slot back: e2 is first in line.
+    s.leave(&g, "e3", ts(3)).await.unwrap();
+    s.leave(&g, "e0", ts(0)).await.unwrap();
+    s.leave(&g, "e0", ts(0)).await.unwrap();
+    assert_eq!(s.promote(&g, 2).await.unwrap(), vec!["e2".to_string()]);
+    let mut holders = s.gate_holders(&g).await.unwrap();
+    holders.sort();
+    assert_eq!(holders, vec!["e1".to_string(), "e2".to_string()]);
+    // A new arrival does not jump the line.
+    assert_eq!(s.admit(&g, 2, "e5", ts(5)).await.unwrap(), Queued);
+    // A raised limit lets the rest in, in order.
+    assert_eq!(
+        s.promote(&g, 4).await.unwrap(),
+        vec!["e4".to_string(), "e5".to_string()]
+    );
+    for id in ["e1", "e2", "e4", "e5"] {
+        s.leave(&g, id, ts(0)).await.unwrap();
+    }
+    assert!(s.gate_holders(&g).await.unwrap().is_empty());
+    assert_eq!(s.admit(&g, 2, "e6", ts(6)).await.unwrap(), Holds);
+}
+
+pub async fn twenty_concurrent_admissions_never_pass_the_limit(s: Arc<dyn Store>) {
+    let o = org();
+    let g = gate(&o, "");
+    let admissions = (0..20).map(|i| {
+        let (s, g) = (s.clone(), g.clone());
+        async move { s.admit(&g, 3, &format!("e{i:02}"), ts(i)).await.unwrap() }
+    });
+    let results = futures::future::join_all(admissions).await;
+    let holds = results.iter().filter(|a| **a == Admission::Holds).count();
+    assert_eq!(holds, 3, "{results:?}");
+    assert_eq!(s.gate_holders(&g).await.unwrap().len(), 3);
+    // Concurrent promotions after the holders leave: still never more than 3.
+    for id in s.gate_holders(&g).await.unwrap() {
+        s.leave(&g, &id, ts(0)).await.unwrap();
+    }
+    let promotions = (0..5).map(|_| {
+        let (s, g) = (s.clone(), g.clone());
+        async move { s.promote(&g, 3).await.unwrap() }
+    });
+    let promoted: Vec<String> = futures::future::join_all(promotions)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(promoted.len(), 3, "{promoted:?}");
+    let unique: HashSet<&String> = promoted.iter().collect();
+    assert_eq!(unique.len(), 3);
+    assert_eq!(s.gate_holders(&g).await.unwrap().len(), 3);
+}
+
 // ---- composition (SPEC §8): child tallies, callbacks, children -----------------------------
 
 /// A child of `parent`'s node `node_id` (item `index`), created at `created` ms.
@@ -2934,6 +3027,8 @@ macro_rules! store_contract {
             circuit_state_compare_and_set,
             circuits_are_listed_per_organization_by_key,
             trends_count_terminal_executions_by_hour_and_day,
+            gates_admit_in_order_and_promote_first_in_line,
+            twenty_concurrent_admissions_never_pass_the_limit,
             execution_cursors_are_bound_to_every_filter,
             child_tallies_are_created_once,
             reserve_children_hands_out_the_next_window,

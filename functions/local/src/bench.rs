@@ -22,6 +22,8 @@ pub struct BenchOptions {
     pub workers: Option<usize>,
     /// Show progress bars.
     pub progress: bool,
+    /// The workflow's `settings.concurrency.limit` (None: no limit).
+    pub concurrency_limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +38,8 @@ pub struct BenchReport {
     pub webhook_p99_ms: f64,
     pub finish_p50_ms: f64,
     pub finish_p99_ms: f64,
+    /// The workflow's concurrency limit, if any.
+    pub concurrency_limit: Option<u32>,
 }
 
 impl fmt::Display for BenchReport {
@@ -49,6 +53,9 @@ impl fmt::Display for BenchReport {
             self.workers,
             self.elapsed.as_secs_f64()
         )?;
+        if let Some(limit) = self.concurrency_limit {
+            writeln!(f, "settings.concurrency   : limit {limit}")?;
+        }
         writeln!(f, "completed executions/s : {:.0}", self.executions_per_sec)?;
         writeln!(
             f,
@@ -63,9 +70,10 @@ impl fmt::Display for BenchReport {
     }
 }
 
-/// The benchmark's workflow: a webhook that builds one object.
-pub fn bench_workflow() -> Value {
-    json!({
+/// The benchmark's workflow: a webhook that builds one object; with `limit`, at most that
+/// many running at once (`settings.concurrency`).
+pub fn bench_workflow(limit: Option<u32>) -> Value {
+    let mut wf = json!({
         "name": "Bench",
         "status": "active",
         "nodes": [
@@ -74,7 +82,11 @@ pub fn bench_workflow() -> Value {
              "parameters": {"values": {"n": "{{ trigger.body.n }}", "ok": true}}}
         ],
         "connections": [{"source": "hook", "target": "set"}]
-    })
+    });
+    if let Some(limit) = limit {
+        wf["settings"] = json!({"concurrency": {"limit": limit}});
+    }
+    wf
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
@@ -117,7 +129,7 @@ async fn drive(
     let created: Value = client
         .post(format!("{}/workflows", server.url()))
         .bearer_auth(&token)
-        .json(&bench_workflow())
+        .json(&bench_workflow(options.concurrency_limit))
         .send()
         .await?
         .error_for_status()
@@ -246,5 +258,6 @@ async fn drive(
         webhook_p99_ms: percentile(&webhook, 0.99),
         finish_p50_ms: percentile(&to_finish, 0.5),
         finish_p99_ms: percentile(&to_finish, 0.99),
+        concurrency_limit: options.concurrency_limit,
     })
 }

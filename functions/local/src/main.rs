@@ -57,6 +57,10 @@ enum Command {
         /// Children of the map running at once (1–100).
         #[arg(long, default_value_t = 100)]
         map_concurrency: u32,
+        /// The workflow's `settings.concurrency.limit` (1–1000; none by default): measures
+        /// what the concurrency bookkeeping costs.
+        #[arg(long)]
+        limit: Option<u32>,
     },
 }
 
@@ -112,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
             executions,
             concurrency,
             workers,
+            limit,
             ..
         } => {
             let options = bench::BenchOptions {
@@ -119,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
                 concurrency,
                 workers,
                 progress: true,
+                concurrency_limit: limit,
             };
             println!("{}", bench::run(options).await?);
         }

@@ -184,9 +184,9 @@ impl Engine {
         Ok(true)
     }
 
-    /// What follows an execution's end (SPEC §8): a waited-for child moves its parent along,
-    /// the children a parent still waits for are cancelled, a failure starts the error
-    /// workflow. Each is repaired if it fails here (heartbeats, the cleanup run), so a failure
+    /// What follows an execution's end (SPEC §8, §9): a waited-for child moves its parent
+    /// along, the children a parent still waits for are cancelled, a failure starts the error
+    /// workflow, a concurrency slot goes to the next in line. Each is repaired if it fails here (heartbeats, the cleanup run), so a failure
     /// is logged, not raised: the execution has ended either way.
     async fn after_end(&self, exec: &Execution) {
         if let Err(e) = Box::pin(self.after_child_ended(exec)).await {
@@ -197,6 +197,9 @@ impl Engine {
         }
         if let Err(e) = Box::pin(self.start_error_workflow(exec)).await {
             tracing::error!(execution_id = %exec.id, error = %e, "could not start the error workflow");
+        }
+        if let Err(e) = Box::pin(self.leave_gate(exec)).await {
+            tracing::warn!(execution_id = %exec.id, error = %e, "could not give the concurrency slot back");
         }
     }
 

@@ -5,6 +5,7 @@
 mod compose;
 mod detail;
 mod finish;
+mod gates;
 mod lifecycle;
 mod metrics;
 mod observe;

@@ -343,6 +343,10 @@ impl Engine {
             return Ok(false);
         }
         if ctx.exec.status == ExecutionStatus::Pending {
+            // Behind a concurrency limit, only with a slot (it gets its jobs again then).
+            if ctx.exec.concurrency_key.is_some() && !self.holds_its_slot(&ctx.exec).await? {
+                return Ok(false);
+            }
             let running = ExecutionMove::Start.apply(&ctx.exec, now);
             if self
                 .store()

@@ -4,10 +4,10 @@ use super::run::{Route, Step};
 use super::{Engine, Principal};
 use crate::graph::Plan;
 use crate::model::{
-    Execution, ExecutionMode, ExecutionMove, Job, NodeRun, NodeRunStatus, Timestamp, Workflow,
-    WorkflowStatus, new_id,
+    Execution, ExecutionMode, ExecutionMove, Job, NodeRun, NodeRunStatus, PendingReason, Timestamp,
+    Workflow, WorkflowStatus, new_id,
 };
-use crate::ports::Created;
+use crate::ports::{Admission, Created};
 use crate::{EngineError, EngineResult};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -206,11 +206,16 @@ impl Engine {
     /// `copied`: finished runs carried over (redrive); their routing is replayed.
     pub(super) async fn launch(
         &self,
-        exec: Execution,
+        mut exec: Execution,
         wf: &Workflow,
         idempotency_key: Option<&str>,
         copied: Vec<NodeRun>,
     ) -> EngineResult<(Execution, bool)> {
+        // Behind a concurrency limit: its key, once; it waits until admitted.
+        if let Some(key) = self.concurrency_key(wf, &exec)? {
+            exec.concurrency_key = Some(key);
+            exec.pending_reason = Some(PendingReason::Concurrency);
+        }
         let now = self.clock().now();
         let (_, plan) = self.cached_version(wf);
         let first = self.first_runs(&exec, &plan, copied);
@@ -219,7 +224,7 @@ impl Engine {
             .store()
             .create_execution_with_runs(&exec, &first.runs, idempotency_key, now.minus(window))
             .await;
-        let exec = match created {
+        let mut exec = match created {
             Ok(Created::Existing(existing)) => return Ok((existing, false)),
             Ok(Created::Created(exec)) => exec,
             Err(e) => {
@@ -230,6 +235,13 @@ impl Engine {
         };
         self.metrics().execution_started();
         let org = exec.organization_id.clone();
+        let admission = match self.admit(&exec, wf).await {
+            Ok(admission) => admission,
+            Err(e) => {
+                self.fail_to_queue(&exec, &e.to_string()).await;
+                return Err(e);
+            }
+        };
 
         let mut jobs = Vec::new();
         if !first.copied_ids.contains(&exec.start_node_id) {
@@ -249,10 +261,15 @@ impl Engine {
                 return Ok((exec, true));
             }
         }
+        if admission == Admission::Queued {
+            // In line: its ready runs are queued when it gets a slot.
+            return Ok((exec, true));
+        }
         if let Err(e) = self.send_now(&mut jobs).await {
             self.fail_to_queue(&exec, &e.to_string()).await;
             return Err(e);
         }
+        exec.pending_reason = None;
         Ok((exec, true))
     }
 

@@ -92,7 +92,10 @@ impl Engine {
             if self.time_out(exec).await? {
                 report.timed_out += 1;
             }
-        } else if exec.status != ExecutionStatus::Paused && exec.created_at < stale_before {
+        } else if exec.status != ExecutionStatus::Paused
+            && !(exec.status == ExecutionStatus::Pending && Self::waits_at_gate(exec))
+            && exec.created_at < stale_before
+        {
             let mut cancelled = ExecutionMove::Cancel.apply(exec, now);
             cancelled.error_message = Some(format!(
                 "Cancelled by cleanup: still {} after {} ms",
@@ -104,6 +107,10 @@ impl Engine {
                 .await?
             {
                 report.stale_cancelled += 1;
+            }
+        } else if exec.status == ExecutionStatus::Pending && Self::waits_at_gate(exec) {
+            if self.sweep_gate(exec, stranded_before).await? {
+                report.redispatched += 1;
             }
         } else if exec.status == ExecutionStatus::Pending
             && exec.pending_reason.is_none()

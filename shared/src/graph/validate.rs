@@ -122,7 +122,37 @@ fn check_workflow(def: &WorkflowDefinition) -> Result<(), ValidationError> {
             json!({"field": "settings.timeoutMs"}),
         ));
     }
+    if let Some(c) = &def.settings.concurrency {
+        let (lo, hi) = crate::model::CONCURRENCY_LIMIT_RANGE;
+        if !(lo..=hi).contains(&c.limit) {
+            return Err(ValidationError::new(
+                format!(
+                    "settings.concurrency.limit must be between {lo} and {hi} (got {})",
+                    c.limit
+                ),
+                json!({"field": "settings.concurrency.limit"}),
+            ));
+        }
+        if let Some(key) = &c.key {
+            check_setting_key("settings.concurrency.key", key)?;
+        }
+    }
     Ok(())
+}
+
+/// Longest key expression of a flow-control setting.
+pub const MAX_SETTING_KEY_BYTES: usize = 4_096;
+
+/// A flow-control key: a short expression over `trigger` that compiles.
+fn check_setting_key(field: &str, key: &str) -> Result<(), ValidationError> {
+    if key.trim().is_empty() || key.len() > MAX_SETTING_KEY_BYTES {
+        return Err(ValidationError::new(
+            format!("{field} must be 1 to {MAX_SETTING_KEY_BYTES} bytes"),
+            json!({"field": field}),
+        ));
+    }
+    crate::expr::check_template(key)
+        .map_err(|e| ValidationError::new(format!("{field}: {e}"), json!({"field": field})))
 }
 
 fn check_identity(nodes: &[Node]) -> Result<(), ValidationError> {

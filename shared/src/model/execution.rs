@@ -168,6 +168,10 @@ pub struct Execution {
     /// Why a `pending` execution waits on purpose (SPEC §9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_reason: Option<PendingReason>,
+    /// The value of the workflow's `settings.concurrency.key` for this execution (`""`: the
+    /// whole workflow), evaluated once at creation; None: no concurrency limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
 }
 
 /// Why a `pending` execution waits.
@@ -223,6 +227,7 @@ impl Execution {
             depth: 0,
             inline_of: None,
             pending_reason: None,
+            concurrency_key: None,
         }
     }
 }

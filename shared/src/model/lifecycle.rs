@@ -70,6 +70,8 @@ impl ExecutionMove {
         next.status = self.to(exec);
         if self == Self::Start {
             next.started_at = Some(now);
+            // It no longer waits for anything.
+            next.pending_reason = None;
         }
         if next.status.is_terminal() {
             next.completed_at = Some(now);

@@ -83,7 +83,24 @@ pub struct WorkflowSettings {
     /// that ends `failed` or `timeout` (SPEC §8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_workflow_id: Option<String>,
+    /// At most `limit` executions `running` at once per value of `key` (SPEC §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencySetting>,
 }
+
+/// `settings.concurrency`: `limit` (1–1000) running at once per value of `key` (an expression
+/// over `trigger`, evaluated once when an execution is created; none: one key for the whole
+/// workflow).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConcurrencySetting {
+    pub limit: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Bounds of `settings.concurrency.limit`.
+pub const CONCURRENCY_LIMIT_RANGE: (u32, u32) = (1, 1_000);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

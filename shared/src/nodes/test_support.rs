@@ -199,6 +199,7 @@ impl Harness {
             depth: 0,
             inline_of: None,
             pending_reason: None,
+            concurrency_key: None,
         };
         Self {
             execution,

@@ -169,12 +169,12 @@ pub struct CircuitRecord {
 /// Everything a backend stores, as the capabilities below; each part of the product takes
 /// only the ones it uses (nodes: circuits; the vault: credentials).
 pub trait Store:
-    WorkflowStore + ExecutionStore + LogStore + CredentialStore + CircuitStore
+    WorkflowStore + ExecutionStore + LogStore + CredentialStore + CircuitStore + GateStore
 {
 }
 
 impl<T> Store for T where
-    T: WorkflowStore + ExecutionStore + LogStore + CredentialStore + CircuitStore
+    T: WorkflowStore + ExecutionStore + LogStore + CredentialStore + CircuitStore + GateStore
 {
 }
 
@@ -454,6 +454,53 @@ pub trait CircuitStore: Send + Sync + 'static {
         limit: usize,
         cursor: Option<&str>,
     ) -> StoreResult<Page<CircuitRecord>>;
+}
+
+/// A concurrency gate (SPEC §9): the executions of one workflow with one value of its
+/// `settings.concurrency.key`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Gate {
+    pub org: String,
+    pub workflow_id: String,
+    pub key: String,
+}
+
+/// Where an execution stands at its gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// It holds one of the `limit` slots: it may run.
+    Holds,
+    /// It waits in line (first in, first out by creation time).
+    Queued,
+}
+
+/// Concurrency gates: slots and a line per gate. Every change is atomic, so a gate never has
+/// more than `limit` holders whatever runs at once; an execution holds at most one slot.
+#[async_trait]
+pub trait GateStore: Send + Sync + 'static {
+    /// Takes a slot when fewer than `limit` are held and nobody waits, else waits in line
+    /// (ordered by `created_at`, then id). Idempotent: an execution that already holds a slot
+    /// or waits keeps its place.
+    async fn admit(
+        &self,
+        gate: &Gate,
+        limit: u32,
+        execution_id: &str,
+        created_at: Timestamp,
+    ) -> StoreResult<Admission>;
+    /// Gives up the execution's slot or its place in line (nothing when it has neither).
+    async fn leave(
+        &self,
+        gate: &Gate,
+        execution_id: &str,
+        created_at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Hands the free slots (below `limit`) to the executions first in line; returns them.
+    async fn promote(&self, gate: &Gate, limit: u32) -> StoreResult<Vec<String>>;
+    /// The executions holding a slot.
+    async fn gate_holders(&self, gate: &Gate) -> StoreResult<Vec<String>>;
+    /// Does the execution hold a slot?
+    async fn holds_slot(&self, gate: &Gate, execution_id: &str) -> StoreResult<bool>;
 }
 
 /// What one [`Store::prune`] call deleted.

@@ -1786,3 +1786,188 @@ impl CircuitStore for SqliteStore {
             .map_err(Into::into)
     }
 }
+
+/// Hands free slots of a gate to the executions first in line (inside a write).
+fn promote_in(tx: &Connection, gate: &Gate, limit: u32) -> Result<Vec<String>, Fail> {
+    let mut promoted = Vec::new();
+    loop {
+        let held: i64 = tx
+            .prepare_cached(
+                "SELECT count(*) FROM gate_slots WHERE org = ?1 AND workflow_id = ?2 AND gate_key = ?3",
+            )?
+            .query_row(params![gate.org, gate.workflow_id, gate.key], |r| r.get(0))?;
+        if held >= i64::from(limit) {
+            return Ok(promoted);
+        }
+        let next: Option<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT created_at, execution_id FROM gate_queue \
+                 WHERE org = ?1 AND workflow_id = ?2 AND gate_key = ?3 \
+                 ORDER BY created_at, execution_id LIMIT 1",
+            )?
+            .query_row(params![gate.org, gate.workflow_id, gate.key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let Some((created_at, id)) = next else {
+            return Ok(promoted);
+        };
+        tx.prepare_cached(
+            "DELETE FROM gate_queue WHERE org = ?1 AND workflow_id = ?2 AND gate_key = ?3 \
+             AND created_at = ?4 AND execution_id = ?5",
+        )?
+        .execute(params![
+            gate.org,
+            gate.workflow_id,
+            gate.key,
+            created_at,
+            id
+        ])?;
+        tx.prepare_cached(
+            "INSERT INTO gate_slots (org, workflow_id, gate_key, execution_id) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![gate.org, gate.workflow_id, gate.key, id])?;
+        promoted.push(id);
+    }
+}
+
+fn holds_slot(tx: &Connection, gate: &Gate, execution_id: &str) -> Result<bool, Fail> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT 1 FROM gate_slots WHERE org = ?1 AND workflow_id = ?2 AND gate_key = ?3 \
+             AND execution_id = ?4",
+        )?
+        .query_row(
+            params![gate.org, gate.workflow_id, gate.key, execution_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+#[async_trait]
+impl GateStore for SqliteStore {
+    // ---- concurrency gates ---------------------------------------------------------------
+
+    async fn admit(
+        &self,
+        gate: &Gate,
+        limit: u32,
+        execution_id: &str,
+        created_at: Timestamp,
+    ) -> StoreResult<Admission> {
+        let (gate, id, at) = (gate.clone(), execution_id.to_string(), created_at.millis());
+        self.db
+            .write(move |tx| {
+                if holds_slot(tx, &gate, &id)? {
+                    return Ok(Admission::Holds);
+                }
+                let waiting: i64 = tx
+                    .prepare_cached(
+                        "SELECT count(*) FROM gate_queue \
+                         WHERE org = ?1 AND workflow_id = ?2 AND gate_key = ?3",
+                    )?
+                    .query_row(params![gate.org, gate.workflow_id, gate.key], |r| r.get(0))?;
+                let queued = tx
+                    .prepare_cached(
+                        "SELECT 1 FROM gate_queue WHERE org = ?1 AND workflow_id = ?2 \
+                         AND gate_key = ?3 AND created_at = ?4 AND execution_id = ?5",
+                    )?
+                    .query_row(
+                        params![gate.org, gate.workflow_id, gate.key, at, id],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                if queued {
+                    return Ok(Admission::Queued);
+                }
+                let held: i64 = tx
+                    .prepare_cached(
+                        "SELECT count(*) FROM gate_slots \
+                         WHERE org = ?1 AND workflow_id = ?2 AND gate_key = ?3",
+                    )?
+                    .query_row(params![gate.org, gate.workflow_id, gate.key], |r| r.get(0))?;
+                if waiting == 0 && held < i64::from(limit) {
+                    tx.prepare_cached(
+                        "INSERT INTO gate_slots (org, workflow_id, gate_key, execution_id) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![
+                        gate.org,
+                        gate.workflow_id,
+                        gate.key,
+                        id
+                    ])?;
+                    return Ok(Admission::Holds);
+                }
+                tx.prepare_cached(
+                    "INSERT INTO gate_queue (org, workflow_id, gate_key, created_at, execution_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![gate.org, gate.workflow_id, gate.key, at, id])?;
+                Ok(Admission::Queued)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn leave(
+        &self,
+        gate: &Gate,
+        execution_id: &str,
+        created_at: Timestamp,
+    ) -> StoreResult<()> {
+        let (gate, id, at) = (gate.clone(), execution_id.to_string(), created_at.millis());
+        self.db
+            .write(move |tx| {
+                tx.prepare_cached(
+                    "DELETE FROM gate_slots WHERE org = ?1 AND workflow_id = ?2 AND gate_key = ?3 \
+                     AND execution_id = ?4",
+                )?
+                .execute(params![gate.org, gate.workflow_id, gate.key, id])?;
+                tx.prepare_cached(
+                    "DELETE FROM gate_queue WHERE org = ?1 AND workflow_id = ?2 AND gate_key = ?3 \
+                     AND created_at = ?4 AND execution_id = ?5",
+                )?
+                .execute(params![gate.org, gate.workflow_id, gate.key, at, id])?;
+                Ok(())
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn promote(&self, gate: &Gate, limit: u32) -> StoreResult<Vec<String>> {
+        let gate = gate.clone();
+        self.db
+            .write(move |tx| promote_in(tx, &gate, limit))
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn holds_slot(&self, gate: &Gate, execution_id: &str) -> StoreResult<bool> {
+        let (gate, id) = (gate.clone(), execution_id.to_string());
+        self.db
+            .read_key(move |tx| holds_slot(tx, &gate, &id))
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn gate_holders(&self, gate: &Gate) -> StoreResult<Vec<String>> {
+        let gate = gate.clone();
+        self.db
+            .read(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT execution_id FROM gate_slots \
+                     WHERE org = ?1 AND workflow_id = ?2 AND gate_key = ?3 ORDER BY execution_id",
+                )?;
+                let rows = stmt.query_map(params![gate.org, gate.workflow_id, gate.key], |r| {
+                    r.get::<_, String>(0)
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+            .map_err(Into::into)
+    }
+}

@@ -95,6 +95,7 @@ fn execution(org: &str, workflow_id: &str, created: i64) -> Execution {
         depth: 0,
         inline_of: None,
         pending_reason: None,
+        concurrency_key: None,
     }
 }
 

@@ -411,6 +411,8 @@ pub struct ExecutionItem {
     pub inline_of: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_reason: Option<PendingReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
 }
 
 impl ExecutionItem {
@@ -461,6 +463,7 @@ impl ExecutionItem {
             depth: e.depth,
             inline_of: e.inline_of.clone(),
             pending_reason: e.pending_reason,
+            concurrency_key: e.concurrency_key.clone(),
         }
     }
 
@@ -494,6 +497,7 @@ impl ExecutionItem {
             depth: self.depth,
             inline_of: self.inline_of,
             pending_reason: self.pending_reason,
+            concurrency_key: self.concurrency_key,
         }
     }
 }

@@ -89,6 +89,10 @@ pub fn credential_name_sk(name: &str) -> String {
 pub fn circuit_pk(org: &str, key: &str) -> String {
     format!("C#{}#{}", esc(org), esc(key))
 }
+/// A concurrency gate's partition (see `gates.rs`).
+pub fn gate_pk(org: &str, workflow_id: &str, key: &str) -> String {
+    format!("O#{}#G#{}#{}", esc(org), esc(workflow_id), esc(key))
+}
 /// The organization's circuits in the `ByOrg` index, sorted by key.
 pub fn circuits_of(org: &str) -> String {
     format!("O#{}#C", esc(org))

@@ -14,6 +14,7 @@
 //! | credential | `O#{org}#CR` | `I#{id}` and `N#{name}` (two copies) | – |
 //! | circuit | `C#{org}#{key}` | `C` | ByOrg `O#{org}#C` / `{key}` |
 //! | statistics of a day | `O#{org}#S` | `D#{yyyy-mm-dd}#{shard:02}` (16 shards by execution id) | – |
+//! | concurrency gate (SPEC §9) | `O#{org}#G#{workflowId}#{key}` | `G` (counters), `S#{executionId}` (a slot), `Q#{createdAt}#{executionId}` (a place in line) | – |
 //! | trend counters of a workflow | `O#{org}#T#{workflowId}` | `{H\|D}#{interval start}#{shard:02}` (4 shards by execution id) | – |
 //!
 //! Key components are escaped (`#` → `%23`), so no id can reach another item's key.
@@ -61,6 +62,7 @@
 mod compose;
 mod executions;
 mod expr;
+mod gates;
 pub mod items;
 pub mod keys;
 mod other;
@@ -545,6 +547,36 @@ impl CredentialStore for DynamoStore {
     }
     async fn delete_credential(&self, org: &str, id: &str) -> StoreResult<bool> {
         self.delete_credential_(org, id).await
+    }
+}
+
+#[async_trait]
+impl GateStore for DynamoStore {
+    async fn admit(
+        &self,
+        gate: &Gate,
+        limit: u32,
+        execution_id: &str,
+        created_at: Timestamp,
+    ) -> StoreResult<Admission> {
+        self.admit_(gate, limit, execution_id, created_at).await
+    }
+    async fn leave(
+        &self,
+        gate: &Gate,
+        execution_id: &str,
+        created_at: Timestamp,
+    ) -> StoreResult<()> {
+        self.leave_(gate, execution_id, created_at).await
+    }
+    async fn promote(&self, gate: &Gate, limit: u32) -> StoreResult<Vec<String>> {
+        self.promote_(gate, limit).await
+    }
+    async fn gate_holders(&self, gate: &Gate) -> StoreResult<Vec<String>> {
+        self.gate_holders_(gate).await
+    }
+    async fn holds_slot(&self, gate: &Gate, execution_id: &str) -> StoreResult<bool> {
+        self.holds_slot_(gate, execution_id).await
     }
 }
 

@@ -1,0 +1,317 @@
+//! Flow control (SPEC §9) on every backend: concurrency limits per workflow and per key,
+//! with duplicate deliveries, several workers and crashes.
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use weconnect_engine::model::{Execution, ExecutionMove, ExecutionStatus, PendingReason};
+use weconnect_engine::ports::Gate;
+use weconnect_engine::{EngineError, EngineResult};
+use weconnect_tests::backend::{Backend, test_config};
+use weconnect_tests::harness::{Fault, FaultyQueue, Harness};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// manual trigger → a durable wait of `ms` → data.set; `settings.concurrency` as given.
+fn limited(name: &str, concurrency: Value, ms: u64) -> Value {
+    json!({
+        "name": name,
+        "settings": {"concurrency": concurrency},
+        "nodes": [
+            {"id": "start", "name": "Start", "type": "trigger.manual"},
+            {"id": "wait", "name": "Wait", "type": "flow.wait", "parameters": {"durationMs": ms}},
+            {"id": "done", "name": "Done", "type": "data.set", "parameters": {"values": {"customer": "{{ trigger.customer }}"}}}
+        ],
+        "connections": [
+            {"source": "start", "target": "wait"},
+            {"source": "wait", "target": "done"}
+        ]
+    })
+}
+
+/// The most executions of `list` running at once, from the times the store recorded
+/// (`startedAt` is written when the first node is claimed, `completedAt` with the end;
+/// touching intervals do not overlap).
+fn most_at_once(list: &[&Execution]) -> usize {
+    let mut edges: Vec<(i64, i32)> = Vec::new();
+    for e in list {
+        let (Some(a), Some(b)) = (e.started_at, e.completed_at) else {
+            panic!("{} did not run: {e:?}", e.id);
+        };
+        edges.push((a.millis(), 1));
+        edges.push((b.millis(), -1));
+    }
+    edges.sort_by_key(|(t, d)| (*t, *d));
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+async fn start_all(
+    h: &Harness,
+    wf: &weconnect_engine::model::Workflow,
+    inputs: Vec<Value>,
+) -> Vec<Execution> {
+    let starts = inputs.into_iter().map(|input| {
+        let req = h.request(wf, input);
+        let engine = h.engine.clone();
+        async move { engine.start_execution(req).await.expect("start").0 }
+    });
+    futures::future::join_all(starts).await
+}
+
+async fn finished(h: &Harness, started: &[Execution]) -> Vec<Execution> {
+    let mut out = Vec::new();
+    for e in started {
+        let d = h.wait_terminal(&e.id, LONG).await;
+        out.push(d.execution);
+    }
+    out
+}
+
+pub async fn concurrency_limit_is_never_exceeded(backend: Backend) {
+    let backend = Arc::new(backend);
+    // Every job delivered twice, four workers.
+    let dup = Arc::new(FaultyQueue {
+        inner: backend.queue.clone(),
+        fault: Fault::DeliverTwice,
+    });
+    let engine = backend.engine_with_queue(test_config(), dup);
+    let mut h = Harness::from_parts(backend.clone(), engine).await;
+    h.start_workers(4);
+    let wf = h
+        .workflow(limited("limit 2", json!({"limit": 2}), 300))
+        .await;
+    let started = start_all(&h, &wf, (0..8).map(|i| json!({"customer": i})).collect()).await;
+    // Beyond the limit they wait, saying why.
+    let waiting = started
+        .iter()
+        .filter(|e| e.pending_reason == Some(PendingReason::Concurrency))
+        .count();
+    assert!(waiting >= 6, "{waiting} of 8 wait: {started:#?}");
+    assert!(
+        started
+            .iter()
+            .all(|e| e.concurrency_key.as_deref() == Some(""))
+    );
+    let done = finished(&h, &started).await;
+    assert!(
+        done.iter().all(|e| e.status == ExecutionStatus::Success),
+        "{done:#?}"
+    );
+    assert!(done.iter().all(|e| e.pending_reason.is_none()));
+    let all: Vec<&Execution> = done.iter().collect();
+    assert_eq!(
+        most_at_once(&all),
+        2,
+        "never more than the limit, and the limit used"
+    );
+    // First in, first out: the ones queued started in creation order.
+    let mut queued: Vec<&Execution> = done.iter().collect();
+    queued.sort_by_key(|e| (e.created_at, e.id.clone()));
+    let starts: Vec<_> = queued
+        .iter()
+        .skip(2)
+        .map(|e| e.started_at.unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] <= w[1]),
+        "started in creation order: {starts:?}"
+    );
+    // Every slot was given back.
+    let gate = Gate {
+        org: h.who.organization_id.clone(),
+        workflow_id: wf.id.clone(),
+        key: String::new(),
+    };
+    // (The last one gives its slot back just after its terminal write.)
+    let mut holders = h.backend.store.gate_holders(&gate).await.unwrap();
+    for _ in 0..50 {
+        if holders.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        holders = h.backend.store.gate_holders(&gate).await.unwrap();
+    }
+    assert!(holders.is_empty(), "{holders:?}");
+    h.stop_workers().await;
+}
+
+pub async fn keyed_limits_overlap_across_keys_never_within_one(backend: Backend) {
+    let mut h = Harness::new(backend).await;
+    h.start_workers(4);
+    let wf = h
+        .workflow(limited(
+            "one per customer",
+            json!({"limit": 1, "key": "{{ trigger.customer }}"}),
+            300,
+        ))
+        .await;
+    let inputs = ["acme", "globex", "acme", "globex", "acme", "globex"]
+        .iter()
+        .map(|c| json!({"customer": c}))
+        .collect();
+    let started = start_all(&h, &wf, inputs).await;
+    let done = finished(&h, &started).await;
+    assert!(
+        done.iter().all(|e| e.status == ExecutionStatus::Success),
+        "{done:#?}"
+    );
+    for customer in ["acme", "globex"] {
+        let of: Vec<&Execution> = done
+            .iter()
+            .filter(|e| e.concurrency_key.as_deref() == Some(customer))
+            .collect();
+        assert_eq!(of.len(), 3);
+        assert_eq!(most_at_once(&of), 1, "one at a time for {customer}");
+    }
+    let all: Vec<&Execution> = done.iter().collect();
+    assert_eq!(most_at_once(&all), 2, "the two customers ran side by side");
+    h.stop_workers().await;
+}
+
+pub async fn cancelled_paused_and_crashed_executions_give_their_slot_back(backend: Backend) {
+    let mut h = Harness::new(backend).await;
+    h.start_workers(2);
+    let wf = h
+        .workflow(limited("limit 1", json!({"limit": 1}), 60_000))
+        .await;
+    let holder = h.start(&wf, json!({})).await;
+    h.wait_until(&holder.id, LONG, "the first runs", |d| {
+        d.execution.status == ExecutionStatus::Running
+    })
+    .await;
+    let second = h.start(&wf, json!({})).await;
+    let third = h.start(&wf, json!({})).await;
+    assert_eq!(second.pending_reason, Some(PendingReason::Concurrency));
+    // A queued execution paused and resumed is still in line: it does not start.
+    h.engine.pause_execution(&h.who, &second.id).await.unwrap();
+    h.engine.resume_execution(&h.who, &second.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        h.execution(&second.id).await.status,
+        ExecutionStatus::Pending
+    );
+    // Cancelling one in line takes it out of the line.
+    h.engine.cancel_execution(&h.who, &second.id).await.unwrap();
+    // Cancelling the holder hands its slot to the next in line.
+    h.engine.cancel_execution(&h.who, &holder.id).await.unwrap();
+    h.wait_until(&third.id, LONG, "the third runs", |d| {
+        d.execution.status == ExecutionStatus::Running
+    })
+    .await;
+    assert_eq!(
+        h.execution(&second.id).await.status,
+        ExecutionStatus::Cancelled
+    );
+
+    // A crash between the holder's end and giving its slot back: the store has it ended,
+    // nothing else happened. The cleanup run gives the slot back and starts the next.
+    let fourth = h.start(&wf, json!({})).await;
+    let current = h.execution(&third.id).await;
+    let ended = ExecutionMove::Cancel.apply(
+        &current,
+        weconnect_engine::model::Timestamp::from(chrono::Utc::now()),
+    );
+    assert!(
+        h.backend
+            .store
+            .transition_execution(&ended, ExecutionMove::Cancel.from())
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        h.execution(&fourth.id).await.status,
+        ExecutionStatus::Pending
+    );
+    let report = h.engine.sweep().await.unwrap();
+    assert!(report.failed == 0, "{report:?}");
+    h.wait_until(&fourth.id, LONG, "the fourth runs", |d| {
+        d.execution.status == ExecutionStatus::Running
+    })
+    .await;
+    h.engine.cancel_execution(&h.who, &fourth.id).await.unwrap();
+    h.stop_workers().await;
+}
+
+pub async fn keys_are_evaluated_once_and_bad_ones_refuse_the_start(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let wf = h
+        .workflow(limited(
+            "keyed",
+            json!({"limit": 3, "key": "{{ trigger.customer.id }}"}),
+            10,
+        ))
+        .await;
+    let e = h.start(&wf, json!({"customer": {"id": 42}})).await;
+    assert_eq!(e.concurrency_key.as_deref(), Some("42"));
+    let refused: EngineResult<_> = h
+        .engine
+        .start_execution(h.request(&wf, json!({"nothing": true})))
+        .await;
+    match refused {
+        Err(EngineError::BadRequest(m)) => {
+            assert!(m.starts_with("settings.concurrency.key: "), "{m}")
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
+    // Nothing was created for the refused start.
+    let page = h
+        .backend
+        .store
+        .list_executions(
+            &h.who.organization_id,
+            &weconnect_engine::ports::ExecutionFilter {
+                workflow_id: Some(wf.id.clone()),
+                ..Default::default()
+            },
+            100,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    // Settings out of range are refused when saved, naming the setting.
+    for (concurrency, field) in [
+        (json!({"limit": 0}), "settings.concurrency.limit"),
+        (json!({"limit": 1001}), "settings.concurrency.limit"),
+        (
+            json!({"limit": 2, "key": "{{ trigger. }}"}),
+            "settings.concurrency.key",
+        ),
+        (json!({"limit": 2, "key": " "}), "settings.concurrency.key"),
+    ] {
+        let def: weconnect_engine::model::WorkflowDefinition =
+            serde_json::from_value(limited("bad", concurrency, 10)).unwrap();
+        let e = weconnect_engine::graph::validate(&def).unwrap_err();
+        assert!(e.message.contains(field), "{}", e.message);
+    }
+}
+
+/// Instantiates every flow-control scenario for one backend.
+#[macro_export]
+macro_rules! flow_control_scenarios {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use weconnect_tests::backend::Backend;
+            $crate::flow_control_scenarios!(@each $make;
+                concurrency_limit_is_never_exceeded,
+                keyed_limits_overlap_across_keys_never_within_one,
+                cancelled_paused_and_crashed_executions_give_their_slot_back,
+                keys_are_evaluated_once_and_bad_ones_refuse_the_start);
+        }
+    };
+    (@each $make:expr; $($scenario:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $scenario() {
+                $crate::flow_control::$scenario($make.await).await;
+            }
+        )*
+    };
+}
