@@ -134,7 +134,16 @@ impl Api {
     }
 
     pub async fn send(&self, builder: reqwest::RequestBuilder) -> Reply {
-        let response = builder.send().await.expect("request sent");
+        // A pooled connection the server closed (after refusing an oversized body unread) can
+        // fail the next request before the server sees it: sent again once on a new one.
+        let again = builder.try_clone();
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(e) => match again {
+                Some(b) if e.is_request() => b.send().await.expect("request sent"),
+                _ => panic!("request sent: {e:?}"),
+            },
+        };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.expect("body");

@@ -84,6 +84,8 @@ fn execution(org: &str, wf: &str, created_at: Timestamp) -> Execution {
         inline_of: None,
         pending_reason: None,
         concurrency_key: None,
+        throttle_key: None,
+        debounce_key: None,
     }
 }
 

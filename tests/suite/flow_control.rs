@@ -109,18 +109,20 @@ pub async fn concurrency_limit_is_never_exceeded(backend: Backend) {
         2,
         "never more than the limit, and the limit used"
     );
-    // First in, first out: the ones queued started in creation order.
-    let mut queued: Vec<&Execution> = done.iter().collect();
-    queued.sort_by_key(|e| (e.created_at, e.id.clone()));
-    let starts: Vec<_> = queued
-        .iter()
-        .skip(2)
-        .map(|e| e.started_at.unwrap())
-        .collect();
-    assert!(
-        starts.windows(2).all(|w| w[0] <= w[1]),
-        "started in creation order: {starts:?}"
-    );
+    // First in, first out: one created `limit` places later never started earlier (two
+    // slots freed together start two executions whose first claims may race by a moment).
+    let mut by_creation: Vec<&Execution> = done.iter().collect();
+    by_creation.sort_by_key(|e| (e.created_at, e.id.clone()));
+    for (i, earlier) in by_creation.iter().enumerate() {
+        for later in by_creation.iter().skip(i + 2) {
+            assert!(
+                later.started_at >= earlier.started_at,
+                "{} (created later) started before {}: {by_creation:#?}",
+                later.id,
+                earlier.id
+            );
+        }
+    }
     // Every slot was given back.
     let gate = Gate {
         org: h.who.organization_id.clone(),
@@ -290,6 +292,162 @@ pub async fn keys_are_evaluated_once_and_bad_ones_refuse_the_start(backend: Back
         let e = weconnect_engine::graph::validate(&def).unwrap_err();
         assert!(e.message.contains(field), "{}", e.message);
     }
+    for (settings, field) in [
+        (
+            json!({"throttle": {"limit": 0, "periodMs": 1000}}),
+            "settings.throttle.limit",
+        ),
+        (
+            json!({"throttle": {"limit": 2, "periodMs": 10}}),
+            "settings.throttle.periodMs",
+        ),
+        (
+            json!({"throttle": {"limit": 2, "periodMs": 1000, "key": "{{ }}"}}),
+            "settings.throttle.key",
+        ),
+        (
+            json!({"debounce": {"periodMs": 86_400_001u64}}),
+            "settings.debounce.periodMs",
+        ),
+        (
+            json!({"debounce": {"periodMs": 500, "key": "{% if %}"}}),
+            "settings.debounce.key",
+        ),
+    ] {
+        let def: weconnect_engine::model::WorkflowDefinition =
+            serde_json::from_value(quick("bad", settings)).unwrap();
+        let e = weconnect_engine::graph::validate(&def).unwrap_err();
+        assert!(e.message.contains(field), "{}", e.message);
+    }
+}
+
+/// manual trigger → data.set, with `settings` as given.
+fn quick(name: &str, settings: Value) -> Value {
+    json!({
+        "name": name,
+        "settings": settings,
+        "nodes": [
+            {"id": "start", "name": "Start", "type": "trigger.manual"},
+            {"id": "done", "name": "Done", "type": "data.set", "parameters": {"values": {"n": "{{ trigger.n }}"}}}
+        ],
+        "connections": [{"source": "start", "target": "done"}]
+    })
+}
+
+pub async fn debounce_runs_the_newest_start_per_key(backend: Backend) {
+    let backend = Arc::new(backend);
+    let dup = Arc::new(FaultyQueue {
+        inner: backend.queue.clone(),
+        fault: Fault::DeliverTwice,
+    });
+    let engine = backend.engine_with_queue(test_config(), dup);
+    let mut h = Harness::from_parts(backend.clone(), engine).await;
+    h.start_workers(2);
+    let wf = h
+        .workflow(quick(
+            "debounced",
+            json!({"debounce": {"periodMs": 700, "key": "{{ trigger.customer }}"}}),
+        ))
+        .await;
+    let mut acme = Vec::new();
+    for n in 0..3 {
+        let e = h.start(&wf, json!({"customer": "acme", "n": n})).await;
+        assert_eq!(e.pending_reason, Some(PendingReason::Debounce));
+        acme.push(e);
+    }
+    let globex = h.start(&wf, json!({"customer": "globex", "n": 9})).await;
+    let newest = &acme[2];
+    // Each was replaced by the next one.
+    for (older, newer) in acme.iter().zip(&acme[1..]) {
+        let d = h.wait_terminal(&older.id, LONG).await;
+        assert_eq!(d.execution.status, ExecutionStatus::Cancelled);
+        assert_eq!(
+            d.execution.error_message.as_deref(),
+            Some(format!("Superseded by execution {} (debounce)", newer.id).as_str())
+        );
+        assert!(d.execution.started_at.is_none(), "it never started");
+    }
+    for e in [newest, &globex] {
+        let d = h.wait_terminal(&e.id, LONG).await;
+        assert_eq!(
+            d.execution.status,
+            ExecutionStatus::Success,
+            "{:?}",
+            d.execution
+        );
+        let started = d.execution.started_at.unwrap();
+        assert!(
+            started.millis_since(e.created_at) >= 700,
+            "ran after the quiet period"
+        );
+        assert!(d.execution.pending_reason.is_none());
+    }
+    // A start after the newest has run starts again; the one that ran stays.
+    let later = h.start(&wf, json!({"customer": "acme", "n": 5})).await;
+    let d = h.wait_terminal(&later.id, LONG).await;
+    assert_eq!(d.execution.status, ExecutionStatus::Success);
+    assert_eq!(
+        h.execution(&newest.id).await.status,
+        ExecutionStatus::Success
+    );
+    h.stop_workers().await;
+}
+
+pub async fn throttle_spreads_starts_over_the_window(backend: Backend) {
+    let mut h = Harness::new(backend).await;
+    h.start_workers(2);
+    let wf = h
+        .workflow(quick(
+            "throttled",
+            json!({"throttle": {"limit": 2, "periodMs": 1000}}),
+        ))
+        .await;
+    let started = start_all(&h, &wf, (0..6).map(|n| json!({"n": n})).collect()).await;
+    let done = finished(&h, &started).await;
+    // Nothing dropped.
+    assert!(
+        done.iter().all(|e| e.status == ExecutionStatus::Success),
+        "{done:#?}"
+    );
+    // The assigned start times: no window of 1,000 ms holds more than 2; each execution
+    // started at or after its own.
+    let gate = Gate {
+        org: h.who.organization_id.clone(),
+        workflow_id: wf.id.clone(),
+        key: String::new(),
+    };
+    let mut assigned = Vec::new();
+    for e in &done {
+        let at = h
+            .backend
+            .store
+            .throttled_start(&gate, &e.id)
+            .await
+            .unwrap()
+            .expect("an assigned start");
+        assert!(e.started_at.unwrap() >= at, "{e:?} started before {at}");
+        assigned.push(at.millis());
+    }
+    assigned.sort_unstable();
+    for w in assigned.windows(3) {
+        assert!(
+            w[2] - w[0] >= 1000,
+            "three starts within a window: {assigned:?}"
+        );
+    }
+    assert!(
+        assigned[5] - assigned[0] >= 2000,
+        "six starts at two a second take two seconds: {assigned:?}"
+    );
+    let waited = started
+        .iter()
+        .filter(|e| e.pending_reason == Some(PendingReason::Throttle))
+        .count();
+    assert_eq!(
+        waited, 4,
+        "the four beyond the first window's limit say why they wait"
+    );
+    h.stop_workers().await;
 }
 
 /// Instantiates every flow-control scenario for one backend.
@@ -303,7 +461,9 @@ macro_rules! flow_control_scenarios {
                 concurrency_limit_is_never_exceeded,
                 keyed_limits_overlap_across_keys_never_within_one,
                 cancelled_paused_and_crashed_executions_give_their_slot_back,
-                keys_are_evaluated_once_and_bad_ones_refuse_the_start);
+                keys_are_evaluated_once_and_bad_ones_refuse_the_start,
+                debounce_runs_the_newest_start_per_key,
+                throttle_spreads_starts_over_the_window);
         }
     };
     (@each $make:expr; $($scenario:ident),* $(,)?) => {

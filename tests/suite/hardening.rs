@@ -221,6 +221,8 @@ async fn executions_stored_before_the_limit_are_read_back_and_fail_cleanly() {
         inline_of: None,
         pending_reason: None,
         concurrency_key: None,
+        throttle_key: None,
+        debounce_key: None,
     };
     let mut first = NodeRun::new(&exec.id, "start");
     first.ready = true;

@@ -122,6 +122,8 @@ fn execution_at(org: &str, workflow_id: &str, created_at: Timestamp) -> Executio
         inline_of: None,
         pending_reason: None,
         concurrency_key: None,
+        throttle_key: None,
+        debounce_key: None,
     }
 }
 
@@ -2179,6 +2181,93 @@ pub async fn twenty_concurrent_admissions_never_pass_the_limit(s: Arc<dyn Store>
     assert_eq!(s.gate_holders(&g).await.unwrap().len(), 3);
 }
 
+pub async fn throttle_assigns_start_times_once_in_order(s: Arc<dyn Store>) {
+    let o = org();
+    let g = gate(&o, "api");
+    let mut at = Vec::new();
+    for i in 0..5 {
+        at.push(
+            s.throttle(&g, 2, 1_000, &format!("e{i}"), ts(0))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(at, vec![ts(0), ts(0), ts(1_000), ts(1_000), ts(2_000)]);
+    // Once per execution.
+    assert_eq!(
+        s.throttle(&g, 2, 1_000, "e3", ts(5)).await.unwrap(),
+        ts(1_000)
+    );
+    assert_eq!(s.throttled_start(&g, "e4").await.unwrap(), Some(ts(2_000)));
+    assert_eq!(s.throttled_start(&g, "never").await.unwrap(), None);
+    // Later, after quiet: at once; another key is another window.
+    assert_eq!(
+        s.throttle(&g, 2, 1_000, "e5", ts(10_000)).await.unwrap(),
+        ts(10_000)
+    );
+    assert_eq!(
+        s.throttle(&gate(&o, "other"), 2, 1_000, "f", ts(0))
+            .await
+            .unwrap(),
+        ts(0)
+    );
+    // Concurrent assignments never put more than 2 in a window.
+    let g2 = gate(&o, "burst");
+    let calls = (0..10).map(|i| {
+        let (s, g2) = (s.clone(), g2.clone());
+        async move {
+            s.throttle(&g2, 2, 1_000, &format!("b{i}"), ts(0))
+                .await
+                .unwrap()
+        }
+    });
+    let mut times: Vec<i64> = futures::future::join_all(calls)
+        .await
+        .iter()
+        .map(|t| t.millis())
+        .collect();
+    times.sort_unstable();
+    for w in times.windows(3) {
+        assert!(w[2] - w[0] >= 1_000, "{times:?}");
+    }
+}
+
+pub async fn debounce_keeps_the_latest_start(s: Arc<dyn Store>) {
+    let o = org();
+    let g = gate(&o, "record-7");
+    assert_eq!(s.latest_debounced(&g).await.unwrap(), None);
+    assert_eq!(
+        s.debounce(&g, "a", ts(0)).await.unwrap(),
+        Debounced::Latest { replaced: None }
+    );
+    assert_eq!(
+        s.debounce(&g, "b", ts(10)).await.unwrap(),
+        Debounced::Latest {
+            replaced: Some("a".into())
+        }
+    );
+    // Again for the same: still the latest, nothing replaced.
+    assert_eq!(
+        s.debounce(&g, "b", ts(10)).await.unwrap(),
+        Debounced::Latest { replaced: None }
+    );
+    // An older one arriving late is superseded at once.
+    assert_eq!(
+        s.debounce(&g, "late", ts(5)).await.unwrap(),
+        Debounced::Superseded { by: "b".into() }
+    );
+    assert_eq!(s.latest_debounced(&g).await.unwrap(), Some("b".into()));
+    assert_eq!(s.latest_debounced(&gate(&o, "other")).await.unwrap(), None);
+    // Concurrent starts: exactly one ends up the latest, the newest.
+    let g2 = gate(&o, "burst");
+    let calls = (0..10).map(|i| {
+        let (s, g2) = (s.clone(), g2.clone());
+        async move { s.debounce(&g2, &format!("d{i}"), ts(i)).await.unwrap() }
+    });
+    futures::future::join_all(calls).await;
+    assert_eq!(s.latest_debounced(&g2).await.unwrap(), Some("d9".into()));
+}
+
 // ---- composition (SPEC §8): child tallies, callbacks, children -----------------------------
 
 /// A child of `parent`'s node `node_id` (item `index`), created at `created` ms.
@@ -3029,6 +3118,8 @@ macro_rules! store_contract {
             trends_count_terminal_executions_by_hour_and_day,
             gates_admit_in_order_and_promote_first_in_line,
             twenty_concurrent_admissions_never_pass_the_limit,
+            throttle_assigns_start_times_once_in_order,
+            debounce_keeps_the_latest_start,
             execution_cursors_are_bound_to_every_filter,
             child_tallies_are_created_once,
             reserve_children_hands_out_the_next_window,

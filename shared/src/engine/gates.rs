@@ -1,36 +1,64 @@
-//! Concurrency limits (SPEC §9, `settings.concurrency`): at most `limit` executions of a
-//! workflow run at once per value of its key. An execution is admitted when it is created: it
-//! takes a slot, or it waits in line (`pending`, `pendingReason: "concurrency"`) without any
-//! job. Its first node starts only while it holds a slot (checked after the claim, so no
-//! duplicate delivery or redispatch can start it early). When it ends, whatever the status,
-//! it gives its slot back and the first in line get theirs and their jobs. The cleanup run
-//! repairs what a crash between those steps leaves: slots of ended executions come back, and
-//! executions that got a slot but no job get one.
+//! Flow control (SPEC §9): debounce, throttle and concurrency limits, each per value of a key
+//! evaluated once when the execution is created.
+//!
+//! - Debounce: the newest start per key becomes the key's latest (atomically); the one it
+//!   replaces is cancelled if it has not started; the newest starts `periodMs` after its
+//!   creation, and only if it is still the latest then.
+//! - Throttle: each start is assigned the time it may go (first in, first out) so that no
+//!   window of `periodMs` holds more than `limit` starts; its first job is delayed until then.
+//! - Concurrency: at most `limit` executions run at once. An execution is admitted when it
+//!   is created: it takes a slot, or it waits in line (`pendingReason: "concurrency"`)
+//!   without any job. Its first node starts only while it holds a slot (checked after the
+//!   claim, so no duplicate delivery or redispatch can start it early). When it ends,
+//!   whatever the status, it gives its slot back and the first in line get theirs and their
+//!   jobs. The cleanup run repairs what a crash between those steps leaves: slots of ended
+//!   executions come back, and executions that got a slot but no job get one.
 
 use super::Engine;
 use crate::expr::ExprContext;
-use crate::model::{Execution, ExecutionStatus, PendingReason, Timestamp, Workflow};
-use crate::ports::{Admission, Gate};
+use crate::model::{Execution, ExecutionMove, ExecutionStatus, PendingReason, Timestamp, Workflow};
+use crate::ports::{Admission, Debounced, Gate};
 use crate::{EngineError, EngineResult};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// Longest key value (characters); a longer one is refused at the start.
 pub const MAX_KEY_CHARS: usize = 512;
 
+/// What holds a new execution back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hold {
+    /// Nothing: its first jobs go now.
+    Now,
+    /// Its first jobs go then (debounce, throttle).
+    Until(Timestamp),
+    /// In line for a concurrency slot: its jobs go when it gets one.
+    Queued,
+    /// A later start with its debounce key already exists: it was cancelled.
+    Superseded,
+}
+
+/// May a pending execution's first node start now?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StartCheck {
+    Go,
+    Later(Timestamp),
+    Stop,
+}
+
 impl Engine {
-    /// The value of `settings.concurrency.key` for a new execution (None: not limited):
-    /// evaluated once, in the expression sandbox, over its trigger output. A key that fails to
-    /// evaluate is a 400 naming the setting.
-    pub(super) fn concurrency_key(
+    /// The value of a flow-control key for a new execution: evaluated once, in the
+    /// expression sandbox, over its trigger output (none: `""`, one key for the workflow). A
+    /// key that fails to evaluate is a 400 naming the setting.
+    fn setting_key(
         &self,
         wf: &Workflow,
         exec: &Execution,
-    ) -> EngineResult<Option<String>> {
-        let Some(setting) = &wf.settings.concurrency else {
-            return Ok(None);
-        };
-        let Some(expression) = &setting.key else {
-            return Ok(Some(String::new()));
+        field: &str,
+        expression: Option<&String>,
+    ) -> EngineResult<String> {
+        let Some(expression) = expression else {
+            return Ok(String::new());
         };
         let ctx = ExprContext {
             json: exec.input_data.clone(),
@@ -41,7 +69,7 @@ impl Engine {
             now: self.clock().now().to_string(),
             callbacks: json!({}),
         };
-        let bad = |m: String| EngineError::BadRequest(format!("settings.concurrency.key: {m}"));
+        let bad = |m: String| EngineError::BadRequest(format!("{field}: {m}"));
         let value = crate::expr::evaluate(expression, &ctx).map_err(|e| bad(e.to_string()))?;
         let key = match value {
             Value::String(s) => s,
@@ -53,7 +81,132 @@ impl Engine {
                 "the key is longer than {MAX_KEY_CHARS} characters"
             )));
         }
-        Ok(Some(key))
+        Ok(key)
+    }
+
+    /// Sets the flow-control keys of a new execution of `wf` and why it waits at first.
+    pub(super) fn set_flow_keys(&self, wf: &Workflow, exec: &mut Execution) -> EngineResult<()> {
+        let settings = &wf.settings;
+        if let Some(c) = &settings.concurrency {
+            let key = self.setting_key(wf, exec, "settings.concurrency.key", c.key.as_ref())?;
+            exec.concurrency_key = Some(key);
+            exec.pending_reason = Some(PendingReason::Concurrency);
+        }
+        if let Some(t) = &settings.throttle {
+            let key = self.setting_key(wf, exec, "settings.throttle.key", t.key.as_ref())?;
+            exec.throttle_key = Some(key);
+            exec.pending_reason = Some(PendingReason::Throttle);
+        }
+        if let Some(d) = &settings.debounce {
+            let key = self.setting_key(wf, exec, "settings.debounce.key", d.key.as_ref())?;
+            exec.debounce_key = Some(key);
+            exec.pending_reason = Some(PendingReason::Debounce);
+        }
+        Ok(())
+    }
+
+    fn gate(exec: &Execution, key: &str) -> Gate {
+        Gate {
+            org: exec.organization_id.clone(),
+            workflow_id: exec.workflow_id.clone(),
+            key: key.to_string(),
+        }
+    }
+
+    /// What holds a new execution back (after its creation): debounce (it may be superseded
+    /// at once, or replace an older one), throttle (the time it may start), concurrency (a
+    /// place in line).
+    pub(super) async fn hold_back(&self, exec: &Execution, wf: &Workflow) -> EngineResult<Hold> {
+        let now = self.clock().now();
+        let mut due = now;
+        if let (Some(key), Some(d)) = (&exec.debounce_key, &wf.settings.debounce) {
+            let gate = Self::gate(exec, key);
+            match self
+                .store()
+                .debounce(&gate, &exec.id, exec.created_at)
+                .await?
+            {
+                Debounced::Superseded { by } => {
+                    self.supersede(exec, &by).await?;
+                    return Ok(Hold::Superseded);
+                }
+                Debounced::Latest { replaced } => {
+                    if let Some(old) = replaced
+                        && let Some(older) = self
+                            .store()
+                            .get_execution(&exec.organization_id, &old)
+                            .await?
+                    {
+                        self.supersede(&older, &exec.id).await?;
+                    }
+                }
+            }
+            due = due.max(exec.created_at.plus(Duration::from_millis(d.period_ms)));
+        }
+        if let (Some(key), Some(t)) = (&exec.throttle_key, &wf.settings.throttle) {
+            let gate = Self::gate(exec, key);
+            let at = self
+                .store()
+                .throttle(&gate, t.limit, t.period_ms, &exec.id, now)
+                .await?;
+            due = due.max(at);
+        }
+        if self.admit(exec, wf).await? == Admission::Queued {
+            return Ok(Hold::Queued);
+        }
+        Ok(if due > now {
+            Hold::Until(due)
+        } else {
+            Hold::Now
+        })
+    }
+
+    /// `pending → cancelled`, "Superseded by execution {by} (debounce)"; nothing when it has
+    /// started meanwhile.
+    async fn supersede(&self, exec: &Execution, by: &str) -> EngineResult<()> {
+        if !ExecutionMove::Supersede.allowed_from(exec.status) {
+            return Ok(());
+        }
+        let mut cancelled = ExecutionMove::Supersede.apply(exec, self.clock().now());
+        cancelled.error_message = Some(format!("Superseded by execution {by} (debounce)"));
+        self.finish_execution(cancelled, ExecutionMove::Supersede, Vec::new())
+            .await?;
+        Ok(())
+    }
+
+    /// Before a pending execution's first node: `Stop` when it must not start (superseded,
+    /// or no concurrency slot), `Later(t)` when its debounce or throttle time has not come.
+    pub(super) async fn start_check(&self, exec: &Execution) -> EngineResult<StartCheck> {
+        let now = self.clock().now();
+        if let Some(key) = &exec.debounce_key {
+            let (wf, _) = self.workflow_and_plan_of(exec).await?;
+            if let Some(d) = &wf.settings.debounce {
+                let gate = Self::gate(exec, key);
+                match self.store().latest_debounced(&gate).await? {
+                    Some(latest) if latest != exec.id => {
+                        self.supersede(exec, &latest).await?;
+                        return Ok(StartCheck::Stop);
+                    }
+                    _ => {}
+                }
+                let due = exec.created_at.plus(Duration::from_millis(d.period_ms));
+                if now < due {
+                    return Ok(StartCheck::Later(due));
+                }
+            }
+        }
+        if let Some(key) = &exec.throttle_key {
+            let gate = Self::gate(exec, key);
+            if let Some(at) = self.store().throttled_start(&gate, &exec.id).await?
+                && now < at
+            {
+                return Ok(StartCheck::Later(at));
+            }
+        }
+        if exec.concurrency_key.is_some() && !self.holds_its_slot(exec).await? {
+            return Ok(StartCheck::Stop);
+        }
+        Ok(StartCheck::Go)
     }
 
     /// The gate of an execution and its workflow version's limit (None: not limited).
@@ -179,8 +332,16 @@ impl Engine {
         Ok(mine)
     }
 
-    /// Whether a pending execution waits in line on purpose.
+    /// Whether a pending execution waits in line for a concurrency slot.
     pub(super) fn waits_at_gate(exec: &Execution) -> bool {
         exec.concurrency_key.is_some() && exec.pending_reason == Some(PendingReason::Concurrency)
+    }
+
+    /// Whether a pending execution waits for its debounce or throttle time.
+    pub(super) fn waits_for_its_time(exec: &Execution) -> bool {
+        matches!(
+            exec.pending_reason,
+            Some(PendingReason::Debounce | PendingReason::Throttle)
+        ) && (exec.debounce_key.is_some() || exec.throttle_key.is_some())
     }
 }

@@ -12,6 +12,7 @@
 
 use super::Engine;
 use super::compose::{ChildStart, WaitingNext};
+use super::gates::StartCheck;
 use super::retry::retry_delay;
 use crate::expr::{self, ExprContext, NodeRefs};
 use crate::graph::{Finished, Plan, effective_on_error, route as route_children, routing_fields};
@@ -343,9 +344,16 @@ impl Engine {
             return Ok(false);
         }
         if ctx.exec.status == ExecutionStatus::Pending {
-            // Behind a concurrency limit, only with a slot (it gets its jobs again then).
-            if ctx.exec.concurrency_key.is_some() && !self.holds_its_slot(&ctx.exec).await? {
-                return Ok(false);
+            // Flow control (SPEC §9): superseded, not yet, or not without a slot (it gets its
+            // jobs again when it gets one).
+            match self.start_check(&ctx.exec).await? {
+                StartCheck::Go => {}
+                StartCheck::Stop => return Ok(false),
+                StartCheck::Later(due) => {
+                    let job = self.job_for(&ctx.exec, &ctx.exec.start_node_id);
+                    self.send_delayed(job, due).await?;
+                    return Ok(false);
+                }
             }
             let running = ExecutionMove::Start.apply(&ctx.exec, now);
             if self

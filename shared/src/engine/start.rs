@@ -1,13 +1,14 @@
 //! Starting an execution: create it, lay out its first node runs, queue its first job.
 
+use super::gates::Hold;
 use super::run::{Route, Step};
 use super::{Engine, Principal};
 use crate::graph::Plan;
 use crate::model::{
-    Execution, ExecutionMode, ExecutionMove, Job, NodeRun, NodeRunStatus, PendingReason, Timestamp,
-    Workflow, WorkflowStatus, new_id,
+    Execution, ExecutionMode, ExecutionMove, Job, NodeRun, NodeRunStatus, Timestamp, Workflow,
+    WorkflowStatus, new_id,
 };
-use crate::ports::{Admission, Created};
+use crate::ports::Created;
 use crate::{EngineError, EngineResult};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -211,11 +212,8 @@ impl Engine {
         idempotency_key: Option<&str>,
         copied: Vec<NodeRun>,
     ) -> EngineResult<(Execution, bool)> {
-        // Behind a concurrency limit: its key, once; it waits until admitted.
-        if let Some(key) = self.concurrency_key(wf, &exec)? {
-            exec.concurrency_key = Some(key);
-            exec.pending_reason = Some(PendingReason::Concurrency);
-        }
+        // Flow control: its keys, once; it waits until let through.
+        self.set_flow_keys(wf, &mut exec)?;
         let now = self.clock().now();
         let (_, plan) = self.cached_version(wf);
         let first = self.first_runs(&exec, &plan, copied);
@@ -235,8 +233,16 @@ impl Engine {
         };
         self.metrics().execution_started();
         let org = exec.organization_id.clone();
-        let admission = match self.admit(&exec, wf).await {
-            Ok(admission) => admission,
+        let hold = match self.hold_back(&exec, wf).await {
+            Ok(Hold::Superseded) => {
+                let exec = self
+                    .store()
+                    .get_execution(&org, &exec.id)
+                    .await?
+                    .unwrap_or(exec);
+                return Ok((exec, true));
+            }
+            Ok(hold) => hold,
             Err(e) => {
                 self.fail_to_queue(&exec, &e.to_string()).await;
                 return Err(e);
@@ -261,15 +267,25 @@ impl Engine {
                 return Ok((exec, true));
             }
         }
-        if admission == Admission::Queued {
+        let sent = match hold {
             // In line: its ready runs are queued when it gets a slot.
-            return Ok((exec, true));
-        }
-        if let Err(e) = self.send_now(&mut jobs).await {
+            Hold::Queued | Hold::Superseded => return Ok((exec, true)),
+            Hold::Until(due) => {
+                let mut sent = Ok(());
+                for job in jobs {
+                    sent = sent.and(self.send_delayed(job, due).await);
+                }
+                sent
+            }
+            Hold::Now => {
+                exec.pending_reason = None;
+                self.send_now(&mut jobs).await
+            }
+        };
+        if let Err(e) = sent {
             self.fail_to_queue(&exec, &e.to_string()).await;
             return Err(e);
         }
-        exec.pending_reason = None;
         Ok((exec, true))
     }
 

@@ -93,7 +93,8 @@ impl Engine {
                 report.timed_out += 1;
             }
         } else if exec.status != ExecutionStatus::Paused
-            && !(exec.status == ExecutionStatus::Pending && Self::waits_at_gate(exec))
+            && !(exec.status == ExecutionStatus::Pending
+                && (Self::waits_at_gate(exec) || Self::waits_for_its_time(exec)))
             && exec.created_at < stale_before
         {
             let mut cancelled = ExecutionMove::Cancel.apply(exec, now);
@@ -110,6 +111,12 @@ impl Engine {
             }
         } else if exec.status == ExecutionStatus::Pending && Self::waits_at_gate(exec) {
             if self.sweep_gate(exec, stranded_before).await? {
+                report.redispatched += 1;
+            }
+        } else if exec.status == ExecutionStatus::Pending && Self::waits_for_its_time(exec) {
+            // Its delayed first job may be lost: dispatched again once it is long overdue
+            // (its first claim checks the time and the debounce again).
+            if exec.created_at < stranded_before && self.redispatch(exec).await? > 0 {
                 report.redispatched += 1;
             }
         } else if exec.status == ExecutionStatus::Pending

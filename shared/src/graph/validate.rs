@@ -137,6 +137,39 @@ fn check_workflow(def: &WorkflowDefinition) -> Result<(), ValidationError> {
             check_setting_key("settings.concurrency.key", key)?;
         }
     }
+    let (lo, hi) = crate::model::FLOW_PERIOD_MS_RANGE;
+    let period = |field: &str, ms: u64| {
+        if (lo..=hi).contains(&ms) {
+            Ok(())
+        } else {
+            Err(ValidationError::new(
+                format!("{field} must be between {lo} and {hi} (got {ms})"),
+                json!({"field": field}),
+            ))
+        }
+    };
+    if let Some(t) = &def.settings.throttle {
+        let (min, max) = crate::model::CONCURRENCY_LIMIT_RANGE;
+        if !(min..=max).contains(&t.limit) {
+            return Err(ValidationError::new(
+                format!(
+                    "settings.throttle.limit must be between {min} and {max} (got {})",
+                    t.limit
+                ),
+                json!({"field": "settings.throttle.limit"}),
+            ));
+        }
+        period("settings.throttle.periodMs", t.period_ms)?;
+        if let Some(key) = &t.key {
+            check_setting_key("settings.throttle.key", key)?;
+        }
+    }
+    if let Some(d) = &def.settings.debounce {
+        period("settings.debounce.periodMs", d.period_ms)?;
+        if let Some(key) = &d.key {
+            check_setting_key("settings.debounce.key", key)?;
+        }
+    }
     Ok(())
 }
 

@@ -172,14 +172,24 @@ pub struct Execution {
     /// whole workflow), evaluated once at creation; None: no concurrency limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency_key: Option<String>,
+    /// The value of `settings.throttle.key` (`""`: the whole workflow); None: not throttled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_key: Option<String>,
+    /// The value of `settings.debounce.key` (`""`: the whole workflow); None: not debounced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce_key: Option<String>,
 }
 
 /// Why a `pending` execution waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum PendingReason {
-    /// A limit on how many run at once (a `flow.map`'s `concurrency`, …).
+    /// A limit on how many run at once (a `flow.map`'s `concurrency`, `settings.concurrency`).
     Concurrency,
+    /// `settings.throttle`: it starts when the window allows.
+    Throttle,
+    /// `settings.debounce`: it starts once its key has been quiet for the period.
+    Debounce,
 }
 
 impl Execution {
@@ -228,6 +238,8 @@ impl Execution {
             inline_of: None,
             pending_reason: None,
             concurrency_key: None,
+            throttle_key: None,
+            debounce_key: None,
         }
     }
 }

@@ -24,6 +24,9 @@ pub enum ExecutionMove {
     /// A node failed with `onError: stop`, or it could not be queued.
     Fail,
     Cancel,
+    /// Replaced by a newer start with the same debounce key before it started:
+    /// `pending → cancelled` (SPEC §9).
+    Supersede,
     /// Past its deadline.
     TimeOut,
 }
@@ -39,6 +42,7 @@ impl ExecutionMove {
             Self::Resume => &[S::Paused],
             // Pending: a redrive whose every node was carried over.
             Self::Succeed => &[S::Pending, S::Running],
+            Self::Supersede => &[S::Pending],
             Self::Fail | Self::Cancel | Self::TimeOut => &S::UNFINISHED,
         }
     }
@@ -53,7 +57,7 @@ impl ExecutionMove {
             Self::Resume => S::Pending,
             Self::Succeed => S::Success,
             Self::Fail => S::Failed,
-            Self::Cancel => S::Cancelled,
+            Self::Cancel | Self::Supersede => S::Cancelled,
             Self::TimeOut => S::Timeout,
         }
     }
@@ -388,6 +392,7 @@ mod tests {
             (M::Succeed, &[S::Pending, S::Running]),
             (M::Fail, &[S::Pending, S::Running, S::Paused]),
             (M::Cancel, &[S::Pending, S::Running, S::Paused]),
+            (M::Supersede, &[S::Pending]),
             (M::TimeOut, &[S::Pending, S::Running, S::Paused]),
         ];
         for (m, from) in table {

@@ -86,7 +86,37 @@ pub struct WorkflowSettings {
     /// At most `limit` executions `running` at once per value of `key` (SPEC §9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<ConcurrencySetting>,
+    /// At most `limit` starts in any window of `periodMs` per value of `key` (SPEC §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleSetting>,
+    /// The newest start per value of `key` runs once the key is quiet for `periodMs` (SPEC §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<DebounceSetting>,
 }
+
+/// `settings.throttle`: at most `limit` (1–1000) starts in any window of `periodMs`
+/// (100–86,400,000) per value of `key`; the rest wait, nothing is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ThrottleSetting {
+    pub limit: u32,
+    pub period_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// `settings.debounce`: a start waits `periodMs` (100–86,400,000); a newer start with the same
+/// key replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DebounceSetting {
+    pub period_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Bounds of `periodMs` of `settings.throttle` and `settings.debounce`.
+pub const FLOW_PERIOD_MS_RANGE: (u64, u64) = (100, 86_400_000);
 
 /// `settings.concurrency`: `limit` (1–1000) running at once per value of `key` (an expression
 /// over `trigger`, evaluated once when an execution is created; none: one key for the whole

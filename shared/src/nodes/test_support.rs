@@ -200,6 +200,8 @@ impl Harness {
             inline_of: None,
             pending_reason: None,
             concurrency_key: None,
+            throttle_key: None,
+            debounce_key: None,
         };
         Self {
             execution,

@@ -501,6 +501,66 @@ pub trait GateStore: Send + Sync + 'static {
     async fn gate_holders(&self, gate: &Gate) -> StoreResult<Vec<String>>;
     /// Does the execution hold a slot?
     async fn holds_slot(&self, gate: &Gate, execution_id: &str) -> StoreResult<bool>;
+
+    /// Throttle (`settings.throttle`): the time the execution may start, assigned once (later
+    /// calls return the same): `now` while fewer than `limit` starts are assigned in the
+    /// window of `period_ms` before it, else the earliest time that keeps every window of
+    /// `period_ms` at `limit` starts or fewer. Assignments are in call order (first in, first
+    /// out).
+    async fn throttle(
+        &self,
+        gate: &Gate,
+        limit: u32,
+        period_ms: u64,
+        execution_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Timestamp>;
+    /// The start time assigned to the execution (None: never assigned, or long past).
+    async fn throttled_start(
+        &self,
+        gate: &Gate,
+        execution_id: &str,
+    ) -> StoreResult<Option<Timestamp>>;
+
+    /// Debounce (`settings.debounce`): the execution becomes its key's latest start unless a
+    /// later one (by creation time, then id) already is. Atomic.
+    async fn debounce(
+        &self,
+        gate: &Gate,
+        execution_id: &str,
+        created_at: Timestamp,
+    ) -> StoreResult<Debounced>;
+    /// The key's latest start.
+    async fn latest_debounced(&self, gate: &Gate) -> StoreResult<Option<String>>;
+}
+
+/// What [`GateStore::debounce`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Debounced {
+    /// It is the latest now; `replaced`: the one that was (to cancel if it has not started).
+    Latest { replaced: Option<String> },
+    /// A later start already is the latest.
+    Superseded { by: String },
+}
+
+/// When a throttled start may go, given the start times already assigned to its key (any
+/// order) and `now`: `now` while fewer than `limit` fall in the `period_ms` before it, else the
+/// `limit`-th latest plus the period (the earliest time whose window holds `limit - 1`).
+pub fn throttled_start_time(
+    assigned: &[Timestamp],
+    limit: u32,
+    period_ms: u64,
+    now: Timestamp,
+) -> Timestamp {
+    let mut times: Vec<Timestamp> = assigned.to_vec();
+    times.sort_unstable();
+    let limit = limit.max(1) as usize;
+    if times.len() < limit {
+        return now;
+    }
+    let nth_latest = times[times.len() - limit];
+    let free_at = nth_latest.plus(std::time::Duration::from_millis(period_ms));
+    free_at.max(now)
 }
 
 /// What one [`Store::prune`] call deleted.

@@ -12,6 +12,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_composition.sql"),
     include_str!("migrations/0004_circuits_trends.sql"),
     include_str!("migrations/0005_gates.sql"),
+    include_str!("migrations/0006_throttle_debounce.sql"),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> Result<(), SqliteError> {

@@ -1954,6 +1954,144 @@ impl GateStore for SqliteStore {
             .map_err(Into::into)
     }
 
+    async fn throttle(
+        &self,
+        gate: &Gate,
+        limit: u32,
+        period_ms: u64,
+        execution_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Timestamp> {
+        let (gate, id) = (gate.clone(), execution_id.to_string());
+        self.db
+            .write(move |tx| {
+                let assigned: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT start_at FROM throttle_starts WHERE org = ?1 AND workflow_id = ?2 \
+                         AND gate_key = ?3 AND execution_id = ?4",
+                    )?
+                    .query_row(params![gate.org, gate.workflow_id, gate.key, id], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                if let Some(at) = assigned {
+                    return Ok(Timestamp::from_millis(at));
+                }
+                let period = i64::try_from(period_ms).unwrap_or(i64::MAX);
+                // Older starts share no window with this one.
+                tx.prepare_cached(
+                    "DELETE FROM throttle_starts WHERE org = ?1 AND workflow_id = ?2 \
+                     AND gate_key = ?3 AND start_at < ?4",
+                )?
+                .execute(params![
+                    gate.org,
+                    gate.workflow_id,
+                    gate.key,
+                    now.millis().saturating_sub(period)
+                ])?;
+                let mut stmt = tx.prepare_cached(
+                    "SELECT start_at FROM throttle_starts WHERE org = ?1 AND workflow_id = ?2 \
+                     AND gate_key = ?3 ORDER BY start_at DESC LIMIT ?4",
+                )?;
+                let latest: Vec<Timestamp> = stmt
+                    .query_map(
+                        params![gate.org, gate.workflow_id, gate.key, i64::from(limit)],
+                        |r| r.get::<_, i64>(0),
+                    )?
+                    .map(|r| r.map(Timestamp::from_millis))
+                    .collect::<Result<_, _>>()?;
+                let at = throttled_start_time(&latest, limit, period_ms, now);
+                tx.prepare_cached(
+                    "INSERT INTO throttle_starts (org, workflow_id, gate_key, execution_id, start_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![gate.org, gate.workflow_id, gate.key, id, at.millis()])?;
+                Ok(at)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn throttled_start(
+        &self,
+        gate: &Gate,
+        execution_id: &str,
+    ) -> StoreResult<Option<Timestamp>> {
+        let (gate, id) = (gate.clone(), execution_id.to_string());
+        self.db
+            .read_key(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "SELECT start_at FROM throttle_starts WHERE org = ?1 AND workflow_id = ?2 \
+                         AND gate_key = ?3 AND execution_id = ?4",
+                    )?
+                    .query_row(params![gate.org, gate.workflow_id, gate.key, id], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()?
+                    .map(Timestamp::from_millis))
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn debounce(
+        &self,
+        gate: &Gate,
+        execution_id: &str,
+        created_at: Timestamp,
+    ) -> StoreResult<Debounced> {
+        let (gate, id, at) = (gate.clone(), execution_id.to_string(), created_at.millis());
+        self.db
+            .write(move |tx| {
+                let latest: Option<(String, i64)> = tx
+                    .prepare_cached(
+                        "SELECT execution_id, created_at FROM debounce_latest \
+                         WHERE org = ?1 AND workflow_id = ?2 AND gate_key = ?3",
+                    )?
+                    .query_row(params![gate.org, gate.workflow_id, gate.key], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                match latest {
+                    Some((latest_id, _)) if latest_id == id => {
+                        return Ok(Debounced::Latest { replaced: None });
+                    }
+                    Some((latest_id, latest_at)) if (latest_at, &latest_id) > (at, &id) => {
+                        return Ok(Debounced::Superseded { by: latest_id });
+                    }
+                    _ => {}
+                }
+                tx.prepare_cached(
+                    "INSERT INTO debounce_latest (org, workflow_id, gate_key, execution_id, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (org, workflow_id, gate_key) \
+                     DO UPDATE SET execution_id = excluded.execution_id, created_at = excluded.created_at",
+                )?
+                .execute(params![gate.org, gate.workflow_id, gate.key, id, at])?;
+                Ok(Debounced::Latest {
+                    replaced: latest.map(|(latest_id, _)| latest_id),
+                })
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn latest_debounced(&self, gate: &Gate) -> StoreResult<Option<String>> {
+        let gate = gate.clone();
+        self.db
+            .read_key(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "SELECT execution_id FROM debounce_latest \
+                         WHERE org = ?1 AND workflow_id = ?2 AND gate_key = ?3",
+                    )?
+                    .query_row(params![gate.org, gate.workflow_id, gate.key], |r| r.get(0))
+                    .optional()?)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
     async fn gate_holders(&self, gate: &Gate) -> StoreResult<Vec<String>> {
         let gate = gate.clone();
         self.db

@@ -96,6 +96,8 @@ fn execution(org: &str, workflow_id: &str, created: i64) -> Execution {
         inline_of: None,
         pending_reason: None,
         concurrency_key: None,
+        throttle_key: None,
+        debounce_key: None,
     }
 }
 

@@ -14,8 +14,11 @@ use super::expr::{Expr, is_condition_failure};
 use super::items::{Item, attr, key, s, string_of};
 use super::{DynamoStore, QuerySpec, keys};
 use crate::model::Timestamp;
-use crate::ports::{Admission, Gate, StoreError, StoreResult};
+use crate::ports::{Admission, Debounced, Gate, StoreError, StoreResult, throttled_start_time};
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+
+/// Compare-and-set rounds of a throttle assignment before giving up (others kept winning).
+const THROTTLE_ROUNDS: usize = 50;
 
 /// Promotions tried in one call before leaving the rest to the next one.
 const PROMOTE_ROUNDS: usize = 64;
@@ -339,5 +342,124 @@ impl DynamoStore {
             .iter()
             .filter_map(|i| string_of(i, "executionId"))
             .collect())
+    }
+
+    // ---- throttle: one item per key, `T`: `starts` (JSON `[[millis, executionId], …]`, the
+    // assignments of the last period and after) and `version` (compare-and-set) ----------
+
+    async fn throttle_state(&self, pk: &str) -> StoreResult<(Vec<(i64, String)>, i64)> {
+        let Some(item) = self.get(key(pk.to_string(), "T"), true).await? else {
+            return Ok((Vec::new(), 0));
+        };
+        let starts = string_of(&item, "starts")
+            .and_then(|text| serde_json::from_str::<Vec<(i64, String)>>(&text).ok())
+            .unwrap_or_default();
+        Ok((starts, number(&item, attr::VERSION)))
+    }
+
+    pub(super) async fn throttle_(
+        &self,
+        gate: &Gate,
+        limit: u32,
+        period_ms: u64,
+        execution_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Timestamp> {
+        let pk = keys::throttle_pk(&gate.org, &gate.workflow_id, &gate.key);
+        for _ in 0..THROTTLE_ROUNDS {
+            let (mut starts, version) = self.throttle_state(&pk).await?;
+            if let Some((at, _)) = starts.iter().find(|(_, id)| id == execution_id) {
+                return Ok(Timestamp::from_millis(*at));
+            }
+            let period = i64::try_from(period_ms).unwrap_or(i64::MAX);
+            starts.retain(|(at, _)| *at >= now.millis().saturating_sub(period));
+            let times: Vec<Timestamp> = starts
+                .iter()
+                .map(|(at, _)| Timestamp::from_millis(*at))
+                .collect();
+            let at = throttled_start_time(&times, limit, period_ms, now);
+            starts.push((at.millis(), execution_id.to_string()));
+            let mut item = key(pk.clone(), "T");
+            item.insert(
+                "starts".into(),
+                s(serde_json::to_string(&starts)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?),
+            );
+            item.insert(attr::VERSION.into(), n(version + 1));
+            let mut e = Expr::new();
+            let cond = format!(
+                "attribute_not_exists({}) OR {} = {}",
+                e.n(attr::PK),
+                e.n(attr::VERSION),
+                e.v(n(version))
+            );
+            if self.put_if(item, cond, &e).await? {
+                return Ok(at);
+            }
+        }
+        Err(StoreError::Conflict(
+            "the throttle kept changing; try again".into(),
+        ))
+    }
+
+    pub(super) async fn throttled_start_(
+        &self,
+        gate: &Gate,
+        execution_id: &str,
+    ) -> StoreResult<Option<Timestamp>> {
+        let pk = keys::throttle_pk(&gate.org, &gate.workflow_id, &gate.key);
+        let (starts, _) = self.throttle_state(&pk).await?;
+        Ok(starts
+            .into_iter()
+            .find(|(_, id)| id == execution_id)
+            .map(|(at, _)| Timestamp::from_millis(at)))
+    }
+
+    // ---- debounce: one item per key, `D`: `executionId` and `order` (`{createdAt}#{id}`) --
+
+    pub(super) async fn debounce_(
+        &self,
+        gate: &Gate,
+        execution_id: &str,
+        created_at: Timestamp,
+    ) -> StoreResult<Debounced> {
+        let pk = keys::debounce_pk(&gate.org, &gate.workflow_id, &gate.key);
+        let order = format!("{created_at}#{execution_id}");
+        for _ in 0..THROTTLE_ROUNDS {
+            let current = self.get(key(pk.clone(), "D"), true).await?;
+            let latest = current.as_ref().and_then(|i| string_of(i, "executionId"));
+            let latest_order = current.as_ref().and_then(|i| string_of(i, "order"));
+            match (&latest, &latest_order) {
+                (Some(id), _) if id == execution_id => {
+                    return Ok(Debounced::Latest { replaced: None });
+                }
+                (Some(id), Some(o)) if *o > order => {
+                    return Ok(Debounced::Superseded { by: id.clone() });
+                }
+                _ => {}
+            }
+            let mut item = key(pk.clone(), "D");
+            item.insert("executionId".into(), s(execution_id));
+            item.insert("order".into(), s(&order));
+            let mut e = Expr::new();
+            let cond = match &latest_order {
+                None => format!("attribute_not_exists({})", e.n(attr::PK)),
+                Some(o) => format!("{} = {}", e.n("order"), e.v(s(o))),
+            };
+            if self.put_if(item, cond, &e).await? {
+                return Ok(Debounced::Latest { replaced: latest });
+            }
+        }
+        Err(StoreError::Conflict(
+            "the debounce kept changing; try again".into(),
+        ))
+    }
+
+    pub(super) async fn latest_debounced_(&self, gate: &Gate) -> StoreResult<Option<String>> {
+        let pk = keys::debounce_pk(&gate.org, &gate.workflow_id, &gate.key);
+        Ok(self
+            .get(key(pk, "D"), true)
+            .await?
+            .and_then(|i| string_of(&i, "executionId")))
     }
 }

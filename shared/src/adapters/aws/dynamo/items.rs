@@ -413,6 +413,10 @@ pub struct ExecutionItem {
     pub pending_reason: Option<PendingReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce_key: Option<String>,
 }
 
 impl ExecutionItem {
@@ -464,6 +468,8 @@ impl ExecutionItem {
             inline_of: e.inline_of.clone(),
             pending_reason: e.pending_reason,
             concurrency_key: e.concurrency_key.clone(),
+            throttle_key: e.throttle_key.clone(),
+            debounce_key: e.debounce_key.clone(),
         }
     }
 
@@ -498,6 +504,8 @@ impl ExecutionItem {
             inline_of: self.inline_of,
             pending_reason: self.pending_reason,
             concurrency_key: self.concurrency_key,
+            throttle_key: self.throttle_key,
+            debounce_key: self.debounce_key,
         }
     }
 }

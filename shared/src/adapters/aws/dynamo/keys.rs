@@ -93,6 +93,14 @@ pub fn circuit_pk(org: &str, key: &str) -> String {
 pub fn gate_pk(org: &str, workflow_id: &str, key: &str) -> String {
     format!("O#{}#G#{}#{}", esc(org), esc(workflow_id), esc(key))
 }
+/// A throttle's item (see `gates.rs`).
+pub fn throttle_pk(org: &str, workflow_id: &str, key: &str) -> String {
+    format!("O#{}#TH#{}#{}", esc(org), esc(workflow_id), esc(key))
+}
+/// A debounce's item (see `gates.rs`).
+pub fn debounce_pk(org: &str, workflow_id: &str, key: &str) -> String {
+    format!("O#{}#DB#{}#{}", esc(org), esc(workflow_id), esc(key))
+}
 /// The organization's circuits in the `ByOrg` index, sorted by key.
 pub fn circuits_of(org: &str) -> String {
     format!("O#{}#C", esc(org))

@@ -15,6 +15,8 @@
 //! | circuit | `C#{org}#{key}` | `C` | ByOrg `O#{org}#C` / `{key}` |
 //! | statistics of a day | `O#{org}#S` | `D#{yyyy-mm-dd}#{shard:02}` (16 shards by execution id) | – |
 //! | concurrency gate (SPEC §9) | `O#{org}#G#{workflowId}#{key}` | `G` (counters), `S#{executionId}` (a slot), `Q#{createdAt}#{executionId}` (a place in line) | – |
+//! | throttle of a key (SPEC §9) | `O#{org}#TH#{workflowId}#{key}` | `T`: the start times assigned in the last period and after, compare-and-set on `version` | – |
+//! | debounce of a key (SPEC §9) | `O#{org}#DB#{workflowId}#{key}` | `D`: the latest start (`executionId`, `order`) | – |
 //! | trend counters of a workflow | `O#{org}#T#{workflowId}` | `{H\|D}#{interval start}#{shard:02}` (4 shards by execution id) | – |
 //!
 //! Key components are escaped (`#` → `%23`), so no id can reach another item's key.
@@ -577,6 +579,35 @@ impl GateStore for DynamoStore {
     }
     async fn holds_slot(&self, gate: &Gate, execution_id: &str) -> StoreResult<bool> {
         self.holds_slot_(gate, execution_id).await
+    }
+    async fn throttle(
+        &self,
+        gate: &Gate,
+        limit: u32,
+        period_ms: u64,
+        execution_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Timestamp> {
+        self.throttle_(gate, limit, period_ms, execution_id, now)
+            .await
+    }
+    async fn throttled_start(
+        &self,
+        gate: &Gate,
+        execution_id: &str,
+    ) -> StoreResult<Option<Timestamp>> {
+        self.throttled_start_(gate, execution_id).await
+    }
+    async fn debounce(
+        &self,
+        gate: &Gate,
+        execution_id: &str,
+        created_at: Timestamp,
+    ) -> StoreResult<Debounced> {
+        self.debounce_(gate, execution_id, created_at).await
+    }
+    async fn latest_debounced(&self, gate: &Gate) -> StoreResult<Option<String>> {
+        self.latest_debounced_(gate).await
     }
 }
 
