@@ -127,6 +127,7 @@ impl Harness {
             timeout_ms: None,
             idempotency_key: None,
             start_node_id: None,
+            priority: None,
         }
     }
 

@@ -1563,3 +1563,43 @@ async fn concurrency_limits_over_http() {
     assert_eq!(before, after);
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_show_their_priority() {
+    let t = TestServer::start().await;
+    let a = t.api("acme");
+    let anon = t.anonymous();
+    let wf = id_of(&a.create_workflow(&manual_wf("Prioritized")).await);
+    // Manual and api runs default to high.
+    for mode in ["manual", "api"] {
+        let r = a
+            .post("/executions", &json!({"workflowId": wf, "mode": mode}))
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        assert_eq!(r.body["priority"], "high");
+    }
+    let r = a
+        .post("/executions", &json!({"workflowId": wf, "priority": "low"}))
+        .await;
+    assert_eq!(r.body["priority"], "low");
+    let done = a.wait_terminal(&id_of(&r.body)).await;
+    assert_eq!(done["priority"], "low");
+    a.post(
+        "/executions",
+        &json!({"workflowId": wf, "priority": "urgent"}),
+    )
+    .await
+    .error(400);
+    // Webhook runs are normal.
+    a.create_workflow(&hook_wf("Hooked", json!({"path": "prio"})))
+        .await;
+    let r = webhook(&anon, "prio", &json!({}), &[]).await;
+    let d = a
+        .get(&format!(
+            "/executions/{}",
+            r.body["executionId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(d.body["priority"], "normal");
+    t.stop().await;
+}

@@ -86,6 +86,7 @@ fn execution(org: &str, wf: &str, created_at: Timestamp) -> Execution {
         concurrency_key: None,
         throttle_key: None,
         debounce_key: None,
+        priority: Default::default(),
     }
 }
 
@@ -426,6 +427,7 @@ fn job(i: usize) -> Job {
         heartbeat: None,
         inline_of: None,
         not_before: None,
+        priority: None,
     }
 }
 

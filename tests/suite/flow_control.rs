@@ -450,6 +450,53 @@ pub async fn throttle_spreads_starts_over_the_window(backend: Backend) {
     h.stop_workers().await;
 }
 
+pub async fn rate_limited_calls_never_exceed_their_rate(backend: Backend) {
+    let mut h = Harness::new(backend).await;
+    h.start_workers(4);
+    let url = h.sink.url("/rated");
+    let child = json!({
+        "nodes": [
+            {"id": "in", "name": "In", "type": "trigger.manual"},
+            {"id": "call", "name": "Call", "type": "http.request", "retry": {"maxAttempts": 1},
+             "parameters": {"method": "POST", "url": url, "body": {"item": "{{ json.item }}"},
+                            "rateLimit": {"limit": 5, "periodMs": 1000}}}
+        ],
+        "connections": [{"source": "in", "target": "call"}]
+    });
+    let wf = h
+        .workflow(json!({"name": "rated map", "nodes": [
+            {"id": "start", "name": "Start", "type": "trigger.manual"},
+            {"id": "each", "name": "Each", "type": "flow.map",
+             "parameters": {"items": "{{ trigger.items }}", "concurrency": 20, "workflow": child}}],
+            "connections": [{"source": "start", "target": "each"}]}))
+        .await;
+    let items: Vec<u32> = (0..20).collect();
+    let exec = h.start(&wf, json!({ "items": items })).await;
+    let d = h.wait_terminal(&exec.id, LONG).await;
+    assert_eq!(
+        d.execution.status,
+        ExecutionStatus::Success,
+        "{:?}",
+        d.execution
+    );
+    assert_eq!(
+        weconnect_tests::harness::output(&d, "each")["succeeded"],
+        20
+    );
+    // Each call made once, none failed for the rate, and at the server no window of a
+    // second saw more than 5 (a call is counted when it is sent; 50 ms allow for the
+    // difference in delivery between two calls).
+    let mut at: Vec<std::time::Instant> = h.sink.calls("/rated").iter().map(|c| c.at).collect();
+    assert_eq!(at.len(), 20);
+    at.sort_unstable();
+    for w in at.windows(6) {
+        let gap = w[5].duration_since(w[0]);
+        assert!(gap >= Duration::from_millis(950), "6 calls within {gap:?}");
+    }
+    assert!(at[19].duration_since(at[0]) >= Duration::from_millis(2_950));
+    h.stop_workers().await;
+}
+
 /// Instantiates every flow-control scenario for one backend.
 #[macro_export]
 macro_rules! flow_control_scenarios {
@@ -463,7 +510,8 @@ macro_rules! flow_control_scenarios {
                 cancelled_paused_and_crashed_executions_give_their_slot_back,
                 keys_are_evaluated_once_and_bad_ones_refuse_the_start,
                 debounce_runs_the_newest_start_per_key,
-                throttle_spreads_starts_over_the_window);
+                throttle_spreads_starts_over_the_window,
+                rate_limited_calls_never_exceed_their_rate);
         }
     };
     (@each $make:expr; $($scenario:ident),* $(,)?) => {

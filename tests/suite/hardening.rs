@@ -223,6 +223,7 @@ async fn executions_stored_before_the_limit_are_read_back_and_fail_cleanly() {
         concurrency_key: None,
         throttle_key: None,
         debounce_key: None,
+        priority: Default::default(),
     };
     let mut first = NodeRun::new(&exec.id, "start");
     first.ready = true;
@@ -242,6 +243,7 @@ async fn executions_stored_before_the_limit_are_read_back_and_fail_cleanly() {
                 heartbeat: None,
                 inline_of: None,
                 not_before: None,
+                priority: None,
             }],
             Duration::ZERO,
         )

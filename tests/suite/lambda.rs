@@ -1011,6 +1011,7 @@ async fn cleanup_logs_and_returns_an_empty_report_when_nothing_is_due() {
             timeout_ms: Some(60_000),
             idempotency_key: None,
             start_node_id: None,
+            priority: None,
         })
         .await
         .unwrap()

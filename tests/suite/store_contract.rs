@@ -124,6 +124,7 @@ fn execution_at(org: &str, workflow_id: &str, created_at: Timestamp) -> Executio
         concurrency_key: None,
         throttle_key: None,
         debounce_key: None,
+        priority: Default::default(),
     }
 }
 

@@ -163,6 +163,7 @@ async fn drive(
             timeout_ms: Some(3_600_000),
             idempotency_key: None,
             start_node_id: None,
+            priority: None,
         })
         .await?;
     let (mut rss_after_first_1000, mut rss_children_done) = (0, 0);

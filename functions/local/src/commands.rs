@@ -75,6 +75,7 @@ async fn run_on(
             timeout_ms: None,
             idempotency_key: None,
             start_node_id: None,
+            priority: None,
         })
         .await?;
     let wait = Duration::from_millis(

@@ -387,6 +387,8 @@ impl Engine {
         exec.item_index = item_index;
         exec.depth = parent.depth + 1;
         exec.inline_of = inline_of;
+        // A child's work is as urgent as its parent's.
+        exec.priority = parent.priority;
         if waits_for_slot {
             exec.pending_reason = Some(crate::model::PendingReason::Concurrency);
         }

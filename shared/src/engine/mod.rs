@@ -81,6 +81,7 @@ impl Engine {
         let nodes = NodeServices {
             http: crate::nodes::ssrf::http_client(config.http_allow_private),
             circuits: ports.store.clone(),
+            rates: Arc::new(crate::ports::StoreRateLimits(ports.store.clone())),
             vault: Vault::new(secrets, ports.store.clone()),
             clock: ports.clock.clone(),
             config: config.clone(),

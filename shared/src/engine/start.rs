@@ -5,8 +5,8 @@ use super::run::{Route, Step};
 use super::{Engine, Principal};
 use crate::graph::Plan;
 use crate::model::{
-    Execution, ExecutionMode, ExecutionMove, Job, NodeRun, NodeRunStatus, Timestamp, Workflow,
-    WorkflowStatus, new_id,
+    Execution, ExecutionMode, ExecutionMove, Job, NodeRun, NodeRunStatus, Priority, Timestamp,
+    Workflow, WorkflowStatus, new_id,
 };
 use crate::ports::Created;
 use crate::{EngineError, EngineResult};
@@ -34,6 +34,8 @@ pub struct StartRequest {
     pub idempotency_key: Option<String>,
     /// The trigger node to start from; None: the first `trigger.manual`, else the first trigger.
     pub start_node_id: Option<String>,
+    /// None: the mode's default (`manual` and `api` high, the others normal).
+    pub priority: Option<Priority>,
 }
 
 impl Engine {
@@ -75,7 +77,7 @@ impl Engine {
         let start_node_id = crate::triggers::start_node(wf, req.start_node_id.as_deref())
             .map_err(EngineError::BadRequest)?;
         let now = self.clock().now();
-        let exec = Execution::new(
+        let mut exec = Execution::new(
             new_id(),
             wf,
             &req.principal,
@@ -85,6 +87,9 @@ impl Engine {
             now,
             now.plus(Duration::from_millis(timeout_ms)),
         );
+        if let Some(priority) = req.priority {
+            exec.priority = priority;
+        }
         self.launch(exec, wf, req.idempotency_key.as_deref(), Vec::new())
             .await
     }
@@ -124,6 +129,7 @@ impl Engine {
                 scheduled_at.millis()
             )),
             start_node_id: Some(node.id.clone()),
+            priority: None,
         };
         Ok(Some(self.start_execution_of(&wf, req).await?.0))
     }
@@ -300,6 +306,7 @@ impl Engine {
             heartbeat: None,
             inline_of: exec.inline_of.clone(),
             not_before: None,
+            priority: Some(exec.priority),
         }
     }
 

@@ -33,6 +33,9 @@ pub struct StartBody {
     pub input_data: Option<Value>,
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// `high`, `normal` or `low` (default: `high` for manual and api runs).
+    #[serde(default)]
+    pub priority: Option<crate::model::Priority>,
 }
 
 /// `POST /executions/{id}/retry`.
@@ -137,6 +140,7 @@ pub async fn start(
             timeout_ms: body.timeout,
             idempotency_key: key,
             start_node_id: None,
+            priority: body.priority,
         })
         .await?;
     let mut response = (StatusCode::CREATED, Json(execution)).into_response();

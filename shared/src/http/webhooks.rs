@@ -330,6 +330,7 @@ pub async fn handle(
                 timeout_ms: None,
                 idempotency_key: key,
                 start_node_id: Some(node.id.clone()),
+                priority: None,
             },
         )
         .await?;

@@ -178,6 +178,42 @@ pub struct Execution {
     /// The value of `settings.debounce.key` (`""`: the whole workflow); None: not debounced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debounce_key: Option<String>,
+    /// Its jobs are taken before those of lower priorities (SPEC §9).
+    #[serde(default)]
+    pub priority: Priority,
+}
+
+/// How urgent an execution's work is (SPEC §9): when work is queued, jobs of higher-priority
+/// executions are taken first; equal priorities are first in, first out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Priority {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+    /// The default of a mode: `manual` and `api` runs are `high` (seed 000), the others
+    /// `normal`.
+    pub fn default_for(mode: ExecutionMode) -> Self {
+        match mode {
+            ExecutionMode::Manual | ExecutionMode::Api => Self::High,
+            _ => Self::Normal,
+        }
+    }
+
+    /// 0 is taken first.
+    pub fn rank(self) -> i64 {
+        match self {
+            Self::High => 0,
+            Self::Normal => 1,
+            Self::Low => 2,
+        }
+    }
 }
 
 /// Why a `pending` execution waits.
@@ -240,6 +276,7 @@ impl Execution {
             concurrency_key: None,
             throttle_key: None,
             debounce_key: None,
+            priority: Priority::default_for(mode),
         }
     }
 }
@@ -504,4 +541,7 @@ pub struct Job {
     /// Deliveries before this are sent back to the queue (delays longer than the queue allows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Timestamp>,
+    /// Its execution's priority (absent: normal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
 }

@@ -56,6 +56,56 @@ struct Request {
     credential: Option<String>,
     circuit_key: Option<String>,
     fallback: Option<Value>,
+    rate_limit: Option<RateLimit>,
+}
+
+/// `rateLimit` (SPEC §9): at most `limit` calls in any window of `periodMs` per `key`
+/// (default: the URL's host), per organization. A call over the rate waits durably.
+#[derive(Debug, Clone, PartialEq)]
+struct RateLimit {
+    limit: u32,
+    period_ms: u64,
+    key: Option<String>,
+}
+
+/// Bounds of `rateLimit.limit` and `rateLimit.periodMs`.
+pub const RATE_LIMIT_RANGE: (u64, u64) = (1, 1_000);
+pub const RATE_PERIOD_MS_RANGE: (u64, u64) = (100, 86_400_000);
+
+fn parse_rate_limit(v: Option<&Value>) -> Result<Option<RateLimit>, String> {
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    let Some(fields) = v.as_object() else {
+        return Err("parameter `rateLimit` must be an object {limit, periodMs, key?}".into());
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !["limit", "periodMs", "key"].contains(&k.as_str()))
+    {
+        return Err(format!("parameter `rateLimit`: unknown field `{unknown}`"));
+    }
+    let (lo, hi) = RATE_LIMIT_RANGE;
+    let limit = fields
+        .get("limit")
+        .and_then(Value::as_u64)
+        .filter(|n| (lo..=hi).contains(n))
+        .ok_or_else(|| {
+            format!("parameter `rateLimit.limit` must be a whole number from {lo} to {hi}")
+        })?;
+    let (lo, hi) = RATE_PERIOD_MS_RANGE;
+    let period_ms = fields
+        .get("periodMs")
+        .and_then(Value::as_u64)
+        .filter(|n| (lo..=hi).contains(n))
+        .ok_or_else(|| {
+            format!("parameter `rateLimit.periodMs` must be a whole number from {lo} to {hi}")
+        })?;
+    Ok(Some(RateLimit {
+        limit: limit as u32,
+        period_ms,
+        key: optional_name(fields.get("key"), "rateLimit.key")?,
+    }))
 }
 
 fn parse_method(v: Option<&Value>) -> Result<reqwest::Method, String> {
@@ -209,6 +259,7 @@ impl Request {
             credential: optional_name(get(params, "credential"), "credential")?,
             circuit_key: optional_name(get(params, "circuitKey"), "circuitKey")?,
             fallback: get(params, "fallback").cloned(),
+            rate_limit: parse_rate_limit(get(params, "rateLimit"))?,
         })
     }
 }
@@ -497,6 +548,9 @@ impl NodeType for HttpRequest {
         for key in ["credential", "circuitKey"] {
             optional_name(get(params, key), key)?;
         }
+        if let Some(r) = literal("rateLimit") {
+            parse_rate_limit(Some(r))?;
+        }
         Ok(())
     }
 
@@ -533,8 +587,29 @@ impl NodeType for HttpRequest {
             }
         }
 
-        // Circuits are per organization: one tenant's failures never open another's.
         let org = ctx.execution.organization_id.as_str();
+        // Over the rate: wait durably for the next slot (a delayed job, not a sleeping
+        // worker; the attempt is given back). A store that cannot answer: try again soon.
+        if let Some(rate) = &req.rate_limit {
+            let key = rate
+                .key
+                .clone()
+                .unwrap_or_else(|| req.url.host_str().unwrap_or_default().to_string());
+            let now = services.clock.now();
+            match services
+                .rates
+                .take_call(org, &key, rate.limit, rate.period_ms, now)
+                .await
+            {
+                Ok(None) => {}
+                Ok(Some(at)) => return NodeOutcome::WaitUntil(at),
+                Err(e) => {
+                    tracing::warn!(rate_key = %key, error = %e, "rate limit unreadable; trying again in a second");
+                    return NodeOutcome::WaitUntil(now.plus(Duration::from_secs(1)));
+                }
+            }
+        }
+        // Circuits are per organization: one tenant's failures never open another's.
         let circuit_key = req
             .circuit_key
             .clone()

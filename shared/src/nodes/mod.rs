@@ -27,7 +27,7 @@ pub mod ssrf;
 
 use crate::config::EngineConfig;
 use crate::model::{Execution, Node, Timestamp};
-use crate::ports::{CircuitStore, Clock};
+use crate::ports::{CircuitStore, Clock, RateLimits};
 use crate::secrets::Vault;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -41,8 +41,10 @@ pub use crate::model::NodeOutcome;
 pub struct NodeServices {
     /// Outbound HTTP with the SSRF guard (see [`ssrf`]).
     pub http: reqwest::Client,
-    /// Circuit state (the only storage a node uses; credentials come through the vault).
+    /// Circuit state (credentials come through the vault).
     pub circuits: Arc<dyn CircuitStore>,
+    /// Rate limits of outbound calls (`http.request` `rateLimit`).
+    pub rates: Arc<dyn RateLimits>,
     pub vault: Vault,
     pub clock: Arc<dyn Clock>,
     pub config: EngineConfig,

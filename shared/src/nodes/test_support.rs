@@ -19,6 +19,8 @@ pub const ORG: &str = "org-1";
 #[derive(Default)]
 pub struct MemStore {
     pub circuits: Mutex<HashMap<String, CircuitState>>,
+    /// Rate-limited calls counted, per `org/key`.
+    pub calls: Mutex<HashMap<String, Vec<Timestamp>>>,
     pub credentials: Mutex<Vec<StoredCredential>>,
     /// The next `n` writes of a circuit lose their compare-and-set: another writer bumps the
     /// stored version first.
@@ -73,6 +75,28 @@ impl CredentialStore for MemStore {
         let before = creds.len();
         creds.retain(|c| c.credential.id != id);
         Ok(creds.len() < before)
+    }
+}
+
+#[async_trait]
+impl RateLimits for MemStore {
+    async fn take_call(
+        &self,
+        org: &str,
+        key: &str,
+        limit: u32,
+        period_ms: u64,
+        now: Timestamp,
+    ) -> StoreResult<Option<Timestamp>> {
+        let mut calls = self.calls.lock().unwrap();
+        let counted = calls.entry(format!("{org}/{key}")).or_default();
+        match call_slot(counted, limit, period_ms, now) {
+            Some(at) => Ok(Some(at)),
+            None => {
+                counted.push(now);
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -158,6 +182,7 @@ impl Harness {
         let services = NodeServices {
             http: super::ssrf::http_client(config.http_allow_private),
             circuits: store.clone(),
+            rates: store.clone(),
             vault: Vault::new(secrets, store.clone()),
             clock: clock.clone(),
             config,
@@ -202,6 +227,7 @@ impl Harness {
             concurrency_key: None,
             throttle_key: None,
             debounce_key: None,
+            priority: Default::default(),
         };
         Self {
             execution,

@@ -532,6 +532,72 @@ pub trait GateStore: Send + Sync + 'static {
     ) -> StoreResult<Debounced>;
     /// The key's latest start.
     async fn latest_debounced(&self, gate: &Gate) -> StoreResult<Option<String>>;
+
+    /// A rate-limited call (`http.request` `rateLimit`): when fewer than `limit` calls were
+    /// counted in the `period_ms` up to `now`, counts this one and returns None (it may go);
+    /// else the time the oldest of them leaves the window. Atomic.
+    async fn take_call(
+        &self,
+        gate: &Gate,
+        limit: u32,
+        period_ms: u64,
+        now: Timestamp,
+    ) -> StoreResult<Option<Timestamp>>;
+}
+
+/// What a node may use of the store to rate-limit its calls (per organization and key).
+#[async_trait]
+pub trait RateLimits: Send + Sync + 'static {
+    /// See [`GateStore::take_call`]; calls of different organizations never share a window.
+    async fn take_call(
+        &self,
+        org: &str,
+        key: &str,
+        limit: u32,
+        period_ms: u64,
+        now: Timestamp,
+    ) -> StoreResult<Option<Timestamp>>;
+}
+
+/// [`RateLimits`] on a whole store: the gate of organization `org`, outside any workflow.
+pub struct StoreRateLimits(pub std::sync::Arc<dyn Store>);
+
+#[async_trait]
+impl RateLimits for StoreRateLimits {
+    async fn take_call(
+        &self,
+        org: &str,
+        key: &str,
+        limit: u32,
+        period_ms: u64,
+        now: Timestamp,
+    ) -> StoreResult<Option<Timestamp>> {
+        let gate = Gate {
+            org: org.to_string(),
+            // No workflow id is empty: the organization's rate limits have their own gates.
+            workflow_id: String::new(),
+            key: format!("rate:{key}"),
+        };
+        GateStore::take_call(self.0.as_ref(), &gate, limit, period_ms, now).await
+    }
+}
+
+/// The sliding window of [`GateStore::take_call`] over the calls counted so far: None (go)
+/// when fewer than `limit` fall in `(now - period, now]`, else when the oldest of them leaves.
+pub fn call_slot(
+    counted: &[Timestamp],
+    limit: u32,
+    period_ms: u64,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let since = now.minus(std::time::Duration::from_millis(period_ms));
+    let mut inside: Vec<Timestamp> = counted.iter().copied().filter(|t| *t > since).collect();
+    if inside.len() < limit.max(1) as usize {
+        return None;
+    }
+    inside.sort_unstable();
+    let n = inside.len() - (limit.max(1) as usize - 1) - 1;
+    Some(inside[n].plus(std::time::Duration::from_millis(period_ms)))
 }
 
 /// What [`GateStore::debounce`] decided.
@@ -568,4 +634,47 @@ pub fn throttled_start_time(
 pub struct Pruned {
     pub executions: u64,
     pub idempotency_keys: u64,
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+
+    fn t(ms: i64) -> Timestamp {
+        Timestamp::from_millis(1_700_000_000_000 + ms)
+    }
+
+    #[test]
+    fn throttled_starts_fill_each_window_to_the_limit() {
+        let mut assigned = Vec::new();
+        for _ in 0..5 {
+            let at = throttled_start_time(&assigned, 2, 1_000, t(0));
+            assigned.push(at);
+        }
+        assert_eq!(assigned, vec![t(0), t(0), t(1_000), t(1_000), t(2_000)]);
+        // Later than the window: at once.
+        assert_eq!(
+            throttled_start_time(&assigned, 2, 1_000, t(9_000)),
+            t(9_000)
+        );
+        // Out of order input is sorted first.
+        assert_eq!(
+            throttled_start_time(&[t(500), t(0)], 2, 1_000, t(0)),
+            t(1_000)
+        );
+    }
+
+    #[test]
+    fn calls_go_while_the_window_has_room() {
+        assert_eq!(call_slot(&[], 2, 1_000, t(0)), None);
+        assert_eq!(call_slot(&[t(0)], 2, 1_000, t(10)), None);
+        // Full: the oldest leaves the window at 1,000.
+        assert_eq!(call_slot(&[t(0), t(10)], 2, 1_000, t(20)), Some(t(1_000)));
+        // Calls older than the period no longer count.
+        assert_eq!(call_slot(&[t(0), t(10)], 2, 1_000, t(1_000)), None);
+        assert_eq!(
+            call_slot(&[t(0), t(10), t(20)], 3, 1_000, t(30)),
+            Some(t(1_000))
+        );
+    }
 }

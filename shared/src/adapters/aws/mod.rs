@@ -186,6 +186,7 @@ mod tests {
             heartbeat: None,
             inline_of: None,
             not_before: None,
+            priority: None,
         };
         let body = serde_json::to_string(&job).unwrap();
         assert_eq!(parse_message(&body).unwrap(), QueueMessage::Job(job));

@@ -13,6 +13,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_circuits_trends.sql"),
     include_str!("migrations/0005_gates.sql"),
     include_str!("migrations/0006_throttle_debounce.sql"),
+    include_str!("migrations/0007_priority.sql"),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> Result<(), SqliteError> {

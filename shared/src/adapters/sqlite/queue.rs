@@ -8,7 +8,7 @@
 //! delayed message is due and re-checking at least every [`POLL`] (other processes).
 
 use super::{Db, Fail};
-use crate::model::Job;
+use crate::model::{Job, Priority};
 use crate::ports::{Clock, Delivery, JobQueue, QueueDepth, QueueError, QueueResult};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -65,9 +65,11 @@ impl SqliteQueue {
         let max = max.min(10_000) as i64;
         self.db
             .write(move |tx| {
+                // Higher priorities first (SPEC §9); first in, first out within one.
                 let mut select = tx.prepare_cached(
                     "SELECT id, body, receive_count FROM queue \
-                     WHERE state = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3",
+                     WHERE state = ?1 AND priority = ?4 AND visible_at <= ?2 \
+                     ORDER BY visible_at, id LIMIT ?3",
                 )?;
                 let mut deliver = tx.prepare_cached(
                     "UPDATE queue SET receipt = ?2, visible_at = ?3, receive_count = receive_count + 1 \
@@ -76,42 +78,47 @@ impl SqliteQueue {
                 let mut bury =
                     tx.prepare_cached("UPDATE queue SET state = ?2, receipt = NULL WHERE id = ?1")?;
                 let mut deliveries = Vec::new();
-                loop {
-                    let want = max - deliveries.len() as i64;
-                    let rows: Vec<(i64, String, i64)> = select
-                        .query_map(params![LIVE, now, want], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                        })?
-                        .collect::<Result<_, _>>()?;
-                    if rows.is_empty() {
-                        break;
-                    }
-                    let mut buried = false;
-                    for (id, body, count) in rows {
-                        let job = serde_json::from_str::<Job>(&body);
-                        match job {
-                            Ok(job) if count < i64::from(MAX_RECEIVES) => {
-                                let receipt = format!("{batch}-{id}");
-                                let count: i64 =
-                                    deliver.query_row(params![id, receipt, lease_until], |r| {
-                                        r.get(0)
-                                    })?;
-                                deliveries.push(Delivery {
-                                    job,
-                                    receipt,
-                                    receive_count: count.clamp(0, i64::from(u32::MAX)) as u32,
-                                });
-                            }
-                            _ => {
-                                // Exhausted, or a body no job can be read from: dead-letter.
-                                bury.execute(params![id, DEAD])?;
-                                buried = true;
+                for priority in Priority::ALL.map(Priority::rank) {
+                    loop {
+                        let want = max - deliveries.len() as i64;
+                        if want <= 0 {
+                            break;
+                        }
+                        let rows: Vec<(i64, String, i64)> = select
+                            .query_map(params![LIVE, now, want, priority], |r| {
+                                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                            })?
+                            .collect::<Result<_, _>>()?;
+                        if rows.is_empty() {
+                            break;
+                        }
+                        let mut buried = false;
+                        for (id, body, count) in rows {
+                            let job = serde_json::from_str::<Job>(&body);
+                            match job {
+                                Ok(job) if count < i64::from(MAX_RECEIVES) => {
+                                    let receipt = format!("{batch}-{id}");
+                                    let count: i64 = deliver
+                                        .query_row(params![id, receipt, lease_until], |r| {
+                                            r.get(0)
+                                        })?;
+                                    deliveries.push(Delivery {
+                                        job,
+                                        receipt,
+                                        receive_count: count.clamp(0, i64::from(u32::MAX)) as u32,
+                                    });
+                                }
+                                _ => {
+                                    // Exhausted, or a body no job can be read from: dead-letter.
+                                    bury.execute(params![id, DEAD])?;
+                                    buried = true;
+                                }
                             }
                         }
-                    }
-                    // Look again only when dead-lettering left room in the batch.
-                    if !buried || deliveries.len() as i64 >= max {
-                        break;
+                        // Look again only when dead-lettering left room in the batch.
+                        if !buried {
+                            break;
+                        }
                     }
                 }
                 let next_visible = if deliveries.is_empty() {
@@ -140,16 +147,19 @@ impl JobQueue for SqliteQueue {
         let visible_at = self.now().saturating_add(millis(delay.min(MAX_DELAY)));
         let bodies = jobs
             .iter()
-            .map(serde_json::to_string)
+            .map(|job| {
+                let priority = job.priority.unwrap_or_default().rank();
+                serde_json::to_string(job).map(|body| (body, priority))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| QueueError::Backend(format!("job: {e}")))?;
         self.db
             .write(move |tx| {
                 let mut stmt = tx.prepare_cached(
-                    "INSERT INTO queue (body, visible_at, state) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO queue (body, visible_at, state, priority) VALUES (?1, ?2, ?3, ?4)",
                 )?;
-                for body in &bodies {
-                    stmt.execute(params![body, visible_at, LIVE])?;
+                for (body, priority) in &bodies {
+                    stmt.execute(params![body, visible_at, LIVE, priority])?;
                 }
                 Ok(())
             })
@@ -301,6 +311,7 @@ mod tests {
             heartbeat: None,
             inline_of: None,
             not_before: None,
+            priority: None,
         }
     }
 
@@ -311,6 +322,50 @@ mod tests {
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
         let (_, queue) = open_with_clock(&dir.db(), clock.clone()).unwrap();
         (queue, clock)
+    }
+
+    #[tokio::test]
+    async fn higher_priorities_are_taken_first_in_order_within_one() {
+        let dir = TestDir::new();
+        let (q, clock) = manual(&dir);
+        let with = |n: u32, p: Option<Priority>| Job {
+            priority: p,
+            ..job(n)
+        };
+        // A backlog: low and normal work first, high work last; one delayed high job.
+        q.send(
+            &[with(1, Some(Priority::Low)), with(2, None)],
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+        q.send(
+            &[
+                with(3, Some(Priority::Normal)),
+                with(4, Some(Priority::High)),
+            ],
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+        q.send(&[with(5, Some(Priority::High))], Duration::from_secs(5))
+            .await
+            .unwrap();
+        q.send(&[with(6, Some(Priority::High))], Duration::ZERO)
+            .await
+            .unwrap();
+        let order = |got: Vec<Delivery>| got.iter().map(|d| d.job.attempt).collect::<Vec<_>>();
+        assert_eq!(
+            order(q.receive(2, LEASE, NO_WAIT).await.unwrap()),
+            vec![4, 6]
+        );
+        assert_eq!(
+            order(q.receive(10, LEASE, NO_WAIT).await.unwrap()),
+            vec![2, 3, 1]
+        );
+        // The delayed one when it is due.
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(order(q.receive(10, LEASE, NO_WAIT).await.unwrap()), vec![5]);
     }
 
     #[tokio::test]

@@ -2076,6 +2076,51 @@ impl GateStore for SqliteStore {
             .map_err(Into::into)
     }
 
+    async fn take_call(
+        &self,
+        gate: &Gate,
+        limit: u32,
+        period_ms: u64,
+        now: Timestamp,
+    ) -> StoreResult<Option<Timestamp>> {
+        let gate = gate.clone();
+        self.db
+            .write(move |tx| {
+                let period = i64::try_from(period_ms).unwrap_or(i64::MAX);
+                tx.prepare_cached(
+                    "DELETE FROM throttle_starts WHERE org = ?1 AND workflow_id = ?2 \
+                     AND gate_key = ?3 AND start_at <= ?4",
+                )?
+                .execute(params![
+                    gate.org,
+                    gate.workflow_id,
+                    gate.key,
+                    now.millis().saturating_sub(period)
+                ])?;
+                let mut stmt = tx.prepare_cached(
+                    "SELECT start_at FROM throttle_starts WHERE org = ?1 AND workflow_id = ?2 \
+                     AND gate_key = ?3",
+                )?;
+                let counted: Vec<Timestamp> = stmt
+                    .query_map(params![gate.org, gate.workflow_id, gate.key], |r| {
+                        r.get::<_, i64>(0)
+                    })?
+                    .map(|r| r.map(Timestamp::from_millis))
+                    .collect::<Result<_, _>>()?;
+                if let Some(at) = call_slot(&counted, limit, period_ms, now) {
+                    return Ok(Some(at));
+                }
+                tx.prepare_cached(
+                    "INSERT INTO throttle_starts (org, workflow_id, gate_key, execution_id, start_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![gate.org, gate.workflow_id, gate.key, new_id(), now.millis()])?;
+                Ok(None)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
     async fn latest_debounced(&self, gate: &Gate) -> StoreResult<Option<String>> {
         let gate = gate.clone();
         self.db

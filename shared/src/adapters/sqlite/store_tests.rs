@@ -98,6 +98,7 @@ fn execution(org: &str, workflow_id: &str, created: i64) -> Execution {
         concurrency_key: None,
         throttle_key: None,
         debounce_key: None,
+        priority: Default::default(),
     }
 }
 

@@ -488,3 +488,55 @@ fn parameters_are_checked_as_written() {
         assert!(err.contains(needle), "{bad}: {err}");
     }
 }
+
+#[tokio::test]
+async fn calls_over_the_rate_wait_for_the_next_slot_without_calling() {
+    let (base, hits) = server().await;
+    let h = http(json!({"url": format!("{base}/status/200"),
+                        "rateLimit": {"limit": 2, "periodMs": 1000}}));
+    for _ in 0..2 {
+        output(h.run(json!({})).await);
+    }
+    let calls = hits.0.load(Ordering::SeqCst);
+    // The third within the second waits until the first leaves the window; no call is made.
+    match h.run(json!({})).await {
+        super::super::NodeOutcome::WaitUntil(at) => {
+            assert_eq!(
+                at,
+                super::super::test_support::start_time().plus(std::time::Duration::from_secs(1))
+            )
+        }
+        other => panic!("expected a wait, got {other:?}"),
+    }
+    assert_eq!(hits.0.load(Ordering::SeqCst), calls);
+    h.clock.advance(std::time::Duration::from_secs(1));
+    output(h.run(json!({})).await);
+    // Per key: another key (or another organization) has its own window.
+    let other = http(json!({"url": format!("{base}/echo"),
+                            "rateLimit": {"limit": 2, "periodMs": 1000, "key": "reports"}}));
+    output(other.run(json!({})).await);
+}
+
+#[test]
+fn rate_limits_are_checked_when_saved() {
+    let ok = validate(
+        "http.request",
+        json!({"url": "https://a.example", "rateLimit": {"limit": 5, "periodMs": 1000, "key": "api"}}),
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    for bad in [
+        json!("5/s"),
+        json!({"limit": 0, "periodMs": 1000}),
+        json!({"limit": 5, "periodMs": 10}),
+        json!({"limit": 5}),
+        json!({"limit": 5, "periodMs": 1000, "key": ""}),
+        json!({"limit": 5, "periodMs": 1000, "burst": 2}),
+    ] {
+        let e = validate(
+            "http.request",
+            json!({"url": "https://a.example", "rateLimit": bad}),
+        )
+        .unwrap_err();
+        assert!(e.contains("rateLimit"), "{e}");
+    }
+}

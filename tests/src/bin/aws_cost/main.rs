@@ -476,6 +476,7 @@ impl Bench {
                 timeout_ms: None,
                 idempotency_key: None,
                 start_node_id: None,
+                priority: None,
             };
             let (exec, _) = self
                 .engine

@@ -14,7 +14,9 @@ use super::expr::{Expr, is_condition_failure};
 use super::items::{Item, attr, key, s, string_of};
 use super::{DynamoStore, QuerySpec, keys};
 use crate::model::Timestamp;
-use crate::ports::{Admission, Debounced, Gate, StoreError, StoreResult, throttled_start_time};
+use crate::ports::{
+    Admission, Debounced, Gate, StoreError, StoreResult, call_slot, throttled_start_time,
+};
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
 /// Compare-and-set rounds of a throttle assignment before giving up (others kept winning).
@@ -399,6 +401,51 @@ impl DynamoStore {
         }
         Err(StoreError::Conflict(
             "the throttle kept changing; try again".into(),
+        ))
+    }
+
+    pub(super) async fn take_call_(
+        &self,
+        gate: &Gate,
+        limit: u32,
+        period_ms: u64,
+        now: Timestamp,
+    ) -> StoreResult<Option<Timestamp>> {
+        let pk = keys::throttle_pk(&gate.org, &gate.workflow_id, &gate.key);
+        for _ in 0..THROTTLE_ROUNDS {
+            let (mut calls, version) = self.throttle_state(&pk).await?;
+            let period = i64::try_from(period_ms).unwrap_or(i64::MAX);
+            calls.retain(|(at, _)| *at > now.millis().saturating_sub(period));
+            let times: Vec<Timestamp> = calls
+                .iter()
+                .map(|(at, _)| Timestamp::from_millis(*at))
+                .collect();
+            if let Some(at) = call_slot(&times, limit, period_ms, now) {
+                return Ok(Some(at));
+            }
+            calls.push((now.millis(), crate::model::new_id()));
+            let mut item = key(pk.clone(), "T");
+            item.insert(
+                "starts".into(),
+                s(
+                    serde_json::to_string(&calls)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?,
+                ),
+            );
+            item.insert(attr::VERSION.into(), n(version + 1));
+            let mut e = Expr::new();
+            let cond = format!(
+                "attribute_not_exists({}) OR {} = {}",
+                e.n(attr::PK),
+                e.n(attr::VERSION),
+                e.v(n(version))
+            );
+            if self.put_if(item, cond, &e).await? {
+                return Ok(None);
+            }
+        }
+        Err(StoreError::Conflict(
+            "the rate limit kept changing; try again".into(),
         ))
     }
 

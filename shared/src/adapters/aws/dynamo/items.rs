@@ -417,6 +417,8 @@ pub struct ExecutionItem {
     pub throttle_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debounce_key: Option<String>,
+    #[serde(default)]
+    pub priority: Priority,
 }
 
 impl ExecutionItem {
@@ -470,6 +472,7 @@ impl ExecutionItem {
             concurrency_key: e.concurrency_key.clone(),
             throttle_key: e.throttle_key.clone(),
             debounce_key: e.debounce_key.clone(),
+            priority: e.priority,
         }
     }
 
@@ -506,6 +509,7 @@ impl ExecutionItem {
             concurrency_key: self.concurrency_key,
             throttle_key: self.throttle_key,
             debounce_key: self.debounce_key,
+            priority: self.priority,
         }
     }
 }

@@ -609,6 +609,15 @@ impl GateStore for DynamoStore {
     async fn latest_debounced(&self, gate: &Gate) -> StoreResult<Option<String>> {
         self.latest_debounced_(gate).await
     }
+    async fn take_call(
+        &self,
+        gate: &Gate,
+        limit: u32,
+        period_ms: u64,
+        now: Timestamp,
+    ) -> StoreResult<Option<Timestamp>> {
+        self.take_call_(gate, limit, period_ms, now).await
+    }
 }
 
 #[async_trait]
