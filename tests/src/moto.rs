@@ -331,6 +331,8 @@ pub struct AwsEnv {
     pub events: aws_sdk_eventbridge::Client,
     pub queue_arn: String,
     pub dlq_arn: String,
+    /// The high-priority queue's ARN, when the options asked for one.
+    pub high_queue_arn: Option<String>,
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -361,6 +363,8 @@ pub struct EnvOptions {
     /// `maxReceiveCount` of the redrive policy.
     pub max_receive_count: u32,
     pub consumed_capacity: bool,
+    /// A second queue for high-priority jobs (`HIGH_PRIORITY_QUEUE_URL`).
+    pub high_priority_queue: bool,
 }
 
 impl Default for EnvOptions {
@@ -368,6 +372,7 @@ impl Default for EnvOptions {
         Self {
             max_receive_count: 5,
             consumed_capacity: false,
+            high_priority_queue: false,
         }
     }
 }
@@ -410,6 +415,27 @@ pub async fn aws_env_with(options: EnvOptions) -> AwsEnv {
         .expect("create the job queue")
         .queue_url
         .expect("queue url");
+    let high_url = if options.high_priority_queue {
+        Some(
+            sqs.create_queue()
+                .queue_name(format!("{name}-high"))
+                .attributes(
+                    aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                    redrive.to_string(),
+                )
+                .send()
+                .await
+                .expect("create the high-priority queue")
+                .queue_url
+                .expect("queue url"),
+        )
+    } else {
+        None
+    };
+    let high_queue_arn = match &high_url {
+        Some(url) => Some(queue_arn(&sqs, url).await),
+        None => None,
+    };
     let queue_arn = queue_arn(&sqs, &queue_url).await;
     let bus = format!("{name}-bus");
     events
@@ -421,6 +447,7 @@ pub async fn aws_env_with(options: EnvOptions) -> AwsEnv {
 
     let mut config = AwsConfig::new(&name, &queue_url);
     config.dlq_url = Some(dlq_url);
+    config.high_priority_queue_url = high_url;
     config.event_bus_name = bus;
     config.cursor_secret = Some(format!("secret-{name}"));
     config.consumed_capacity = options.consumed_capacity;
@@ -436,6 +463,7 @@ pub async fn aws_env_with(options: EnvOptions) -> AwsEnv {
         events,
         queue_arn,
         dlq_arn,
+        high_queue_arn,
     }
 }
 

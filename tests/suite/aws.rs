@@ -431,6 +431,86 @@ fn job(i: usize) -> Job {
     }
 }
 
+/// SPEC §9 on SQS: jobs of high-priority executions go to their own queue (its own event
+/// source mapping on Lambda); the adapter receives from it first, and its receipts find
+/// their queue again for ack, release and extend.
+#[tokio::test]
+async fn high_priority_jobs_have_their_own_queue() {
+    let env = aws_env_with(EnvOptions {
+        high_priority_queue: true,
+        ..Default::default()
+    })
+    .await;
+    let queue = env.adapters.queue.clone();
+    let with = |i: usize, priority: Option<Priority>| Job { priority, ..job(i) };
+    queue
+        .send(
+            &[
+                with(1, None),
+                with(2, Some(Priority::Normal)),
+                with(3, Some(Priority::Low)),
+            ],
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    queue
+        .send(&[with(4, Some(Priority::High))], Duration::ZERO)
+        .await
+        .unwrap();
+    // The high one is in the high queue, alone.
+    let high_url = env.config.high_priority_queue_url.clone().unwrap();
+    let attrs = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&high_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    let visible = attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+        .cloned();
+    assert_eq!(visible.as_deref(), Some("1"));
+    assert_eq!(queue.depth().await.unwrap().ready, 4);
+    // Received first; released and received again; acknowledged.
+    let first = queue
+        .receive(1, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].job.execution_id, "e4");
+    queue
+        .release(&first[0].receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    let mut again = Vec::new();
+    for _ in 0..20 {
+        again = queue
+            .receive(1, Duration::from_secs(30), Duration::from_millis(200))
+            .await
+            .unwrap();
+        if !again.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(again[0].job.execution_id, "e4");
+    queue
+        .extend(&again[0].receipt, Duration::from_secs(60))
+        .await
+        .unwrap();
+    queue.ack(&again[0].receipt).await.unwrap();
+    let rest = receive_all(queue.as_ref(), 3, Duration::from_secs(30)).await;
+    let ids: BTreeSet<String> = rest.iter().map(|d| d.job.execution_id.clone()).collect();
+    assert_eq!(ids, BTreeSet::from(["e1".into(), "e2".into(), "e3".into()]));
+    for d in &rest {
+        queue.ack(&d.receipt).await.unwrap();
+    }
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.ready, depth.in_flight), (0, 0));
+}
+
 async fn receive_all(queue: &dyn JobQueue, n: usize, visibility: Duration) -> Vec<Delivery> {
     let mut got = Vec::new();
     for _ in 0..20 {

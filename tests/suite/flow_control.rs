@@ -240,6 +240,36 @@ pub async fn cancelled_paused_and_crashed_executions_give_their_slot_back(backen
     h.stop_workers().await;
 }
 
+/// The holder's worker dies (here: no worker ever runs its job): at its deadline the cleanup
+/// run times it out, and the slot goes to the next in line.
+pub async fn a_slot_held_by_a_dead_worker_comes_back_at_the_deadline(backend: Backend) {
+    let mut h = Harness::new(backend).await;
+    let wf = h
+        .workflow(limited("limit 1, dead worker", json!({"limit": 1}), 10))
+        .await;
+    let holder = h
+        .start_with_timeout(&wf, json!({"customer": 1}), Some(1_000))
+        .await;
+    let next = h.start(&wf, json!({"customer": 2})).await;
+    assert_eq!(next.pending_reason, Some(PendingReason::Concurrency));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let report = h.engine.sweep().await.unwrap();
+    assert!(report.timed_out >= 1, "{report:?}");
+    assert_eq!(
+        h.execution(&holder.id).await.status,
+        ExecutionStatus::Timeout
+    );
+    h.start_workers(2);
+    let d = h.wait_terminal(&next.id, LONG).await;
+    assert_eq!(
+        d.execution.status,
+        ExecutionStatus::Success,
+        "{:?}",
+        d.execution
+    );
+    h.stop_workers().await;
+}
+
 pub async fn keys_are_evaluated_once_and_bad_ones_refuse_the_start(backend: Backend) {
     let h = Harness::new(backend).await;
     let wf = h
@@ -508,6 +538,7 @@ macro_rules! flow_control_scenarios {
                 concurrency_limit_is_never_exceeded,
                 keyed_limits_overlap_across_keys_never_within_one,
                 cancelled_paused_and_crashed_executions_give_their_slot_back,
+                a_slot_held_by_a_dead_worker_comes_back_at_the_deadline,
                 keys_are_evaluated_once_and_bad_ones_refuse_the_start,
                 debounce_runs_the_newest_start_per_key,
                 throttle_spreads_starts_over_the_window,

@@ -23,6 +23,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::Instrument;
 use weconnect_engine::Engine;
+use weconnect_engine::adapters::aws::sqs::HIGH_RECEIPT;
 use weconnect_engine::adapters::aws::{QueueMessage, parse_message};
 use weconnect_engine::engine::JobOutcome;
 
@@ -48,11 +49,26 @@ impl Verdict {
     }
 }
 
+/// The receipt the queue adapter knows a record by: its handle, marked when the record comes
+/// from the high-priority queue (`high_queue_arn`).
+pub fn receipt_of(record: &SqsMessage, high_queue_arn: Option<&str>) -> Option<String> {
+    let handle = record.receipt_handle.as_deref()?;
+    let from_high =
+        high_queue_arn.is_some() && record.event_source_arn.as_deref() == high_queue_arn;
+    Some(if from_high {
+        format!("{HIGH_RECEIPT}{handle}")
+    } else {
+        handle.to_string()
+    })
+}
+
 /// The worker: an engine and the margin it keeps before the invocation deadline.
 #[derive(Clone)]
 pub struct Worker {
     engine: Engine,
     margin: Duration,
+    /// The high-priority queue (SPEC §9): its receipts are marked for the queue adapter.
+    high_queue_arn: Option<String>,
 }
 
 impl Worker {
@@ -60,7 +76,17 @@ impl Worker {
     /// the last moment still finishes before the function times out.
     pub fn new(engine: Engine) -> Self {
         let margin = Duration::from_millis(engine.config().node_timeout_ms) + DEADLINE_SAFETY;
-        Self { engine, margin }
+        Self {
+            engine,
+            margin,
+            high_queue_arn: None,
+        }
+    }
+
+    /// Messages from the queue with this ARN are the high-priority queue's (`HIGH_PRIORITY_QUEUE_ARN`).
+    pub fn with_high_priority_queue_arn(mut self, arn: Option<String>) -> Self {
+        self.high_queue_arn = arn.filter(|a| !a.trim().is_empty());
+        self
     }
 
     /// Replaces the safety margin.
@@ -131,9 +157,9 @@ impl Worker {
             Verdict::Retry(delay) => *delay,
             Verdict::Malformed(_) => Duration::ZERO,
         };
-        match record.receipt_handle.as_deref() {
+        match receipt_of(record, self.high_queue_arn.as_deref()) {
             Some(receipt) => {
-                if let Err(e) = self.engine.queue().release(receipt, delay).await {
+                if let Err(e) = self.engine.queue().release(&receipt, delay).await {
                     // It then comes back after the queue's visibility timeout.
                     tracing::warn!(error = %e, "could not change the message's visibility");
                 }
@@ -275,5 +301,21 @@ mod tests {
         assert_eq!(error_backoff(&many), MAX_ERROR_BACKOFF);
         let odd = message(serde_json::json!({"ApproximateReceiveCount": "x"}));
         assert_eq!(receive_count(&odd), 1);
+    }
+
+    #[test]
+    fn receipts_of_the_high_priority_queue_are_marked() {
+        let high = "arn:aws:sqs:us-east-1:123456789012:weconnect-high";
+        let mut record = message(serde_json::json!({}));
+        record.event_source_arn = Some("arn:aws:sqs:us-east-1:123456789012:weconnect-jobs".into());
+        assert_eq!(receipt_of(&record, Some(high)).as_deref(), Some("r1"));
+        assert_eq!(receipt_of(&record, None).as_deref(), Some("r1"));
+        record.event_source_arn = Some(high.into());
+        assert_eq!(
+            receipt_of(&record, Some(high)),
+            Some(format!("{HIGH_RECEIPT}r1"))
+        );
+        record.receipt_handle = None;
+        assert_eq!(receipt_of(&record, Some(high)), None);
     }
 }

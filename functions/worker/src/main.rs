@@ -13,6 +13,7 @@ async fn main() -> anyhow::Result<()> {
     let adapters = aws::build(&aws_config).await;
     let engine = lambda::engine(&adapters, config, secrets);
     weconnect_worker::Worker::new(engine)
+        .with_high_priority_queue_arn(std::env::var("HIGH_PRIORITY_QUEUE_ARN").ok())
         .run()
         .await
         .map_err(|e| anyhow::anyhow!(e))

@@ -10,6 +10,7 @@ use std::time::Duration;
 /// | `QUEUE_URL` | `queue_url` | required |
 /// | `QUEUE_ARN` | `queue_arn` | looked up once with `GetQueueAttributes` when a schedule rule needs it |
 /// | `DLQ_URL` | `dlq_url` | none (the DLQ's depth is then reported as 0) |
+/// | `HIGH_PRIORITY_QUEUE_URL` | `high_priority_queue_url` | none: every job goes to `QUEUE_URL` |
 /// | `EVENT_BUS_NAME` | `event_bus_name` | `default` |
 /// | `RETENTION_DAYS` | `retention_days` | 30 |
 /// | `CURSOR_SECRET` | `cursor_secret` | derived from `WECONNECT_ENCRYPTION_KEY`, else random per process |
@@ -23,6 +24,8 @@ pub struct AwsConfig {
     pub queue_url: String,
     pub queue_arn: Option<String>,
     pub dlq_url: Option<String>,
+    /// Jobs of `high`-priority executions go here (SPEC §9; its own event source mapping).
+    pub high_priority_queue_url: Option<String>,
     pub event_bus_name: String,
     /// How long logs, finished executions and finished node runs are kept (DynamoDB TTL).
     pub retention_days: u32,
@@ -50,6 +53,7 @@ impl AwsConfig {
             queue_url: queue_url.into(),
             queue_arn: None,
             dlq_url: None,
+            high_priority_queue_url: None,
             event_bus_name: "default".into(),
             retention_days: 30,
             cursor_secret: None,
@@ -74,6 +78,7 @@ impl AwsConfig {
         let mut config = Self::new(table_name, queue_url);
         config.queue_arn = get("QUEUE_ARN");
         config.dlq_url = get("DLQ_URL");
+        config.high_priority_queue_url = get("HIGH_PRIORITY_QUEUE_URL");
         if let Some(bus) = get("EVENT_BUS_NAME") {
             config.event_bus_name = bus;
         }

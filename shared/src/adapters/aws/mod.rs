@@ -151,11 +151,14 @@ pub fn build_with_sdk(config: &AwsConfig, sdk: &aws_config::SdkConfig) -> AwsAda
     );
     AwsAdapters {
         store: Arc::new(DynamoStore::new(dynamo, config)),
-        queue: Arc::new(SqsQueue::new(
-            sqs.clone(),
-            config.queue_url.clone(),
-            config.dlq_url.clone(),
-        )),
+        queue: Arc::new(
+            SqsQueue::new(
+                sqs.clone(),
+                config.queue_url.clone(),
+                config.dlq_url.clone(),
+            )
+            .with_high_priority_queue(config.high_priority_queue_url.clone()),
+        ),
         events: Arc::new(EventBridgeEvents::new(
             events.clone(),
             config.event_bus_name.clone(),

@@ -8,6 +8,12 @@
 //! - `depth`: `GetQueueAttributes` of the queue (`ApproximateNumberOfMessages`, `...Delayed`,
 //!   `...NotVisible`) and of the DLQ.
 //!
+//! Priorities (SPEC §9): SQS has none inside a queue, so with a high-priority queue configured
+//! ([`SqsQueue::with_high_priority_queue`]) the jobs of `high` executions go there; on Lambda
+//! it has its own event source mapping, so high work does not wait behind a backlog of normal
+//! work. A receipt of that queue is marked [`HIGH_RECEIPT`] + handle, so that `ack`, `release`
+//! and `extend` reach the right queue; `receive` takes from it first.
+//!
 //! Schedule ticks share the queue with jobs (see [`super::parse_message`]). `JobQueue::receive`
 //! returns jobs only: a tick is handed to the [`TickHandler`] set with
 //! [`SqsQueue::with_tick_handler`] and deleted once it succeeded; without a handler (or when
@@ -17,7 +23,7 @@
 //! [`SqsQueue::receive_messages`] returns every message parsed, for callers that handle both.
 
 use super::{QueueMessage, TickHandler, parse_message};
-use crate::model::Job;
+use crate::model::{Job, Priority};
 use crate::ports::{Delivery, JobQueue, QueueDepth, QueueError, QueueResult};
 use async_trait::async_trait;
 use aws_sdk_sqs::types::{
@@ -33,6 +39,8 @@ const MAX_VISIBILITY_SECS: u64 = 43_200;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_WAIT_SECS: u64 = 20;
 const MAX_BATCH: usize = 10;
+/// The mark of a receipt handle of the high-priority queue.
+pub const HIGH_RECEIPT: &str = "high:";
 
 /// One received message, parsed.
 #[derive(Debug, Clone)]
@@ -48,6 +56,7 @@ pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     queue_url: String,
     dlq_url: Option<String>,
+    high_url: Option<String>,
     ticks: Option<Arc<dyn TickHandler>>,
 }
 
@@ -71,7 +80,22 @@ impl SqsQueue {
             client,
             queue_url,
             dlq_url,
+            high_url: None,
             ticks: None,
+        }
+    }
+
+    /// Jobs of high-priority executions go to `url` (None: to the one queue).
+    pub fn with_high_priority_queue(mut self, url: Option<String>) -> Self {
+        self.high_url = url;
+        self
+    }
+
+    /// The queue and handle of a receipt (see [`HIGH_RECEIPT`]).
+    fn target<'a>(&'a self, receipt: &'a str) -> (&'a str, &'a str) {
+        match (receipt.strip_prefix(HIGH_RECEIPT), &self.high_url) {
+            (Some(handle), Some(url)) => (url, handle),
+            _ => (&self.queue_url, receipt),
         }
     }
 
@@ -87,6 +111,15 @@ impl SqsQueue {
 
     /// Sends raw bodies (jobs, ticks, anything) in batches of 10 with one delay.
     pub async fn send_bodies(&self, bodies: &[String], delay: Duration) -> QueueResult<()> {
+        self.send_bodies_to(&self.queue_url, bodies, delay).await
+    }
+
+    async fn send_bodies_to(
+        &self,
+        url: &str,
+        bodies: &[String],
+        delay: Duration,
+    ) -> QueueResult<()> {
         let delay = secs(delay, MAX_DELAY_SECS);
         for chunk in bodies.chunks(MAX_BATCH) {
             let mut pending: Vec<(usize, &String)> = chunk.iter().enumerate().collect();
@@ -106,7 +139,7 @@ impl SqsQueue {
                 let out = self
                     .client
                     .send_message_batch()
-                    .queue_url(&self.queue_url)
+                    .queue_url(url)
                     .set_entries(Some(entries))
                     .send()
                     .await
@@ -144,7 +177,20 @@ impl SqsQueue {
     ) -> QueueResult<Vec<ReceivedMessage>> {
         let until = tokio::time::Instant::now() + wait.min(Duration::from_secs(MAX_WAIT_SECS));
         loop {
-            let got = self.receive_once(max, visibility).await?;
+            let mut got = match &self.high_url {
+                Some(url) => {
+                    self.receive_once(url, HIGH_RECEIPT, max, visibility)
+                        .await?
+                }
+                None => Vec::new(),
+            };
+            if got.len() < max.clamp(1, MAX_BATCH) {
+                let rest = max.clamp(1, MAX_BATCH) - got.len();
+                got.extend(
+                    self.receive_once(&self.queue_url, "", rest, visibility)
+                        .await?,
+                );
+            }
             if !got.is_empty() || tokio::time::Instant::now() + POLL_INTERVAL > until {
                 return Ok(got);
             }
@@ -154,13 +200,15 @@ impl SqsQueue {
 
     async fn receive_once(
         &self,
+        url: &str,
+        mark: &str,
         max: usize,
         visibility: Duration,
     ) -> QueueResult<Vec<ReceivedMessage>> {
         let out = self
             .client
             .receive_message()
-            .queue_url(&self.queue_url)
+            .queue_url(url)
             .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
             .visibility_timeout(secs(visibility, MAX_VISIBILITY_SECS))
             .wait_time_seconds(0)
@@ -172,7 +220,7 @@ impl SqsQueue {
             .messages()
             .iter()
             .filter_map(|m| {
-                let receipt = m.receipt_handle()?.to_string();
+                let receipt = format!("{mark}{}", m.receipt_handle()?);
                 let body = m.body().unwrap_or_default().to_string();
                 let receive_count = m
                     .attributes()
@@ -190,10 +238,11 @@ impl SqsQueue {
     }
 
     async fn change_visibility(&self, receipt: &str, d: Duration) -> QueueResult<()> {
+        let (url, handle) = self.target(receipt);
         self.client
             .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt)
+            .queue_url(url)
+            .receipt_handle(handle)
             .visibility_timeout(secs(d, MAX_VISIBILITY_SECS))
             .send()
             .await
@@ -229,12 +278,23 @@ fn count(
 #[async_trait]
 impl JobQueue for SqsQueue {
     async fn send(&self, jobs: &[Job], delay: Duration) -> QueueResult<()> {
-        let bodies = jobs
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend)?;
-        self.send_bodies(&bodies, delay).await
+        let (mut high, mut normal) = (Vec::new(), Vec::new());
+        for job in jobs {
+            let body = serde_json::to_string(job).map_err(backend)?;
+            match (&self.high_url, job.priority) {
+                (Some(_), Some(Priority::High)) => high.push(body),
+                _ => normal.push(body),
+            }
+        }
+        if let Some(url) = &self.high_url
+            && !high.is_empty()
+        {
+            self.send_bodies_to(url, &high, delay).await?;
+        }
+        if !normal.is_empty() {
+            self.send_bodies(&normal, delay).await?;
+        }
+        Ok(())
     }
 
     async fn receive(
@@ -285,10 +345,11 @@ impl JobQueue for SqsQueue {
     }
 
     async fn ack(&self, receipt: &str) -> QueueResult<()> {
+        let (url, handle) = self.target(receipt);
         self.client
             .delete_message()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt)
+            .queue_url(url)
+            .receipt_handle(handle)
             .send()
             .await
             .map_err(sdk_error)?;
@@ -311,17 +372,20 @@ impl JobQueue for SqsQueue {
                 None => Ok(None),
             }
         };
-        let (main, dead) = futures::try_join!(main, dead)?;
+        let high = async {
+            match &self.high_url {
+                Some(url) => self.attributes(url).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (main, dead, high) = futures::try_join!(main, dead, high)?;
+        let both = |name: QueueAttributeName| {
+            count(&main, name.clone()) + high.as_ref().map_or(0, |h| count(h, name))
+        };
         Ok(QueueDepth {
-            ready: count(&main, QueueAttributeName::ApproximateNumberOfMessages),
-            delayed: count(
-                &main,
-                QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-            ),
-            in_flight: count(
-                &main,
-                QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            ),
+            ready: both(QueueAttributeName::ApproximateNumberOfMessages),
+            delayed: both(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+            in_flight: both(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
             dead: dead
                 .map(|d| {
                     count(&d, QueueAttributeName::ApproximateNumberOfMessages)
