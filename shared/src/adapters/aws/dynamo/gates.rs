@@ -359,6 +359,27 @@ impl DynamoStore {
         Ok((starts, number(&item, attr::VERSION)))
     }
 
+    /// Writes the times of a throttle or rate-limit item if it is still at `version`.
+    async fn put_throttle_state(
+        &self,
+        pk: &str,
+        times: &[(i64, String)],
+        version: i64,
+    ) -> StoreResult<bool> {
+        let mut item = key(pk.to_string(), "T");
+        let text = serde_json::to_string(times).map_err(|e| StoreError::Backend(e.to_string()))?;
+        item.insert("starts".into(), s(text));
+        item.insert(attr::VERSION.into(), n(version + 1));
+        let mut e = Expr::new();
+        let cond = format!(
+            "attribute_not_exists({}) OR {} = {}",
+            e.n(attr::PK),
+            e.n(attr::VERSION),
+            e.v(n(version))
+        );
+        self.put_if(item, cond, &e).await
+    }
+
     pub(super) async fn throttle_(
         &self,
         gate: &Gate,
@@ -381,21 +402,7 @@ impl DynamoStore {
                 .collect();
             let at = throttled_start_time(&times, limit, period_ms, now);
             starts.push((at.millis(), execution_id.to_string()));
-            let mut item = key(pk.clone(), "T");
-            item.insert(
-                "starts".into(),
-                s(serde_json::to_string(&starts)
-                    .map_err(|e| StoreError::Backend(e.to_string()))?),
-            );
-            item.insert(attr::VERSION.into(), n(version + 1));
-            let mut e = Expr::new();
-            let cond = format!(
-                "attribute_not_exists({}) OR {} = {}",
-                e.n(attr::PK),
-                e.n(attr::VERSION),
-                e.v(n(version))
-            );
-            if self.put_if(item, cond, &e).await? {
+            if self.put_throttle_state(&pk, &starts, version).await? {
                 return Ok(at);
             }
         }
@@ -424,23 +431,7 @@ impl DynamoStore {
                 return Ok(Some(at));
             }
             calls.push((now.millis(), crate::model::new_id()));
-            let mut item = key(pk.clone(), "T");
-            item.insert(
-                "starts".into(),
-                s(
-                    serde_json::to_string(&calls)
-                        .map_err(|e| StoreError::Backend(e.to_string()))?,
-                ),
-            );
-            item.insert(attr::VERSION.into(), n(version + 1));
-            let mut e = Expr::new();
-            let cond = format!(
-                "attribute_not_exists({}) OR {} = {}",
-                e.n(attr::PK),
-                e.n(attr::VERSION),
-                e.v(n(version))
-            );
-            if self.put_if(item, cond, &e).await? {
+            if self.put_throttle_state(&pk, &calls, version).await? {
                 return Ok(None);
             }
         }
