@@ -277,3 +277,24 @@ impl JobQueue for FaultyQueue {
         self.inner.max_delay()
     }
 }
+
+/// The most executions of `list` that ran at the same time, from the times the store recorded
+/// (`startedAt` when the first node is claimed, `completedAt` with the end; touching intervals
+/// do not overlap; executions that never ran are left out).
+pub fn most_at_once<'a>(list: impl IntoIterator<Item = &'a Execution>) -> usize {
+    let mut edges: Vec<(i64, i32)> = Vec::new();
+    for e in list {
+        if let (Some(a), Some(b)) = (e.started_at, e.completed_at) {
+            edges.push((a.millis(), 1));
+            edges.push((b.millis(), -1));
+        }
+    }
+    // Ends before starts at the same millisecond.
+    edges.sort_by_key(|(t, d)| (*t, *d));
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}

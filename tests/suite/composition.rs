@@ -8,7 +8,7 @@ use weconnect_engine::EngineConfig;
 use weconnect_engine::model::{Callback, Execution, ExecutionMode, ExecutionStatus};
 use weconnect_engine::ports::ExecutionFilter;
 use weconnect_tests::backend::{Backend, test_config};
-use weconnect_tests::harness::{Fault, FaultyQueue, Harness, output, status};
+use weconnect_tests::harness::{Fault, FaultyQueue, Harness, most_at_once, output, status};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -69,25 +69,6 @@ async fn children(h: &Harness, parent: &str) -> Vec<Execution> {
             None => return out,
         }
     }
-}
-
-/// The most children of `list` that ran at the same time (from their recorded times).
-fn most_at_once(list: &[Execution]) -> usize {
-    let mut edges: Vec<(i64, i32)> = Vec::new();
-    for c in list {
-        if let (Some(a), Some(b)) = (c.started_at, c.completed_at) {
-            edges.push((a.millis(), 1));
-            edges.push((b.millis(), -1));
-        }
-    }
-    // Ends before starts at the same millisecond: touching intervals do not overlap.
-    edges.sort_by_key(|(t, d)| (*t, *d));
-    let (mut now, mut most) = (0i32, 0i32);
-    for (_, d) in edges {
-        now += d;
-        most = most.max(now);
-    }
-    most as usize
 }
 
 pub async fn map_runs_children_in_item_order(backend: Backend) {

@@ -308,21 +308,14 @@ impl Engine {
         }
         let holders = self.store().gate_holders(&gate).await?;
         let org = &exec.organization_id;
-        let live: std::collections::HashSet<String> = self
-            .store()
-            .get_executions(org, &holders)
-            .await?
-            .into_iter()
-            .filter(|e| !e.status.is_terminal())
-            .map(|e| e.id)
-            .collect();
-        for id in holders.iter().filter(|id| !live.contains(*id)) {
+        let found = self.store().get_executions(org, &holders).await?;
+        for id in &holders {
             // Ended (or gone) without giving its slot back: a crash after its last write.
-            let created_at = self
-                .store()
-                .get_execution(org, id)
-                .await?
-                .map_or(exec.created_at, |e| e.created_at);
+            let created_at = match found.iter().find(|e| &e.id == id) {
+                Some(e) if !e.status.is_terminal() => continue,
+                Some(e) => e.created_at,
+                None => exec.created_at,
+            };
             self.store().leave(&gate, id, created_at).await?;
             tracing::warn!(execution_id = %id, "cleanup gave back the slot of an ended execution");
         }
