@@ -8,7 +8,7 @@ use weconnect_engine::model::{Execution, ExecutionMove, ExecutionStatus, Pending
 use weconnect_engine::ports::Gate;
 use weconnect_engine::{EngineError, EngineResult};
 use weconnect_tests::backend::{Backend, test_config};
-use weconnect_tests::harness::{Fault, FaultyQueue, Harness};
+use weconnect_tests::harness::{Fault, FaultyQueue, Harness, most_at_once};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -27,27 +27,6 @@ fn limited(name: &str, concurrency: Value, ms: u64) -> Value {
             {"source": "wait", "target": "done"}
         ]
     })
-}
-
-/// The most executions of `list` running at once, from the times the store recorded
-/// (`startedAt` is written when the first node is claimed, `completedAt` with the end;
-/// touching intervals do not overlap).
-fn most_at_once(list: &[&Execution]) -> usize {
-    let mut edges: Vec<(i64, i32)> = Vec::new();
-    for e in list {
-        let (Some(a), Some(b)) = (e.started_at, e.completed_at) else {
-            panic!("{} did not run: {e:?}", e.id);
-        };
-        edges.push((a.millis(), 1));
-        edges.push((b.millis(), -1));
-    }
-    edges.sort_by_key(|(t, d)| (*t, *d));
-    let (mut now, mut most) = (0i32, 0i32);
-    for (_, d) in edges {
-        now += d;
-        most = most.max(now);
-    }
-    most as usize
 }
 
 async fn start_all(
@@ -105,7 +84,7 @@ pub async fn concurrency_limit_is_never_exceeded(backend: Backend) {
     assert!(done.iter().all(|e| e.pending_reason.is_none()));
     let all: Vec<&Execution> = done.iter().collect();
     assert_eq!(
-        most_at_once(&all),
+        most_at_once(all.iter().copied()),
         2,
         "never more than the limit, and the limit used"
     );
@@ -168,10 +147,18 @@ pub async fn keyed_limits_overlap_across_keys_never_within_one(backend: Backend)
             .filter(|e| e.concurrency_key.as_deref() == Some(customer))
             .collect();
         assert_eq!(of.len(), 3);
-        assert_eq!(most_at_once(&of), 1, "one at a time for {customer}");
+        assert_eq!(
+            most_at_once(of.iter().copied()),
+            1,
+            "one at a time for {customer}"
+        );
     }
     let all: Vec<&Execution> = done.iter().collect();
-    assert_eq!(most_at_once(&all), 2, "the two customers ran side by side");
+    assert_eq!(
+        most_at_once(all.iter().copied()),
+        2,
+        "the two customers ran side by side"
+    );
     h.stop_workers().await;
 }
 
@@ -376,7 +363,7 @@ pub async fn debounce_runs_the_newest_start_per_key(backend: Backend) {
     let wf = h
         .workflow(quick(
             "debounced",
-            json!({"debounce": {"periodMs": 700, "key": "{{ trigger.customer }}"}}),
+            json!({"debounce": {"periodMs": 3000, "key": "{{ trigger.customer }}"}}),
         ))
         .await;
     let mut acme = Vec::new();
@@ -407,7 +394,7 @@ pub async fn debounce_runs_the_newest_start_per_key(backend: Backend) {
         );
         let started = d.execution.started_at.unwrap();
         assert!(
-            started.millis_since(e.created_at) >= 700,
+            started.millis_since(e.created_at) >= 3000,
             "ran after the quiet period"
         );
         assert!(d.execution.pending_reason.is_none());
