@@ -88,9 +88,18 @@ pub async fn concurrency_limit_is_never_exceeded(backend: Backend) {
         2,
         "never more than the limit, and the limit used"
     );
-    // First in, first out: one created `limit` places later never started earlier (two
-    // slots freed together start two executions whose first claims may race by a moment).
-    let mut by_creation: Vec<&Execution> = done.iter().collect();
+    // First in, first out among those that waited in line: one created `limit` places later
+    // never started earlier (two slots freed together start two executions whose first
+    // claims may race by a moment; the first admissions of simultaneous starts race too).
+    let queued: Vec<&str> = started
+        .iter()
+        .filter(|e| e.pending_reason == Some(PendingReason::Concurrency))
+        .map(|e| e.id.as_str())
+        .collect();
+    let mut by_creation: Vec<&Execution> = done
+        .iter()
+        .filter(|e| queued.contains(&e.id.as_str()))
+        .collect();
     by_creation.sort_by_key(|e| (e.created_at, e.id.clone()));
     for (i, earlier) in by_creation.iter().enumerate() {
         for later in by_creation.iter().skip(i + 2) {
