@@ -46,6 +46,9 @@ pub struct EngineConfig {
     /// How long a job received by a worker pool stays invisible to others (ms); the pool
     /// extends it while the job runs, so a killed worker's job comes back this soon.
     pub job_visibility_ms: u64,
+    /// EXECUTIONS_DATA_SAVE_ON_SUCCESS (`all` | `none`): what a successful execution keeps
+    /// when its workflow's `settings.saveDataOnSuccess` says nothing (SPEC §14).
+    pub save_data_on_success: crate::model::SaveData,
 }
 
 impl Default for EngineConfig {
@@ -70,6 +73,7 @@ impl Default for EngineConfig {
             retention_ms: 30 * DAY_MS,
             public_url: "http://127.0.0.1:3000".into(),
             job_visibility_ms: 30_000,
+            save_data_on_success: crate::model::SaveData::All,
         }
     }
 }
@@ -112,6 +116,10 @@ impl EngineConfig {
                 .trim_end_matches('/')
                 .to_string(),
             job_visibility_ms: d.job_visibility_ms,
+            save_data_on_success: env_or(
+                "EXECUTIONS_DATA_SAVE_ON_SUCCESS",
+                d.save_data_on_success,
+            )?,
         })
     }
 

@@ -87,6 +87,7 @@ fn execution(org: &str, wf: &str, created_at: Timestamp) -> Execution {
         throttle_key: None,
         debounce_key: None,
         priority: Default::default(),
+        data_saved: true,
     }
 }
 
@@ -254,10 +255,10 @@ async fn terminal_executions_leave_the_unfinished_index_and_expire() {
     assert!(item.contains_key("expiresAt"));
 }
 
-/// Logs are written 25 per `BatchWriteItem` and expire; the state read is one `Query` that
-/// leaves them out.
+/// Logs written together are one item (a batch, `adapters::log_batch`) that expires; they
+/// read back in order; the state read is one `Query` that leaves them out.
 #[tokio::test]
-async fn logs_are_batched_expire_and_stay_out_of_the_state_read() {
+async fn logs_are_stored_in_batches_expire_and_stay_out_of_the_state_read() {
     let env = aws_env().await;
     let store = env.adapters.store.clone();
     let org = org();
@@ -283,10 +284,10 @@ async fn logs_are_batched_expire_and_stay_out_of_the_state_read() {
     assert_eq!(
         env.adapters
             .counter
-            .operation("dynamodb", "BatchWriteItem")
+            .operation("dynamodb", "PutItem")
             .requests,
-        2,
-        "25 per call"
+        1,
+        "one item for the 30 entries"
     );
     let item = raw(
         &env,
@@ -296,6 +297,12 @@ async fn logs_are_batched_expire_and_stay_out_of_the_state_read() {
     .await
     .unwrap();
     assert!(item.contains_key("expiresAt"));
+    assert_eq!(item["last"].as_s().unwrap(), &logs[29].id);
+    let page = store
+        .list_logs(&org, &e.id, &LogFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(page.items, logs);
 
     env.adapters.counter.reset();
     let state = store
@@ -394,7 +401,12 @@ async fn oversized_items_are_too_large_not_sdk_errors() {
         node_id: None,
         level: LogLevel::Info,
         message: "m".into(),
-        data: Some(json!("z".repeat(410 * 1024))),
+        // Random text: what packing cannot shrink below the item limit.
+        data: Some(json!(
+            (0..30_000)
+                .map(|_| uuid::Uuid::new_v4().simple().to_string())
+                .collect::<String>()
+        )),
         timestamp: now(),
         execution_step: 0,
         node_type: None,

@@ -224,6 +224,7 @@ async fn executions_stored_before_the_limit_are_read_back_and_fail_cleanly() {
         throttle_key: None,
         debounce_key: None,
         priority: Default::default(),
+        data_saved: true,
     };
     let mut first = NodeRun::new(&exec.id, "start");
     first.ready = true;

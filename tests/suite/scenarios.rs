@@ -1062,6 +1062,109 @@ pub async fn a_tick_never_starts_a_disabled_schedule_trigger(backend: Backend) {
     h.stop_workers().await;
 }
 
+/// SPEC §14: with `EXECUTIONS_DATA_SAVE_ON_SUCCESS=none`, a failed execution keeps
+/// everything and is redriven from it; the successful redrive keeps its record and output but
+/// drops its input, node outputs and info logs, and cannot be retried; a workflow's
+/// `settings.saveDataOnSuccess: all` overrides the default.
+pub async fn save_policy_none_keeps_failures_whole(backend: Backend) {
+    let config = weconnect_engine::EngineConfig {
+        save_data_on_success: weconnect_engine::model::SaveData::None,
+        ..test_config()
+    };
+    let mut h = Harness::with_config(backend, config).await;
+    h.start_workers(2);
+    h.sink.script("/second", &[500]);
+    let nodes = json!([
+        trigger(),
+        http("first", &h.sink.url("/first")),
+        http("second", &h.sink.url("/second")),
+        set(
+            "last",
+            json!({"done": "{{ nodes.first.output.statusCode }}"})
+        ),
+    ]);
+    let conns = json!([
+        conn("start", "first"),
+        conn("first", "second"),
+        conn("second", "last")
+    ]);
+    let wf = h
+        .workflow(json!({"name": "policy", "nodes": nodes, "connections": conns}))
+        .await;
+    let failed = h
+        .wait_terminal(&h.start(&wf, json!({"k": 1})).await.id, LONG)
+        .await;
+    assert_eq!(failed.execution.status, ExecutionStatus::Failed);
+    assert!(failed.execution.data_saved);
+    assert_eq!(failed.execution.input_data, json!({"k": 1}));
+    assert_eq!(output(&failed, "first")["statusCode"], 200);
+    let logs = |id: String| {
+        let store = h.backend.store.clone();
+        let org = h.who.organization_id.clone();
+        async move {
+            store
+                .list_logs(&org, &id, &Default::default(), 1000)
+                .await
+                .unwrap()
+                .items
+        }
+    };
+    assert!(
+        logs(failed.execution.id.clone())
+            .await
+            .iter()
+            .any(|l| l.level == weconnect_engine::model::LogLevel::Info)
+    );
+
+    let redriven = h
+        .engine
+        .retry_execution(&h.who, &failed.execution.id, true)
+        .await
+        .expect("a failure keeps what a redrive needs");
+    // The policy applies right after the terminal write.
+    let d = h
+        .wait_until(&redriven.id, LONG, "its data dropped", |d| {
+            d.execution.status.is_terminal() && !d.execution.data_saved
+        })
+        .await;
+    assert_eq!(d.execution.status, ExecutionStatus::Success, "{d:#?}");
+    assert_eq!(d.execution.output_data, Some(json!({"done": 200})));
+    assert_eq!(d.execution.input_data, Value::Null);
+    for n in &d.nodes {
+        assert_eq!(n.status, NodeRunStatus::Success, "{n:?}");
+        assert!(n.finished_at.is_some() && n.output.is_none(), "{n:?}");
+    }
+    assert!(logs(redriven.id.clone()).await.iter().all(|l| matches!(
+        l.level,
+        weconnect_engine::model::LogLevel::Warn | weconnect_engine::model::LogLevel::Error
+    )));
+    let err = h
+        .engine
+        .retry_execution(&h.who, &redriven.id, false)
+        .await
+        .expect_err("its input is gone");
+    assert!(
+        matches!(err, weconnect_engine::EngineError::Conflict(_)),
+        "{err:?}"
+    );
+
+    let keep = h
+        .workflow(
+            json!({"name": "keep", "nodes": [trigger(), set("s", json!({"v": 1}))],
+                         "connections": [conn("start", "s")],
+                         "settings": {"saveDataOnSuccess": "all"}}),
+        )
+        .await;
+    let d = h
+        .wait_terminal(&h.start(&keep, json!({"k": 2})).await.id, LONG)
+        .await;
+    assert_eq!(d.execution.status, ExecutionStatus::Success);
+    assert!(d.execution.data_saved);
+    assert_eq!(d.execution.input_data, json!({"k": 2}));
+    assert_eq!(output(&d, "s"), json!({"v": 1}));
+    h.stop_workers().await;
+}
+
 /// Instantiates every scenario for one backend: `backend_scenarios!(sqlite, Backend::sqlite());`
 #[macro_export]
 macro_rules! backend_scenarios {
@@ -1081,7 +1184,8 @@ macro_rules! backend_scenarios {
                 idempotency_key_starts_one_execution, node_runs_never_restart_after_success,
                 failed_to_queue_marks_the_execution_failed, circuit_opens_after_consecutive_failures,
                 wide_fan_out_with_a_join, long_chain, starts_raced_with_cancels_and_pauses,
-                a_tick_never_starts_a_disabled_schedule_trigger);
+                a_tick_never_starts_a_disabled_schedule_trigger,
+                save_policy_none_keeps_failures_whole);
         }
     };
     (@each $make:expr; $($scenario:ident),* $(,)?) => {

@@ -125,6 +125,7 @@ fn execution_at(org: &str, workflow_id: &str, created_at: Timestamp) -> Executio
         throttle_key: None,
         debounce_key: None,
         priority: Default::default(),
+        data_saved: true,
     }
 }
 
@@ -3079,6 +3080,91 @@ pub async fn composition_fields_round_trip(s: Arc<dyn Store>) {
     assert_eq!(s.get_execution(&o, &p.id).await.unwrap(), Some(p));
 }
 
+// ---- the save policy (SPEC §14) -------------------------------------------------------------
+
+/// `drop_execution_data` on a successful execution keeps its record and drops its input, its
+/// runs' outputs and its `info`/`debug` logs; on any other status it changes nothing.
+pub async fn dropping_data_keeps_the_record_of_a_success_only(s: Arc<dyn Store>) {
+    let o = org();
+    let mut kept = Vec::new();
+    for status in [ExecutionStatus::Success, ExecutionStatus::Failed] {
+        let mut e = execution(&o, "wf", 0);
+        e.input_data = json!({"secret": "input"});
+        let mut run = NodeRun::new(&e.id, "a");
+        run.status = NodeRunStatus::Success;
+        run.output = Some(json!({"big": "output"}));
+        run.attempts = 1;
+        run.started_at = Some(ts(1));
+        run.finished_at = Some(ts(2));
+        s.create_execution_with_runs(&e, &[run.clone()], None, ts(0))
+            .await
+            .unwrap();
+        let mut logs = vec![
+            log(&e, None, LogLevel::Info, "started"),
+            log(&e, Some("a"), LogLevel::Debug, "detail"),
+            log(&e, Some("a"), LogLevel::Warn, "slow"),
+            log(&e, Some("a"), LogLevel::Error, "failed once"),
+        ];
+        logs.sort_by(|x, y| x.id.cmp(&y.id));
+        s.append_logs(&logs).await.unwrap();
+        let mut done = finished(e.clone(), status, 10);
+        done.output_data = Some(json!({"result": 1}));
+        assert!(
+            s.transition_execution(&done, &[ExecutionStatus::Pending])
+                .await
+                .unwrap()
+        );
+        s.drop_execution_data(&o, &e.id).await.unwrap();
+        kept.push((done, run, logs));
+    }
+    let [(success, run, logs), (failed, failed_run, failed_logs)] = &kept[..] else {
+        unreachable!()
+    };
+
+    let stored = s.get_execution(&o, &success.id).await.unwrap().unwrap();
+    let mut expected = success.clone();
+    expected.input_data = serde_json::Value::Null;
+    expected.data_saved = false;
+    assert_eq!(stored, expected, "the record stays, with its output");
+    let state = s
+        .get_execution_state(&o, &success.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut without_output = run.clone();
+    without_output.output = None;
+    assert_eq!(state.node_runs, vec![without_output]);
+    let left = s
+        .list_logs(&o, &success.id, &LogFilter::default(), 100)
+        .await
+        .unwrap()
+        .items;
+    let warn_and_error: Vec<_> = logs
+        .iter()
+        .filter(|l| matches!(l.level, LogLevel::Warn | LogLevel::Error))
+        .cloned()
+        .collect();
+    assert_eq!(left, warn_and_error);
+
+    // A failed execution keeps everything.
+    assert_eq!(
+        s.get_execution(&o, &failed.id).await.unwrap().as_ref(),
+        Some(failed)
+    );
+    let state = s
+        .get_execution_state(&o, &failed.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&state.node_runs, &vec![failed_run.clone()]);
+    let all = s
+        .list_logs(&o, &failed.id, &LogFilter::default(), 100)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(&all, failed_logs);
+}
+
 // ---- instantiation -------------------------------------------------------------------------
 
 /// Instantiates every contract test for one backend:
@@ -3132,7 +3218,8 @@ macro_rules! store_contract {
             get_executions_returns_the_existing_ones,
             move_deadline_moves_unfinished_executions_only,
             executions_listed_by_parent,
-            composition_fields_round_trip);
+            composition_fields_round_trip,
+            dropping_data_keeps_the_record_of_a_success_only);
     };
     (@each $make:expr; $($test:ident),* $(,)?) => {
         $(

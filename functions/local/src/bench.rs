@@ -8,9 +8,11 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::fmt;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
+use weconnect_engine::adapters::sqlite;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -40,6 +42,8 @@ pub struct BenchReport {
     pub finish_p99_ms: f64,
     /// The workflow's concurrency limit, if any.
     pub concurrency_limit: Option<u32>,
+    /// Growth of the database file (write-ahead log checkpointed) per execution.
+    pub stored_bytes_per_execution: f64,
 }
 
 impl fmt::Display for BenchReport {
@@ -62,10 +66,15 @@ impl fmt::Display for BenchReport {
             "webhook latency        : p50 {:.2} ms, p99 {:.2} ms",
             self.webhook_p50_ms, self.webhook_p99_ms
         )?;
-        write!(
+        writeln!(
             f,
             "start-to-finish        : p50 {:.2} ms, p99 {:.2} ms",
             self.finish_p50_ms, self.finish_p99_ms
+        )?;
+        write!(
+            f,
+            "stored bytes/execution : {:.0}",
+            self.stored_bytes_per_execution
         )
     }
 }
@@ -112,15 +121,23 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     settings.shutdown_grace = Duration::from_secs(2);
     let workers = settings.workers;
     let server = Server::start(settings).await?;
-    let result = drive(&server, &options, workers).await;
+    let db = tmp.path().join(sqlite::DB_FILE_NAME);
+    let result = drive(&server, &options, workers, &db).await;
     server.stop().await;
     result
+}
+
+/// The database file's size with its write-ahead log checkpointed.
+pub async fn db_size(db: &Path) -> anyhow::Result<u64> {
+    let db = db.to_path_buf();
+    Ok(tokio::task::spawn_blocking(move || sqlite::checkpointed_size(&db)).await??)
 }
 
 async fn drive(
     server: &Server,
     options: &BenchOptions,
     workers: usize,
+    db: &Path,
 ) -> anyhow::Result<BenchReport> {
     let token = server.token("bench", "bench")?;
     let client = reqwest::Client::builder()
@@ -140,6 +157,7 @@ async fn drive(
         .as_str()
         .ok_or_else(|| anyhow!("the created workflow has no webhook path"))?;
     let hook_url = format!("{}/webhook/{hook}", server.url());
+    let size_before = db_size(db).await?;
 
     let bars = MultiProgress::new();
     let style = ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} {per_sec}")
@@ -228,6 +246,8 @@ async fn drive(
     }
     done_bar.finish();
     listener.abort();
+    // What the executions left in the file (the queue's rows are gone once acknowledged).
+    let size_after = db_size(db).await?;
 
     let finished = finished.lock().map(|f| f.clone()).unwrap_or_default();
     let last = finished
@@ -259,5 +279,7 @@ async fn drive(
         finish_p50_ms: percentile(&to_finish, 0.5),
         finish_p99_ms: percentile(&to_finish, 0.99),
         concurrency_limit: options.concurrency_limit,
+        stored_bytes_per_execution: size_after.saturating_sub(size_before) as f64
+            / calls.len().max(1) as f64,
     })
 }

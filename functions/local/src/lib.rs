@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod bench_map;
+pub mod bench_storage;
 pub mod commands;
 pub mod schedules;
 pub mod settings;

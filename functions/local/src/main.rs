@@ -61,6 +61,10 @@ enum Command {
         /// what the concurrency bookkeeping costs.
         #[arg(long)]
         limit: Option<u32>,
+        /// Instead: a storage run of this many executions (file size, bytes per execution,
+        /// route latencies at 10 k, 100 k, ... and the file after pruning the older half).
+        #[arg(long)]
+        storage: Option<usize>,
     },
 }
 
@@ -98,6 +102,19 @@ async fn main() -> anyhow::Result<()> {
             if detail.execution.status.as_str() != "success" {
                 std::process::exit(1);
             }
+        }
+        Command::Bench {
+            storage: Some(executions),
+            concurrency,
+            workers,
+            ..
+        } => {
+            let options = weconnect::bench_storage::StorageOptions {
+                executions,
+                concurrency,
+                workers,
+            };
+            println!("{}", weconnect::bench_storage::run(options).await?);
         }
         Command::Bench {
             map: Some(items),

@@ -150,8 +150,12 @@ impl Engine {
         } else {
             LogLevel::Error
         };
+        let id = logs
+            .last()
+            .and_then(|prev| crate::model::next_log_id(&prev.id, end))
+            .unwrap_or_else(new_id);
         logs.push(ExecutionLog {
-            id: new_id(),
+            id,
             execution_id: exec.id.clone(),
             organization_id: exec.organization_id.clone(),
             node_id: None,
@@ -167,6 +171,9 @@ impl Engine {
             node_name: None,
         });
         self.append_logs(&exec, &logs).await;
+        if exec.status == ExecutionStatus::Success {
+            self.apply_save_policy(&exec).await;
+        }
         let event = crate::ports::ExecutionEvent {
             execution_id: exec.id.clone(),
             organization_id: exec.organization_id.clone(),
@@ -182,6 +189,27 @@ impl Engine {
         Box::pin(self.after_end(&exec)).await;
         tracing::info!(execution_id = %exec.id, status = exec.status.as_str(), duration_ms = exec.duration, "execution finished");
         Ok(true)
+    }
+
+    /// `saveDataOnSuccess: none` (the workflow's, else `EXECUTIONS_DATA_SAVE_ON_SUCCESS`):
+    /// the successful execution keeps its record, not its data (SPEC §14). A failure to drop
+    /// it is logged: the data stays, which is what `all` keeps anyway.
+    async fn apply_save_policy(&self, exec: &Execution) {
+        let policy = match self.workflow_and_plan_of(exec).await {
+            Ok((wf, _)) => wf.settings.save_data_on_success,
+            Err(_) => None,
+        }
+        .unwrap_or(self.config().save_data_on_success);
+        if policy != crate::model::SaveData::None {
+            return;
+        }
+        if let Err(e) = self
+            .store()
+            .drop_execution_data(&exec.organization_id, &exec.id)
+            .await
+        {
+            tracing::warn!(execution_id = %exec.id, error = %e, "could not drop the data of a successful execution");
+        }
     }
 
     /// What follows an execution's end (SPEC §8, §9): a waited-for child moves its parent

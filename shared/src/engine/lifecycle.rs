@@ -117,6 +117,13 @@ impl Engine {
         if !source.status.is_terminal() {
             return Err(Self::not_allowed("retry", &source));
         }
+        if !source.data_saved {
+            // Its input is gone (saveDataOnSuccess: none): a retry would run on nothing.
+            return Err(EngineError::Conflict(
+                "Cannot retry an execution whose data was not saved (saveDataOnSuccess: none)"
+                    .into(),
+            ));
+        }
         let org = source.organization_id.clone();
         let (wf, _) = self
             .workflow_and_plan(&org, &source.workflow_id, source.workflow_version)
@@ -139,6 +146,7 @@ impl Engine {
         exec.nodes_failed = 0;
         exec.metrics = Default::default();
         exec.metrics.total_nodes = wf.nodes.len() as u32;
+        exec.data_saved = true;
         exec.created_at = now;
         exec.deadline = now.plus(Duration::from_millis(timeout));
 

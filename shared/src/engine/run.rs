@@ -1085,8 +1085,13 @@ impl RunContext {
         data: Option<Value>,
         at: Timestamp,
     ) {
+        let id = self
+            .logs
+            .last()
+            .and_then(|prev| crate::model::next_log_id(&prev.id, at))
+            .unwrap_or_else(new_id);
         self.logs.push(ExecutionLog {
-            id: new_id(),
+            id,
             execution_id: self.exec.id.clone(),
             organization_id: self.exec.organization_id.clone(),
             node_id: node.map(|n| n.id.clone()),

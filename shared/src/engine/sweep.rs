@@ -19,6 +19,8 @@ pub struct SweepReport {
     pub pruned_executions: u64,
     pub pruned_idempotency_keys: u64,
     pub pruned_dead_jobs: u64,
+    /// Bytes of freed space given back to the file system (embedded store).
+    pub reclaimed_bytes: u64,
     /// Executions this run could not handle (logged; the next run tries again).
     pub failed: u64,
 }
@@ -26,6 +28,8 @@ pub struct SweepReport {
 /// Executions one prune call deletes at most; a cleanup run makes up to [`PRUNE_CALLS`].
 const PRUNE_BATCH: usize = 500;
 const PRUNE_CALLS: usize = 20;
+/// Space one cleanup run gives back at most (the rest goes at the next run).
+const RECLAIM_PER_RUN: u64 = 256 * 1024 * 1024;
 
 impl Engine {
     /// Times out executions past their deadline, cancels runs still unfinished after the
@@ -163,6 +167,7 @@ impl Engine {
             }
         }
         report.pruned_dead_jobs += self.queue().prune_dead(retention).await?;
+        report.reclaimed_bytes += self.store().reclaim_space(RECLAIM_PER_RUN).await?;
         Ok(())
     }
 

@@ -181,6 +181,14 @@ pub struct Execution {
     /// Its jobs are taken before those of lower priorities (SPEC §9).
     #[serde(default)]
     pub priority: Priority,
+    /// False once a successful execution's data was dropped by the save policy (SPEC §14):
+    /// its input, node outputs and `info`/`debug` logs are gone.
+    #[serde(default = "yes")]
+    pub data_saved: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How urgent an execution's work is (SPEC §9): when work is queued, jobs of higher-priority
@@ -277,6 +285,7 @@ impl Execution {
             throttle_key: None,
             debounce_key: None,
             priority: Priority::default_for(mode),
+            data_saved: true,
         }
     }
 }

@@ -92,6 +92,30 @@ pub struct WorkflowSettings {
     /// The newest start per value of `key` runs once the key is quiet for `periodMs` (SPEC §9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debounce: Option<DebounceSetting>,
+    /// What a successful execution keeps (SPEC §14); None: `EXECUTIONS_DATA_SAVE_ON_SUCCESS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_data_on_success: Option<SaveData>,
+}
+
+/// `settings.saveDataOnSuccess` / `EXECUTIONS_DATA_SAVE_ON_SUCCESS` (SPEC §14): `none` drops a
+/// successful execution's input, node outputs and `info`/`debug` logs when it finishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SaveData {
+    #[default]
+    All,
+    None,
+}
+
+impl std::str::FromStr for SaveData {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Self::All),
+            "none" => Ok(Self::None),
+            other => Err(format!("expected all or none, got {other:?}")),
+        }
+    }
 }
 
 /// `settings.throttle`: at most `limit` (1–1000) starts in any window of `periodMs`

@@ -228,6 +228,7 @@ impl Harness {
             throttle_key: None,
             debounce_key: None,
             priority: Default::default(),
+            data_saved: true,
         };
         Self {
             execution,

@@ -277,6 +277,10 @@ pub trait ExecutionStore: Send + Sync + 'static {
         completed_at: Timestamp,
         duration: u64,
     ) -> StoreResult<()>;
+    /// The save policy `none` (SPEC §14) on a successful execution: drops its `inputData`, its
+    /// node runs' outputs and its `info`/`debug` logs, and sets `dataSaved` false. Only for a
+    /// `success` execution (anything else is left as it is).
+    async fn drop_execution_data(&self, org: &str, id: &str) -> StoreResult<()>;
     /// Several executions by id (those that exist, in any order), in one read where the
     /// backend allows (a parent's children).
     async fn get_executions(&self, org: &str, ids: &[String]) -> StoreResult<Vec<Execution>>;
@@ -371,6 +375,14 @@ pub trait ExecutionStore: Send + Sync + 'static {
     ) -> StoreResult<Pruned> {
         let _ = (executions_before, keys_before, limit);
         Ok(Pruned::default())
+    }
+
+    /// Gives space that deletions freed back to the file system, at most about `max_bytes`
+    /// per call, in steps that never hold the writer long; returns the bytes given back.
+    /// Backends whose space follows their data (DynamoDB) keep this default.
+    async fn reclaim_space(&self, max_bytes: u64) -> StoreResult<u64> {
+        let _ = max_bytes;
+        Ok(0)
     }
 
     // ---- node runs: the execution protocol's conditional writes (claim, record, arrive)

@@ -14,6 +14,7 @@
 //!   and commits stay short.
 //! - The schema is migrated at open (`PRAGMA user_version`), idempotently.
 
+mod body;
 mod cursor;
 mod migrations;
 mod queue;
@@ -93,6 +94,27 @@ pub fn open_with_clock(
     ))
 }
 
+/// The size of the database file at `path` once its write-ahead log is copied into it and
+/// truncated (benchmarks and tests measure the footprint with it). Retries while another
+/// connection is busy.
+pub fn checkpointed_size(path: &Path) -> Result<u64, SqliteError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    for _ in 0..50 {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|source| SqliteError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// Why a database call failed, inside the adapter. Converted to the port's errors at the edge.
 #[derive(Debug)]
 pub(crate) enum Fail {
@@ -165,6 +187,18 @@ fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -16_000)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
+    Ok(())
+}
+
+/// A file created before incremental auto-vacuum existed is rewritten once with it (VACUUM:
+/// the only way to switch an existing file; it takes a while on a large one).
+fn incremental_vacuum_on(conn: &Connection, path: &Path) -> Result<(), SqliteError> {
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if mode != 2 {
+        tracing::info!(path = %path.display(), "compacting the database once to turn on incremental auto-vacuum");
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        conn.execute_batch("VACUUM")?;
+    }
     Ok(())
 }
 
@@ -299,6 +333,12 @@ impl Db {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Space freed by deletions goes back to the file system (the cleanup run's
+        // `reclaim_space`): set before the first table of a new file, else see below.
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        if pages == 0 {
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        }
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(SqliteError::Migration(format!(
@@ -308,6 +348,7 @@ impl Db {
         }
         configure(&conn)?;
         migrations::apply(&mut conn)?;
+        incremental_vacuum_on(&conn, path)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let reader = Connection::open_with_flags(path, flags)?;

@@ -1,7 +1,11 @@
 //! `SqliteStore`: the `Store` port on the embedded database. Every method is one transaction.
 
+use super::body::{KeyId, StoredJson, id_value, packed};
 use super::cursor::{self, Position};
 use super::{Db, Fail};
+use crate::adapters::log_batch::{self, LogPager};
+use crate::adapters::pack::Packed;
+use crate::model::trends;
 use crate::model::*;
 use crate::ports::*;
 use async_trait::async_trait;
@@ -11,9 +15,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
-/// The node type whose presence makes a workflow scheduled.
-/// Statuses counted as finished in the statistics.
-const FINISHED: &str = "('success','failed','cancelled','timeout')";
+/// Pages one step of `reclaim_space` gives back at most (4 MiB of 4 KiB pages).
+const RECLAIM_STEP_PAGES: u64 = 1024;
 
 /// The embedded store. Cheap to share (`Arc`); built by [`super::open`].
 pub struct SqliteStore {
@@ -40,15 +43,6 @@ fn workflow_status(s: WorkflowStatus) -> &'static str {
         WorkflowStatus::Active => "active",
         WorkflowStatus::Inactive => "inactive",
         WorkflowStatus::Archived => "archived",
-    }
-}
-
-fn log_level(l: LogLevel) -> &'static str {
-    match l {
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
     }
 }
 
@@ -116,11 +110,11 @@ fn insert_version(tx: &Connection, wf: &Workflow, body: &str) -> Result<(), Fail
 }
 
 fn load_execution(tx: &Connection, org: &str, id: &str) -> Result<Option<Execution>, Fail> {
-    let body: Option<String> = tx
+    let body: Option<StoredJson> = tx
         .prepare_cached("SELECT body FROM executions WHERE id = ?1 AND org = ?2")?
         .query_row([id, org], |r| r.get(0))
         .optional()?;
-    body.map(|b| from_json(&b)).transpose()
+    body.map(|b| b.parse()).transpose()
 }
 
 fn load_run(
@@ -129,13 +123,13 @@ fn load_run(
     execution_id: &str,
     node_id: &str,
 ) -> Result<Option<NodeRun>, Fail> {
-    let body: Option<String> = tx
+    let body: Option<StoredJson> = tx
         .prepare_cached(
             "SELECT body FROM node_runs WHERE execution_id = ?1 AND node_id = ?2 AND org = ?3",
         )?
         .query_row([execution_id, node_id, org], |r| r.get(0))
         .optional()?;
-    body.map(|b| from_json(&b)).transpose()
+    body.map(|b| b.parse()).transpose()
 }
 
 /// Writes `run`; `was_finished`: whether the stored run (if any) had finished. A run that
@@ -150,7 +144,7 @@ struct RunRow {
     execution_id: String,
     node_id: String,
     finished: bool,
-    body: String,
+    body: Packed,
 }
 
 impl RunRow {
@@ -159,7 +153,7 @@ impl RunRow {
             execution_id: run.execution_id.clone(),
             node_id: run.node_id.clone(),
             finished: run.status.is_finished(),
-            body: to_json(run)?,
+            body: packed(run)?,
         })
     }
 }
@@ -389,13 +383,13 @@ fn insert_runs(tx: &Connection, org: &str, rows: &[RunRow]) -> Result<(), Fail> 
     Ok(())
 }
 
-fn execution_columns(e: &Execution) -> Result<(String, i64, i64, i64, String), Fail> {
+fn execution_columns(e: &Execution) -> Result<(String, i64, i64, i64, Packed), Fail> {
     Ok((
         e.status.as_str().to_string(),
         e.deadline.millis(),
         e.duration.min(i64::MAX as u64) as i64,
         i64::from(!e.status.is_terminal()),
-        to_json(e)?,
+        packed(e)?,
     ))
 }
 
@@ -448,11 +442,6 @@ fn node_ids_are_few(n: usize) -> bool {
 /// Logs a stored row left out of a list because it cannot be read.
 fn unreadable(list: &str, id: &str, e: &Fail) {
     tracing::error!(list, id, error = ?e, "stored row cannot be read; left out");
-}
-
-/// Nearest-rank percentile position (0-based) of `p` in `n` sorted values.
-fn rank(p: f64, n: u64) -> u64 {
-    ((p * n as f64).ceil() as u64).clamp(1, n.max(1)) - 1
 }
 
 impl SqliteStore {
@@ -752,13 +741,13 @@ impl ExecutionStore for SqliteStore {
                     return Ok(None);
                 };
                 let mut stmt = tx.prepare_cached(
-                    "SELECT body FROM node_runs WHERE execution_id = ?1 AND org = ?2 ORDER BY rowid",
+                    "SELECT body FROM node_runs WHERE execution_id = ?1 AND org = ?2",
                 )?;
                 let mut node_runs = Vec::new();
                 let mut q = stmt.query([&id, &org])?;
                 while let Some(r) = q.next()? {
-                    let body: String = r.get(0)?;
-                    node_runs.push(from_json(&body)?);
+                    let body: StoredJson = r.get(0)?;
+                    node_runs.push(body.parse()?);
                 }
                 Ok(Some(ExecutionState {
                     execution,
@@ -836,7 +825,64 @@ impl ExecutionStore for SqliteStore {
                 tx.prepare_cached(
                     "UPDATE executions SET duration = ?3, body = ?4 WHERE id = ?1 AND org = ?2",
                 )?
-                .execute(params![id, org, duration, to_json(&exec)?])?;
+                .execute(params![id, org, duration, packed(&exec)?])?;
+                Ok(())
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn drop_execution_data(&self, org: &str, id: &str) -> StoreResult<()> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.db
+            .write(move |tx| {
+                let Some(mut exec) = load_execution(tx, &org, &id)? else {
+                    return Ok(());
+                };
+                if exec.status != ExecutionStatus::Success || !exec.data_saved {
+                    return Ok(());
+                }
+                exec.input_data = serde_json::Value::Null;
+                exec.data_saved = false;
+                tx.prepare_cached("UPDATE executions SET body = ?3 WHERE id = ?1 AND org = ?2")?
+                    .execute(params![id, org, packed(&exec)?])?;
+                let runs: Vec<StoredJson> = tx
+                    .prepare_cached("SELECT body FROM node_runs WHERE execution_id = ?1")?
+                    .query_map([&id], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                for body in runs {
+                    let mut run: NodeRun = body.parse()?;
+                    if run.output.take().is_some() {
+                        tx.prepare_cached(
+                            "UPDATE node_runs SET body = ?3 WHERE execution_id = ?1 AND node_id = ?2",
+                        )?
+                        .execute(params![id, run.node_id, packed(&run)?])?;
+                    }
+                }
+                let key = id_value(&id);
+                let batches: Vec<(KeyId, Vec<u8>)> = tx
+                    .prepare_cached(
+                        "SELECT first_id, body FROM log_batches WHERE execution_id = ?1",
+                    )?
+                    .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                for (KeyId(first_id), body) in batches {
+                    let kept = log_batch::retain(&org, &id, &first_id, &body, |l| {
+                        matches!(l.level, LogLevel::Warn | LogLevel::Error)
+                    })
+                    .map_err(|e| Fail::Store(StoreError::Backend(e.to_string())))?;
+                    tx.prepare_cached(
+                        "DELETE FROM log_batches WHERE execution_id = ?1 AND first_id = ?2",
+                    )?
+                    .execute(params![key, id_value(&first_id)])?;
+                    if let Some(b) = kept {
+                        tx.prepare_cached(
+                            "INSERT OR REPLACE INTO log_batches (execution_id, first_id, last_id, body) \
+                             VALUES (?1, ?2, ?3, ?4)",
+                        )?
+                        .execute(params![key, id_value(&b.first_id), id_value(&b.last_id), b.body])?;
+                    }
+                }
                 Ok(())
             })
             .await
@@ -932,7 +978,7 @@ impl ExecutionStore for SqliteStore {
                 tx.prepare_cached(
                     "UPDATE executions SET deadline = ?3, body = ?4 WHERE id = ?1 AND org = ?2",
                 )?
-                .execute(params![id, org, deadline.millis(), to_json(&exec)?])?;
+                .execute(params![id, org, deadline.millis(), packed(&exec)?])?;
                 Ok(())
             })
             .await
@@ -1126,8 +1172,8 @@ impl ExecutionStore for SqliteStore {
                 let mut q = stmt.query(params_from_iter(args.iter()))?;
                 let mut rows = Vec::new();
                 while let Some(r) = q.next()? {
-                    let body: String = r.get(0)?;
-                    rows.push((from_json::<Execution>(&body), r.get(1)?, r.get(2)?));
+                    let body: StoredJson = r.get(0)?;
+                    rows.push((body.parse::<Execution>(), r.get(1)?, r.get(2)?));
                 }
                 let (items, next_cursor) = page(rows, limit, &scope);
                 Ok(Page { items, next_cursor })
@@ -1167,15 +1213,23 @@ impl ExecutionStore for SqliteStore {
             .map_err(Into::into)
     }
 
+    /// From the counters the triggers of migration 8 keep per day of `createdAt` (as the
+    /// DynamoDB store does): a range selects the whole UTC days it touches, and the work is
+    /// the number of days, whatever the number of executions.
     async fn execution_statistics(
         &self,
         org: &str,
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> StoreResult<ExecutionStatistics> {
+        const DAY: i64 = 86_400_000;
         let org = org.to_string();
-        let start = start.map(|t| t.millis()).unwrap_or(i64::MIN);
-        let end = end.map(|t| t.millis()).unwrap_or(i64::MAX);
+        let first_day = start
+            .map(|t| t.millis().div_euclid(DAY) * DAY)
+            .unwrap_or(i64::MIN);
+        let last_day = end
+            .map(|t| t.millis().div_euclid(DAY) * DAY)
+            .unwrap_or(i64::MAX);
         self.db
             .read(move |tx| {
                 // Every status and mode is listed, zero when none: a stable shape for clients.
@@ -1195,11 +1249,10 @@ impl ExecutionStore for SqliteStore {
                 let mut duration_sum: f64 = 0.0;
                 {
                     let mut stmt = tx.prepare_cached(
-                        "SELECT status, mode, count(*), total(duration) FROM executions \
-                         WHERE org = ?1 AND created_at >= ?2 AND created_at <= ?3 \
-                         GROUP BY status, mode",
+                        "SELECT status, mode, sum(count), total(duration_sum) FROM execution_counts \
+                         WHERE org = ?1 AND day >= ?2 AND day <= ?3 GROUP BY status, mode",
                     )?;
-                    let mut q = stmt.query(params![org, start, end])?;
+                    let mut q = stmt.query(params![org, first_day, last_day])?;
                     while let Some(r) = q.next()? {
                         let status: String = r.get(0)?;
                         let mode: String = r.get(1)?;
@@ -1220,16 +1273,19 @@ impl ExecutionStore for SqliteStore {
                 if finished > 0 {
                     stats.success_rate = success as f64 / finished as f64;
                     stats.average_duration = duration_sum / finished as f64;
-                    let offset = rank(0.95, finished).min(i64::MAX as u64) as i64;
-                    let p95: Option<i64> = tx
-                        .prepare_cached(&format!(
-                            "SELECT duration FROM executions \
-                             WHERE org = ?1 AND created_at >= ?2 AND created_at <= ?3 \
-                             AND status IN {FINISHED} ORDER BY duration LIMIT 1 OFFSET ?4"
-                        ))?
-                        .query_row(params![org, start, end, offset], |r| r.get(0))
-                        .optional()?;
-                    stats.p95_duration = p95.unwrap_or(0) as f64;
+                    let mut histogram = vec![0u64; trends::BUCKETS];
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT bucket, sum(count) FROM duration_counts \
+                         WHERE org = ?1 AND day >= ?2 AND day <= ?3 GROUP BY bucket",
+                    )?;
+                    let mut q = stmt.query(params![org, first_day, last_day])?;
+                    while let Some(r) = q.next()? {
+                        let bucket: i64 = r.get(0)?;
+                        if let Some(slot) = usize::try_from(bucket).ok().and_then(|b| histogram.get_mut(b)) {
+                            *slot += r.get::<_, i64>(1)?.max(0) as u64;
+                        }
+                    }
+                    stats.p95_duration = trends::percentile(&histogram, 0.95);
                 }
                 Ok(stats)
             })
@@ -1259,8 +1315,8 @@ impl ExecutionStore for SqliteStore {
                 let mut q = stmt.query(params![after.time, after.id, limit + 1])?;
                 let mut rows = Vec::new();
                 while let Some(r) = q.next()? {
-                    let body: String = r.get(0)?;
-                    rows.push((from_json::<Execution>(&body), r.get(1)?, r.get(2)?));
+                    let body: StoredJson = r.get(0)?;
+                    rows.push((body.parse::<Execution>(), r.get(1)?, r.get(2)?));
                 }
                 let (items, next_cursor) = page(rows, limit, &scope);
                 Ok(Page { items, next_cursor })
@@ -1348,8 +1404,8 @@ impl ExecutionStore for SqliteStore {
                         .execute([&id])?;
                     tx.prepare_cached("DELETE FROM callbacks WHERE execution_id = ?1")?
                         .execute([&id])?;
-                    tx.prepare_cached("DELETE FROM logs WHERE execution_id = ?1")?
-                        .execute([&id])?;
+                    tx.prepare_cached("DELETE FROM log_batches WHERE execution_id = ?1")?
+                        .execute([id_value(&id)])?;
                     tx.prepare_cached("DELETE FROM executions WHERE rowid = ?1")?
                         .execute([rowid])?;
                     pruned.executions += 1;
@@ -1372,6 +1428,34 @@ impl ExecutionStore for SqliteStore {
             })
             .await
             .map_err(Into::into)
+    }
+
+    /// Incremental vacuum in steps of [`RECLAIM_STEP_PAGES`], each its own write, so other
+    /// writes go between them.
+    async fn reclaim_space(&self, max_bytes: u64) -> StoreResult<u64> {
+        let mut given_back = 0u64;
+        while given_back < max_bytes {
+            let (freed, page_size) = self
+                .db
+                .write(|tx| {
+                    let page_size: i64 = tx.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+                    let before: i64 = tx.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                    // Each step of the statement frees one page: stepped to the end.
+                    let mut stmt =
+                        tx.prepare(&format!("PRAGMA incremental_vacuum({RECLAIM_STEP_PAGES})"))?;
+                    let mut rows = stmt.query([])?;
+                    while rows.next()?.is_some() {}
+                    let after: i64 = tx.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                    Ok(((before - after).max(0) as u64, page_size.max(0) as u64))
+                })
+                .await
+                .map_err(StoreError::from)?;
+            given_back += freed * page_size;
+            if freed < RECLAIM_STEP_PAGES {
+                break;
+            }
+        }
+        Ok(given_back)
     }
 
     // ---- node runs -------------------------------------------------------------------
@@ -1511,25 +1595,21 @@ impl LogStore for SqliteStore {
         if logs.is_empty() {
             return Ok(());
         }
-        let mut rows = Vec::with_capacity(logs.len());
-        for log in logs {
-            rows.push((
-                log.id.clone(),
-                log.organization_id.clone(),
-                log.execution_id.clone(),
-                log.node_id.clone(),
-                log_level(log.level),
-                serde_json::to_string(log).map_err(|e| StoreError::Backend(format!("log: {e}")))?,
-            ));
-        }
+        let batches = log_batch::batches(logs).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.db
             .write(move |tx| {
+                // The same batch written again (a retried call) has the same key: ignored.
                 let mut stmt = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO logs (id, org, execution_id, node_id, level, body) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR IGNORE INTO log_batches (execution_id, first_id, last_id, body) \
+                     VALUES (?1, ?2, ?3, ?4)",
                 )?;
-                for (id, org, execution_id, node_id, level, body) in &rows {
-                    stmt.execute(params![id, org, execution_id, node_id, level, body])?;
+                for b in &batches {
+                    stmt.execute(params![
+                        id_value(&b.execution_id),
+                        id_value(&b.first_id),
+                        id_value(&b.last_id),
+                        b.body
+                    ])?;
                 }
                 Ok(())
             })
@@ -1544,51 +1624,47 @@ impl LogStore for SqliteStore {
         filter: &LogFilter,
         limit: usize,
     ) -> StoreResult<Page<ExecutionLog>> {
-        let limit = page_size(limit);
-        let mut sql =
-            String::from("SELECT body, id FROM logs WHERE execution_id = ? AND org = ? AND id > ?");
-        let mut args = vec![
-            SqlValue::Text(execution_id.to_string()),
-            SqlValue::Text(org.to_string()),
-            SqlValue::Text(filter.after.clone().unwrap_or_default()),
-        ];
-        if let Some(level) = filter.level {
-            sql.push_str(" AND level = ?");
-            args.push(SqlValue::Text(log_level(level).into()));
-        }
-        if let Some(node) = &filter.node_id {
-            sql.push_str(" AND node_id = ?");
-            args.push(SqlValue::Text(node.clone()));
-        }
-        sql.push_str(" ORDER BY id LIMIT ?");
-        args.push(SqlValue::Integer(limit + 1));
-        let org = org.to_string();
+        let (org, execution_id) = (org.to_string(), execution_id.to_string());
+        let filter = filter.clone();
+        let limit = page_size(limit) as usize;
         self.db
             .read(move |tx| {
-                let mut stmt = tx.prepare_cached(&sql)?;
-                let mut q = stmt.query(params_from_iter(args.iter()))?;
-                let mut items = Vec::new();
-                let (mut more, mut seen, mut last) = (false, 0i64, None);
+                let mut pager = LogPager::new(&filter, limit);
+                // Logs are the execution's: none when it is another organization's.
+                let owned = tx
+                    .prepare_cached("SELECT 1 FROM executions WHERE id = ?1 AND org = ?2")?
+                    .query_row([&execution_id, &org], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if !owned {
+                    return Ok(pager.finish());
+                }
+                let from = filter
+                    .after
+                    .as_deref()
+                    .and_then(log_batch::lower_bound)
+                    .map(|id| id_value(&id))
+                    .unwrap_or(SqlValue::Null);
+                let after = filter.after.as_deref().map(id_value).unwrap_or(SqlValue::Null);
+                // By first id: a batch's entries are never older than it (`LogPager::wants`).
+                let mut stmt = tx.prepare_cached(
+                    "SELECT first_id, body FROM log_batches \
+                     WHERE execution_id = ?1 AND (?2 IS NULL OR first_id >= ?2) \
+                     AND (?3 IS NULL OR last_id > ?3) ORDER BY first_id",
+                )?;
+                let mut q = stmt.query(params![id_value(&execution_id), from, after])?;
                 while let Some(r) = q.next()? {
-                    seen += 1;
-                    if seen > limit {
-                        more = true;
+                    let KeyId(first_id) = r.get(0)?;
+                    if !pager.wants(&first_id) {
                         break;
                     }
-                    let body: String = r.get(0)?;
-                    let id: String = r.get(1)?;
-                    match from_json::<ExecutionLog>(&body) {
-                        Ok(mut log) => {
-                            log.organization_id = org.clone();
-                            items.push(log);
-                        }
-                        Err(e) => unreadable("logs", &id, &e),
+                    let body: Vec<u8> = r.get(1)?;
+                    match log_batch::decode(&org, &execution_id, &first_id, &body) {
+                        Ok(logs) => pager.add(logs),
+                        Err(e) => tracing::warn!(execution_id, error = %e, "unreadable log batch left out"),
                     }
-                    last = Some(id);
                 }
-                // Log ids are the tailing cursor (`after`).
-                let next_cursor = if more { last } else { None };
-                Ok(Page { items, next_cursor })
+                Ok(pager.finish())
             })
             .await
             .map_err(Into::into)

@@ -99,6 +99,7 @@ fn execution(org: &str, workflow_id: &str, created: i64) -> Execution {
         throttle_key: None,
         debounce_key: None,
         priority: Default::default(),
+        data_saved: true,
     }
 }
 
@@ -173,64 +174,221 @@ fn credential(org: &str, name: &str, created: i64) -> StoredCredential {
 
 // ---- statistics ------------------------------------------------------------------------
 
-/// Statistics are computed from the rows: p95 is the exact nearest rank and a range is
-/// exact to the millisecond. Not a contract of the port: the DynamoDB store keeps counters
-/// per day of `createdAt` with a duration histogram, so its ranges are whole UTC days and
-/// its p95 is interpolated inside a bucket (see `adapters/aws/dynamo/mod.rs`). What both
-/// count the same way is `statistics_*` in `tests/suite/store_contract.rs`.
+/// Statistics come from day counters that triggers keep on every insert, status move,
+/// duration change and delete of an execution (prune included), as DynamoDB keeps them: the
+/// counts equal the rows', p95 is interpolated in its bucket.
 #[tokio::test]
-async fn statistics_are_exact_to_the_millisecond() {
+async fn statistics_counters_follow_creates_moves_and_prunes() {
     let dir = TestDir::new();
     let s = store(&dir);
     use ExecutionStatus::*;
-    // 20 successes lasting 10..=200 ms, 4 failures of 1000 ms, 1 timeout of 5000, 3 running.
-    let mut n = 0i64;
-    let mut add = |status: ExecutionStatus, duration: u64, mode: ExecutionMode| {
-        n += 1;
-        let mut e = execution("o1", "w", n * 10);
-        e.mode = mode;
-        let done = if status.is_terminal() {
-            finished(e.clone(), status, duration)
-        } else {
-            let mut r = e.clone();
-            r.status = status;
-            r
-        };
-        (e, done)
-    };
-    let mut rows = Vec::new();
-    for i in 1..=20u64 {
-        rows.push(add(Success, i * 10, ExecutionMode::Manual));
+    let mut made = Vec::new();
+    for i in 1..=20i64 {
+        let e = execution("o1", "w", i * 10);
+        s.create_execution(&e, None, ts(0)).await.unwrap();
+        let mut running = e.clone();
+        running.status = Running;
+        assert!(s.transition_execution(&running, &[Pending]).await.unwrap());
+        let done = finished(
+            running,
+            if i > 16 { Failed } else { Success },
+            i as u64 * 10,
+        );
+        assert!(s.transition_execution(&done, &[Running]).await.unwrap());
+        made.push(done);
     }
-    for _ in 0..4 {
-        rows.push(add(Failed, 1000, ExecutionMode::Webhook));
-    }
-    rows.push(add(Timeout, 5000, ExecutionMode::Api));
-    for _ in 0..3 {
-        rows.push(add(Running, 0, ExecutionMode::Manual));
-    }
-    for (created, done) in &rows {
-        s.create_execution(created, None, ts(0)).await.unwrap();
-        assert!(s.transition_execution(done, &[Pending]).await.unwrap());
-    }
-    s.create_execution(&execution("o2", "w", 0), None, ts(0))
+    // A cancel stamps its duration again: the counters follow.
+    s.set_completed_at("o1", &made[19].id, ts(5_000), 4_000)
         .await
         .unwrap();
-
+    s.create_execution(&execution("o1", "w", 500), None, ts(0))
+        .await
+        .unwrap();
     let st = s.execution_statistics("o1", None, None).await.unwrap();
-    assert_eq!(st.total, 28);
-    // Nearest rank: ceil(0.95 * 25) = 24th of the sorted durations = 1000.
-    assert_eq!(st.p95_duration, 1000.0);
+    assert_eq!(st.total, 21);
+    assert_eq!(st.by_status["success"], 16);
+    assert_eq!(st.by_status["failed"], 4);
+    assert_eq!(st.by_status["pending"], 1);
+    assert_eq!(st.by_status["running"], 0);
+    let sum: u64 = (1..=19u64).map(|i| i * 10).sum::<u64>() + 4_000;
+    assert!((st.average_duration - sum as f64 / 20.0).abs() < 1e-9);
+    assert!(
+        st.p95_duration > 150.0 && st.p95_duration <= 200.0,
+        "{}",
+        st.p95_duration
+    );
 
-    // Only the first ten (created at 10..=100 ms, all on one day): successes of 10..=100 ms.
-    let st = s
-        .execution_statistics("o1", Some(ts(0)), Some(ts(100)))
+    // Prune deletes the finished ones: the counts go with them.
+    let pruned = s.prune(ts(100_000), ts(0), 100).await.unwrap();
+    assert_eq!(pruned.executions, 20);
+    let st = s.execution_statistics("o1", None, None).await.unwrap();
+    assert_eq!(st.total, 1);
+    assert_eq!(st.by_status["success"], 0);
+    assert_eq!((st.average_duration, st.p95_duration), (0.0, 0.0));
+}
+
+/// The histogram's bounds in SQL (migration 8) are `model::trends::BUCKET_BOUNDS_MS`.
+#[test]
+fn the_sql_duration_buckets_are_the_models() {
+    let dir = TestDir::new();
+    drop(store(&dir));
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let bounds: Vec<u64> = conn
+        .prepare("SELECT bound FROM duration_bounds ORDER BY bound")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(bounds, crate::model::trends::BUCKET_BOUNDS_MS.to_vec());
+}
+
+// ---- the footprint (SPEC §14) ------------------------------------------------------------
+
+/// A file of schema version 7 (one row per log entry, JSON text bodies, no counters) opens
+/// migrated: its logs read back from batches, its executions and runs as they were, its
+/// statistics counted, incremental auto-vacuum on.
+#[tokio::test]
+async fn migration_8_keeps_the_data_of_an_older_file() {
+    let dir = TestDir::new();
+    let e = finished(execution("o1", "w1", 0), ExecutionStatus::Success, 30);
+    let mut run = NodeRun::new(&e.id, "start");
+    run.status = NodeRunStatus::Success;
+    run.output = Some(json!({"kept": true}));
+    let logs: Vec<ExecutionLog> = (0..3)
+        .map(|i| {
+            log(
+                &e,
+                (i > 0).then_some("start"),
+                LogLevel::Info,
+                &format!("entry {i}"),
+            )
+        })
+        .collect();
+    {
+        let conn = rusqlite::Connection::open(dir.db()).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+        for m in &super::migrations::MIGRATIONS[..7] {
+            conn.execute_batch(m.sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        conn.execute(
+            "INSERT INTO executions (id, org, workflow_id, status, mode, created_at, deadline, \
+             duration, unfinished, body) VALUES (?1, 'o1', 'w1', 'success', 'manual', ?2, ?3, 30, 0, ?4)",
+            rusqlite::params![
+                e.id,
+                e.created_at.millis(),
+                e.deadline.millis(),
+                serde_json::to_string(&e).unwrap()
+            ],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO node_runs (execution_id, node_id, org, body) VALUES (?1, 'start', 'o1', ?2)",
+            rusqlite::params![e.id, serde_json::to_string(&run).unwrap()],
+        )
+        .unwrap();
+        for l in &logs {
+            conn.execute(
+                "INSERT INTO logs (id, org, execution_id, node_id, level, body) \
+                 VALUES (?1, 'o1', ?2, ?3, 'info', ?4)",
+                rusqlite::params![l.id, e.id, l.node_id, serde_json::to_string(l).unwrap()],
+            )
+            .unwrap();
+        }
+        let auto_vacuum: i64 = conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(auto_vacuum, 0, "an old file");
+    }
+    let s = store(&dir);
+    assert_eq!(s.get_execution("o1", &e.id).await.unwrap(), Some(e.clone()));
+    let state = s.get_execution_state("o1", &e.id).await.unwrap().unwrap();
+    assert_eq!(state.node_runs, vec![run]);
+    let page = s
+        .list_logs("o1", &e.id, &LogFilter::default(), 10)
         .await
         .unwrap();
-    assert_eq!(st.total, 10);
-    assert_eq!(st.success_rate, 1.0);
-    assert!((st.average_duration - 55.0).abs() < 1e-9);
-    assert_eq!(st.p95_duration, 100.0);
+    assert_eq!(page.items, logs);
+    let st = s.execution_statistics("o1", None, None).await.unwrap();
+    assert_eq!((st.total, st.by_status["success"]), (1, 1));
+    assert_eq!(st.average_duration, 30.0);
+    drop(s);
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let auto_vacuum: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(auto_vacuum, 2, "incremental");
+    let old_logs: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'logs'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old_logs, 0);
+}
+
+fn file_size(dir: &TestDir) -> u64 {
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(busy, 0, "the checkpoint ran to the end");
+    std::fs::metadata(dir.db()).unwrap().len()
+}
+
+/// Pruning gives the space back: the file shrinks once the cleanup run's `reclaim_space`
+/// ran after the prune.
+#[tokio::test]
+async fn the_file_shrinks_after_a_prune() {
+    let dir = TestDir::new();
+    let s = store(&dir);
+    let empty = file_size(&dir);
+    for chunk in 0..20i64 {
+        let mut work = Vec::new();
+        for i in 0..150i64 {
+            let n = chunk * 150 + i;
+            let e = finished(execution("o1", "w1", n), ExecutionStatus::Success, 5);
+            let mut run = NodeRun::new(&e.id, "start");
+            run.status = NodeRunStatus::Success;
+            run.output = Some(json!({"n": n, "text": format!("payload {n} ").repeat(20)}));
+            let logs = vec![
+                log(&e, None, LogLevel::Info, "Execution started"),
+                log(&e, Some("start"), LogLevel::Info, &format!("Node ran {n}")),
+            ];
+            let s = s.clone();
+            work.push(async move {
+                s.create_execution_with_runs(&e, &[run], None, ts(0))
+                    .await
+                    .unwrap();
+                s.append_logs(&logs).await.unwrap();
+            });
+        }
+        futures::future::join_all(work).await;
+    }
+    let full = file_size(&dir);
+    assert!(full > empty + 1_000_000, "{full} bytes written");
+    let mut pruned = 0;
+    loop {
+        let n = s
+            .prune(ts(1_000_000), ts(0), 1_000)
+            .await
+            .unwrap()
+            .executions;
+        pruned += n;
+        if n == 0 {
+            break;
+        }
+    }
+    assert_eq!(pruned, 3_000);
+    let given_back = s.reclaim_space(u64::MAX).await.unwrap();
+    assert!(given_back > 0);
+    let after = file_size(&dir);
+    assert!(
+        after * 10 < full * 6,
+        "{after} bytes after pruning everything, {full} before"
+    );
 }
 
 // ---- restart -------------------------------------------------------------------------

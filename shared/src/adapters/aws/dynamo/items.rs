@@ -50,6 +50,9 @@ pub mod attr {
     pub const USED_AT: &str = "usedAt";
     pub const MODE: &str = "mode";
     pub const LEVEL: &str = "level";
+    /// A log batch's last id and its packed entries.
+    pub const LAST_LOG: &str = "last";
+    pub const LOG_BODY: &str = "b";
     pub const CREATED_AT: &str = "createdAt";
     pub const ID: &str = "id";
 }
@@ -419,6 +422,17 @@ pub struct ExecutionItem {
     pub debounce_key: Option<String>,
     #[serde(default)]
     pub priority: Priority,
+    /// Written only once false (the save policy `none` dropped the data).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub data_saved: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl ExecutionItem {
@@ -473,6 +487,7 @@ impl ExecutionItem {
             throttle_key: e.throttle_key.clone(),
             debounce_key: e.debounce_key.clone(),
             priority: e.priority,
+            data_saved: e.data_saved,
         }
     }
 
@@ -510,6 +525,7 @@ impl ExecutionItem {
             throttle_key: self.throttle_key,
             debounce_key: self.debounce_key,
             priority: self.priority,
+            data_saved: self.data_saved,
         }
     }
 }
@@ -636,68 +652,6 @@ pub struct IdempotencyItem {
 }
 
 // ---- logs --------------------------------------------------------------------------------
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LogItem {
-    pub pk: String,
-    pub sk: String,
-    pub expires_at: i64,
-    pub id: String,
-    pub execution_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_id: Option<String>,
-    pub level: LogLevel,
-    pub message: String,
-    #[serde(
-        with = "json_text_opt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub data: Option<Value>,
-    pub timestamp: Timestamp,
-    pub execution_step: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_name: Option<String>,
-}
-
-impl LogItem {
-    pub fn new(log: &ExecutionLog, expires_at: i64) -> Self {
-        Self {
-            pk: keys::execution_pk(&log.organization_id, &log.execution_id),
-            sk: keys::log_sk(&log.id),
-            expires_at,
-            id: log.id.clone(),
-            execution_id: log.execution_id.clone(),
-            node_id: log.node_id.clone(),
-            level: log.level,
-            message: log.message.clone(),
-            data: log.data.clone(),
-            timestamp: log.timestamp,
-            execution_step: log.execution_step,
-            node_type: log.node_type.clone(),
-            node_name: log.node_name.clone(),
-        }
-    }
-
-    pub fn into_log(self, org: &str) -> ExecutionLog {
-        ExecutionLog {
-            id: self.id,
-            execution_id: self.execution_id,
-            organization_id: org.to_string(),
-            node_id: self.node_id,
-            level: self.level,
-            message: self.message,
-            data: self.data,
-            timestamp: self.timestamp,
-            execution_step: self.execution_step,
-            node_type: self.node_type,
-            node_name: self.node_name,
-        }
-    }
-}
 
 // ---- credentials and circuits ------------------------------------------------------------
 

@@ -1,5 +1,14 @@
 //! Key layout of the single table (see the module documentation of [`super`]).
 
+/// The component [`esc`] escaped.
+pub fn unesc(part: &str) -> String {
+    if part.contains('%') {
+        part.replace("%23", "#").replace("%25", "%")
+    } else {
+        part.to_string()
+    }
+}
+
 /// Escapes the key separator in a key component, so no component can forge another item's key.
 pub fn esc(part: &str) -> String {
     if part.contains(['#', '%']) {
@@ -25,7 +34,10 @@ pub const UNFINISHED_PK: &str = "UNFINISHED";
 /// Node runs: `E#N#{nodeId}`; the execution item (`E`) and its runs share the prefix `E`, so
 /// one `begins_with(sk, "E")` Query reads the state without the logs (`L#…`).
 pub const RUN_PREFIX: &str = "E#N#";
+/// Log batches: `L#{first id}` (see `adapters::log_batch`).
 pub const LOG_PREFIX: &str = "L#";
+/// Sorts after every log batch key (`$` follows `#`).
+pub const LOG_END: &str = "L$";
 
 pub fn workflow_pk(org: &str, id: &str) -> String {
     format!("O#{}#W#{}", esc(org), esc(id))

@@ -9,7 +9,7 @@
 //! | webhook route | `H#{webhookId}` | `H` | – |
 //! | execution | `O#{org}#E#{id}` | `E` | ByOrg `O#{org}#EX` / `{createdAt}#{id}`; ByParent `O#{org}#WE#{workflowId}` / `{createdAt}#{id}`; Unfinished `UNFINISHED` / `{deadline}#{org}#{id}` only while not terminal |
 //! | node run | `O#{org}#E#{id}` | `E#N#{nodeId}` | – |
-//! | log | `O#{org}#E#{id}` | `L#{logId}` | – |
+//! | logs, in batches (`adapters::log_batch`) | `O#{org}#E#{id}` | `L#{first log id}` | – |
 //! | idempotency key | `O#{org}#I#{key}` | `I` | – |
 //! | credential | `O#{org}#CR` | `I#{id}` and `N#{name}` (two copies) | – |
 //! | circuit | `C#{org}#{key}` | `C` | ByOrg `O#{org}#C` / `{key}` |
@@ -384,6 +384,9 @@ impl ExecutionStore for DynamoStore {
         from: &[ExecutionStatus],
     ) -> StoreResult<bool> {
         self.transition_execution_(exec, from).await
+    }
+    async fn drop_execution_data(&self, org: &str, id: &str) -> StoreResult<()> {
+        self.drop_execution_data_(org, id).await
     }
     async fn get_executions(&self, org: &str, ids: &[String]) -> StoreResult<Vec<Execution>> {
         self.get_executions_(org, ids).await

@@ -2,67 +2,149 @@
 
 use super::expr::{Expr, is_condition_failure};
 use super::items::{
-    CircuitItem, CredentialItem, Item, LogItem, attr, av, from_item, key, s, to_item,
+    CircuitItem, CredentialItem, Item, MAX_ITEM_BYTES, attr, av, from_item, item_size, key, s,
+    to_item,
 };
 use super::{DynamoStore, QuerySpec, backend, keys};
+use crate::adapters::log_batch::{self, LogBatch, LogPager};
 use crate::model::*;
 use crate::ports::*;
-use aws_sdk_dynamodb::types::{
-    Delete, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
-};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{Delete, KeysAndAttributes, Put, TransactWriteItem};
 use std::collections::HashMap;
 
 fn build_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// BatchWriteItem takes at most 25 writes.
-const MAX_BATCH_WRITE: usize = 25;
+/// Log batches read per query page.
+const LOG_BATCHES_PER_PAGE: usize = 50;
 
 impl DynamoStore {
-    /// One `BatchWriteItem` per 25 logs (unprocessed items are retried with a short backoff).
+    /// Logs are stored in batches (`adapters::log_batch`): one item per batch the engine
+    /// writes at once, `L#{first id}` in the execution's partition, put only when absent (a
+    /// batch written again, whole or in part, changes nothing), concurrently when several.
     pub(super) async fn append_logs_(&self, logs: &[ExecutionLog]) -> StoreResult<()> {
-        let items = logs
+        let batches = log_batch::batches(logs).map_err(build_err)?;
+        let items = batches
             .iter()
-            .map(|l| to_item(&LogItem::new(l, self.expiry(l.timestamp)), "log entry"))
-            .collect::<StoreResult<Vec<Item>>>()?;
-        for chunk in items.chunks(MAX_BATCH_WRITE) {
-            let mut requests = chunk
-                .iter()
-                .map(|item| {
-                    PutRequest::builder()
-                        .set_item(Some(item.clone()))
-                        .build()
-                        .map(|p| WriteRequest::builder().put_request(p).build())
-                        .map_err(build_err)
-                })
-                .collect::<StoreResult<Vec<_>>>()?;
-            for round in 0..8u32 {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .set_return_consumed_capacity(self.capacity.clone())
-                    .send()
-                    .await
-                    .map_err(backend)?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                if round == 7 {
-                    return Err(StoreError::Backend(format!(
-                        "{} log entries left unprocessed",
-                        requests.len()
+            .map(|b| {
+                let item = self.log_batch_item(b);
+                let size = item_size(&item);
+                if size > MAX_ITEM_BYTES {
+                    return Err(StoreError::TooLarge(format!(
+                        "a batch of log entries is {size} bytes packed; the limit is {MAX_ITEM_BYTES}"
                     )));
                 }
-                super::expr::conflict_pause(round).await;
+                Ok(item)
+            })
+            .collect::<StoreResult<Vec<Item>>>()?;
+        let puts = items.into_iter().map(|item| async move {
+            let mut e = Expr::new();
+            let cond = format!("attribute_not_exists({})", e.n(attr::PK));
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(cond)
+                .set_expression_attribute_names(e.names())
+                .set_return_consumed_capacity(self.capacity.clone())
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(err) => match err.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                    _ => Err(backend(err)),
+                },
             }
-        }
+        });
+        futures::future::try_join_all(puts).await?;
         Ok(())
+    }
+
+    fn log_batch_item(&self, b: &LogBatch) -> Item {
+        HashMap::from([
+            (
+                attr::PK.to_string(),
+                s(keys::execution_pk(&b.organization_id, &b.execution_id)),
+            ),
+            (attr::SK.to_string(), s(keys::log_sk(&b.first_id))),
+            (
+                attr::EXPIRES_AT.to_string(),
+                AttributeValue::N(self.expiry(b.last_at).to_string()),
+            ),
+            (attr::LAST_LOG.to_string(), s(&b.last_id)),
+            (
+                attr::LOG_BODY.to_string(),
+                AttributeValue::B(Blob::new(b.body.clone())),
+            ),
+        ])
+    }
+
+    /// The batches of an execution's logs from `from` (a first id; None: all), in order.
+    async fn log_batches(
+        &self,
+        org: &str,
+        execution_id: &str,
+        from: Option<&str>,
+        start: Option<Item>,
+    ) -> StoreResult<(Vec<(String, Vec<u8>, String)>, Option<Item>)> {
+        let mut e = Expr::new();
+        let pk = format!(
+            "{} = {}",
+            e.n(attr::PK),
+            e.v(s(keys::execution_pk(org, execution_id)))
+        );
+        let key_condition = match from {
+            Some(from) => format!(
+                "{pk} AND {} BETWEEN {} AND {}",
+                e.n(attr::SK),
+                e.v(s(keys::log_sk(from))),
+                e.v(s(keys::LOG_END))
+            ),
+            None => format!(
+                "{pk} AND begins_with({}, {})",
+                e.n(attr::SK),
+                e.v(s(keys::LOG_PREFIX))
+            ),
+        };
+        let q = QuerySpec {
+            index: None,
+            key_condition,
+            filter: None,
+            expr: e,
+            forward: true,
+            consistent: true,
+            projection: None,
+        };
+        let (items, next) = self
+            .query_page(&q, start, Some(LOG_BATCHES_PER_PAGE))
+            .await?;
+        let batches = items
+            .into_iter()
+            .filter_map(|item| {
+                let first = item
+                    .get(attr::SK)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|sk| sk.strip_prefix(keys::LOG_PREFIX))
+                    .map(keys::unesc)?;
+                let last = item
+                    .get(attr::LAST_LOG)
+                    .and_then(|v| v.as_s().ok())?
+                    .clone();
+                let body = item
+                    .get(attr::LOG_BODY)
+                    .and_then(|v| v.as_b().ok())?
+                    .clone()
+                    .into_inner();
+                Some((first, body, last))
+            })
+            .collect();
+        Ok((batches, next))
     }
 
     pub(super) async fn list_logs_(
@@ -72,56 +154,97 @@ impl DynamoStore {
         filter: &LogFilter,
         limit: usize,
     ) -> StoreResult<Page<ExecutionLog>> {
-        let mut e = Expr::new();
-        let pk = format!(
-            "{} = {}",
-            e.n(attr::PK),
-            e.v(s(keys::execution_pk(org, execution_id)))
-        );
-        let key_condition = match &filter.after {
-            // Every sort key above `L#{after}` in this partition is a later log.
-            Some(after) => format!(
-                "{pk} AND {} > {}",
-                e.n(attr::SK),
-                e.v(s(keys::log_sk(after)))
-            ),
-            None => format!(
-                "{pk} AND begins_with({}, {})",
-                e.n(attr::SK),
-                e.v(s(keys::LOG_PREFIX))
-            ),
-        };
-        let mut filters = Vec::new();
-        if let Some(level) = filter.level {
-            filters.push(format!("{} = {}", e.n(attr::LEVEL), e.v(av(&level)?)));
+        let mut pager = LogPager::new(filter, limit.clamp(1, 10_000));
+        let from = filter.after.as_deref().and_then(log_batch::lower_bound);
+        let after = filter.after.as_deref().unwrap_or("");
+        let mut start = None;
+        'pages: loop {
+            let (batches, next) = self
+                .log_batches(org, execution_id, from.as_deref(), start)
+                .await?;
+            for (first_id, body, last_id) in batches {
+                if !pager.wants(&first_id) {
+                    break 'pages;
+                }
+                if last_id.as_str() <= after {
+                    continue;
+                }
+                match log_batch::decode(org, execution_id, &first_id, &body) {
+                    Ok(logs) => pager.add(logs),
+                    Err(e) => {
+                        tracing::warn!(execution_id, error = %e, "unreadable log batch left out")
+                    }
+                }
+            }
+            match next {
+                Some(next) => start = Some(next),
+                None => break,
+            }
         }
-        if let Some(node) = &filter.node_id {
-            filters.push(format!("{} = {}", e.n(attr::NODE_ID), e.v(s(node))));
+        Ok(pager.finish())
+    }
+
+    /// The save policy `none` on the logs: only `warn` and `error` entries stay.
+    pub(super) async fn drop_info_logs(&self, org: &str, execution_id: &str) -> StoreResult<()> {
+        let mut start = None;
+        loop {
+            let (batches, next) = self.log_batches(org, execution_id, None, start).await?;
+            for (first_id, body, _) in batches {
+                let kept = log_batch::retain(org, execution_id, &first_id, &body, |l| {
+                    matches!(l.level, LogLevel::Warn | LogLevel::Error)
+                })
+                .map_err(build_err)?;
+                match kept {
+                    // The first entry can go: the batch then has another key.
+                    Some(b) if b.first_id == first_id => {
+                        self.put_item(self.log_batch_item(&b)).await?;
+                    }
+                    Some(b) => {
+                        self.put_item(self.log_batch_item(&b)).await?;
+                        self.delete_item(
+                            keys::execution_pk(org, execution_id),
+                            keys::log_sk(&first_id),
+                        )
+                        .await?;
+                    }
+                    None => {
+                        self.delete_item(
+                            keys::execution_pk(org, execution_id),
+                            keys::log_sk(&first_id),
+                        )
+                        .await?;
+                    }
+                }
+            }
+            match next {
+                Some(next) => start = Some(next),
+                None => return Ok(()),
+            }
         }
-        let q = QuerySpec {
-            index: None,
-            key_condition,
-            filter: (!filters.is_empty()).then(|| filters.join(" AND ")),
-            expr: e,
-            forward: true,
-            consistent: true,
-            projection: None,
-        };
-        let (found, next) = self
-            .query_limited(&q, limit, None, &[attr::PK, attr::SK])
-            .await?;
-        let items = found
-            .into_iter()
-            .map(|i| from_item::<LogItem>(i, "log entry").map(|l| l.into_log(org)))
-            .collect::<StoreResult<Vec<_>>>()?;
-        // The cursor of a log listing is the `after` of the next call: the last log's id
-        // (or, when a selective filter stopped the scan early, the last key examined).
-        let next_cursor = next.and_then(|k| {
-            k.get(attr::SK)
-                .and_then(|sk| sk.strip_prefix(keys::LOG_PREFIX))
-                .map(|id| id.replace("%23", "#").replace("%25", "%"))
-        });
-        Ok(Page { items, next_cursor })
+    }
+
+    async fn put_item(&self, item: Item) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_return_consumed_capacity(self.capacity.clone())
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_item(&self, pk: String, sk: String) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .set_return_consumed_capacity(self.capacity.clone())
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     pub(super) async fn put_credential_(&self, cred: &StoredCredential) -> StoreResult<()> {

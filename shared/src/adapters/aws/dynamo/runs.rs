@@ -600,4 +600,70 @@ impl DynamoStore {
             },
         }
     }
+
+    /// The save policy `none` (SPEC §14) on a `success` execution: each node run item loses
+    /// its output, only `warn`/`error` log entries stay, and last the execution item's input
+    /// becomes null with `dataSaved` false (so a reader that sees `dataSaved: false` sees the
+    /// rest dropped too).
+    pub(super) async fn drop_execution_data_(&self, org: &str, id: &str) -> StoreResult<()> {
+        let Some(state) = self.get_execution_state_(org, id).await? else {
+            return Ok(());
+        };
+        let exec = &state.execution;
+        if exec.status != ExecutionStatus::Success || !exec.data_saved {
+            return Ok(());
+        }
+        for run in state.node_runs.iter().filter(|r| r.output.is_some()) {
+            let mut e = Expr::new();
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(
+                    keys::execution_pk(org, id),
+                    keys::run_sk(&run.node_id),
+                )))
+                .update_expression(format!("REMOVE {}", e.n("output")))
+                .set_expression_attribute_names(e.names())
+                .set_return_consumed_capacity(self.capacity.clone())
+                .send()
+                .await
+                .map_err(backend)?;
+        }
+        self.drop_info_logs(org, id).await?;
+        let mut e = Expr::new();
+        let update = format!(
+            "SET {} = {}, {} = {}",
+            e.n("inputData"),
+            e.v(s("null")),
+            e.n("dataSaved"),
+            e.v(AttributeValue::Bool(false))
+        );
+        let cond = format!(
+            "{} = {}",
+            e.n(attr::STATUS),
+            e.v(s(ExecutionStatus::Success.as_str()))
+        );
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                keys::execution_pk(org, id),
+                keys::EXECUTION_SK.to_string(),
+            )))
+            .update_expression(update)
+            .condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .set_return_consumed_capacity(self.capacity.clone())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                _ => Err(backend(err)),
+            },
+        }
+    }
 }
