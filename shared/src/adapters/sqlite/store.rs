@@ -132,10 +132,19 @@ fn load_run(
     body.map(|b| b.parse()).transpose()
 }
 
-/// Writes `run`; `was_finished`: whether the stored run (if any) had finished. A run that
-/// finishes here is counted on its execution.
+/// Writes `run` from inside the writer (a claim, an arrival); `was_finished`: whether the
+/// stored run (if any) had finished. A run that finishes here is counted on its execution.
+/// Its body is not packed: these are passing states (the run's result is packed by the
+/// caller of `save_node_run`, outside the writer), and compressing inside the one writer
+/// thread would cost every other write its time.
 fn upsert_run(tx: &Connection, org: &str, run: &NodeRun, was_finished: bool) -> Result<(), Fail> {
-    upsert_run_row(tx, org, &RunRow::of(run)?, was_finished)
+    let row = RunRow {
+        execution_id: run.execution_id.clone(),
+        node_id: run.node_id.clone(),
+        finished: run.status.is_finished(),
+        body: Packed::Text(to_json(run)?),
+    };
+    upsert_run_row(tx, org, &row, was_finished)
 }
 
 /// A node run as written: its keys and JSON body (serialized before the write, so a large

@@ -75,6 +75,52 @@ pub mod json_text {
     }
 }
 
+/// `#[serde(with = "packed")]`: a value as binary, its JSON packed (`adapters::pack`: a map
+/// with long attribute names costs a few bytes). Reads what older items hold too: the value
+/// as a map or as JSON text.
+pub mod packed {
+    use crate::adapters::pack::{pack_bytes, unpack};
+    use serde::de::{DeserializeOwned, MapAccess, Visitor};
+    use serde::ser::Error as _;
+    use serde::{Deserializer, Serialize, Serializer};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(v).map_err(S::Error::custom)?;
+        s.serialize_bytes(&pack_bytes(text))
+    }
+
+    struct Packed<T>(PhantomData<T>);
+
+    impl<'de, T: DeserializeOwned> Visitor<'de> for Packed<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("packed JSON, JSON text or a map")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<T, E> {
+            let text = unpack(v).map_err(E::custom)?;
+            let text = std::str::from_utf8(&text).map_err(E::custom)?;
+            crate::limits::from_stored_json(text).map_err(E::custom)
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<T, E> {
+            self.visit_bytes(&v)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            crate::limits::from_stored_json(v).map_err(E::custom)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        d.deserialize_any(Packed(PhantomData))
+    }
+}
+
 /// `json_text` for optional values (use with `skip_serializing_if = "Option::is_none"`).
 pub mod json_text_opt {
     use serde::de::{DeserializeOwned, Error as _};
@@ -397,7 +443,8 @@ pub struct ExecutionItem {
     pub nodes_executed: u32,
     #[serde(default)]
     pub nodes_failed: u32,
-    #[serde(default)]
+    /// Packed: its long attribute names made the item cross a 1 KB write unit.
+    #[serde(default, with = "packed")]
     pub metrics: ExecutionMetrics,
     pub deadline: Timestamp,
     pub created_at: Timestamp,
@@ -725,6 +772,52 @@ mod tests {
         r.error = Some(NodeError::new(ErrorKind::Http5xx, "boom"));
         r.lease_until = Some(Timestamp::from_millis(5));
         r
+    }
+
+    #[test]
+    fn execution_metrics_are_packed_and_old_maps_still_read() {
+        let who = crate::engine::Principal {
+            user_id: "u".into(),
+            organization_id: "o".into(),
+        };
+        let mut e = Execution::new(
+            "e1".into(),
+            &Workflow {
+                id: "w".into(),
+                organization_id: "o".into(),
+                user_id: "u".into(),
+                name: "w".into(),
+                description: None,
+                status: WorkflowStatus::Active,
+                version: 1,
+                nodes: Vec::new(),
+                connections: Vec::new(),
+                settings: Default::default(),
+                execution_count: 0,
+                last_executed_at: None,
+                created_at: Timestamp::from_millis(0),
+                updated_at: Timestamp::from_millis(0),
+            },
+            &who,
+            ExecutionMode::Manual,
+            serde_json::json!({}),
+            "start".into(),
+            Timestamp::from_millis(0),
+            Timestamp::from_millis(1000),
+        );
+        e.metrics.successful_nodes = 7;
+        e.metrics.average_node_execution_time = 12.5;
+        let mut item = to_item(&ExecutionItem::new(&e, 1), "execution").unwrap();
+        assert!(matches!(item.get("metrics"), Some(AttributeValue::B(_))));
+        let back = from_item::<ExecutionItem>(item.clone(), "execution").unwrap();
+        assert_eq!(back.into_execution(), e);
+        // An item written before metrics were packed holds a map.
+        item.insert(
+            "metrics".into(),
+            serde_dynamo::to_attribute_value(&e.metrics).unwrap(),
+        );
+        let old = from_item::<ExecutionItem>(item, "execution").unwrap();
+        assert_eq!(old.metrics, e.metrics);
     }
 
     #[test]
