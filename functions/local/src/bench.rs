@@ -98,6 +98,29 @@ pub fn bench_workflow(limit: Option<u32>) -> Value {
     wf
 }
 
+/// Creates [`bench_workflow`] through the API; returns its webhook's URL.
+pub async fn create_bench_workflow(
+    server: &Server,
+    client: &reqwest::Client,
+    token: &str,
+    limit: Option<u32>,
+) -> anyhow::Result<String> {
+    let created: Value = client
+        .post(format!("{}/workflows", server.url()))
+        .bearer_auth(token)
+        .json(&bench_workflow(limit))
+        .send()
+        .await?
+        .error_for_status()
+        .context("creating the benchmark workflow")?
+        .json()
+        .await?;
+    let hook = created["nodes"][0]["parameters"]["path"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the created workflow has no webhook path"))?;
+    Ok(format!("{}/webhook/{hook}", server.url()))
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -143,20 +166,8 @@ async fn drive(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(options.concurrency)
         .build()?;
-    let created: Value = client
-        .post(format!("{}/workflows", server.url()))
-        .bearer_auth(&token)
-        .json(&bench_workflow(options.concurrency_limit))
-        .send()
-        .await?
-        .error_for_status()
-        .context("creating the benchmark workflow")?
-        .json()
-        .await?;
-    let hook = created["nodes"][0]["parameters"]["path"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the created workflow has no webhook path"))?;
-    let hook_url = format!("{}/webhook/{hook}", server.url());
+    let hook_url =
+        create_bench_workflow(server, &client, &token, options.concurrency_limit).await?;
     let size_before = db_size(db).await?;
 
     let bars = MultiProgress::new();

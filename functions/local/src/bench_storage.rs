@@ -6,9 +6,9 @@
 //! and prints the file size again. The save policy is the environment's
 //! (`EXECUTIONS_DATA_SAVE_ON_SUCCESS`).
 
-use crate::bench::{bench_workflow, db_size};
+use crate::bench::{create_bench_workflow, db_size};
 use crate::{Server, Settings};
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{anyhow, bail};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use std::fmt;
@@ -124,20 +124,7 @@ async fn drive(
             .get(format!("{}{path}", server.url()))
             .bearer_auth(&token)
     };
-    let created: Value = client
-        .post(format!("{}/workflows", server.url()))
-        .bearer_auth(&token)
-        .json(&bench_workflow(None))
-        .send()
-        .await?
-        .error_for_status()
-        .context("creating the benchmark workflow")?
-        .json()
-        .await?;
-    let hook = created["nodes"][0]["parameters"]["path"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the created workflow has no webhook path"))?;
-    let hook_url = format!("{}/webhook/{hook}", server.url());
+    let hook_url = create_bench_workflow(server, &client, &token, None).await?;
     let empty = db_size(db).await?;
 
     let half = options.executions / 2;

@@ -82,7 +82,7 @@ pub fn batches(logs: &[ExecutionLog]) -> Result<Vec<LogBatch>, BatchError> {
                 out.push(open.finish()?);
                 open = Builder::default();
             }
-            open.push(log)?;
+            open.push(log);
         }
         if !open.entries.is_empty() {
             out.push(open.finish()?);
@@ -123,7 +123,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn push(&mut self, log: &'a ExecutionLog) -> Result<(), BatchError> {
+    fn push(&mut self, log: &'a ExecutionLog) {
         let first = *self.first.get_or_insert(log);
         // 0: the batch's first id; 1: the id after the previous one (`next_log_id`).
         let id = match self.last {
@@ -150,7 +150,6 @@ impl<'a> Builder<'a> {
         self.json_len += entry.to_string().len();
         self.entries.push(entry);
         self.last = Some(log);
-        Ok(())
     }
 
     fn finish(self) -> Result<LogBatch, BatchError> {
@@ -232,6 +231,11 @@ pub fn decode(
         prev = id;
     }
     Ok(out)
+}
+
+/// What the save policy `none` keeps of a successful execution's logs (SPEC §14).
+pub fn kept_without_data(log: &ExecutionLog) -> bool {
+    matches!(log.level, LogLevel::Warn | LogLevel::Error)
 }
 
 /// Keeps the entries of `body` that `keep` accepts, re-packed (None: none is left).

@@ -876,9 +876,13 @@ impl ExecutionStore for SqliteStore {
                     .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 for (KeyId(first_id), body) in batches {
-                    let kept = log_batch::retain(&org, &id, &first_id, &body, |l| {
-                        matches!(l.level, LogLevel::Warn | LogLevel::Error)
-                    })
+                    let kept = log_batch::retain(
+                        &org,
+                        &id,
+                        &first_id,
+                        &body,
+                        log_batch::kept_without_data,
+                    )
                     .map_err(|e| Fail::Store(StoreError::Backend(e.to_string())))?;
                     tx.prepare_cached(
                         "DELETE FROM log_batches WHERE execution_id = ?1 AND first_id = ?2",

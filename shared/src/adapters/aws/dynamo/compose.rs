@@ -80,29 +80,9 @@ impl DynamoStore {
             )))
         );
         let cond = format!("attribute_exists({})", e.n(attr::GSI3PK));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(
-                keys::execution_pk(org, id),
-                keys::EXECUTION_SK.to_string(),
-            )))
-            .update_expression(update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .set_return_consumed_capacity(self.capacity.clone())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => match err.as_service_error() {
-                // Terminal meanwhile (no longer in the unfinished index): nothing to move.
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
-                _ => Err(backend(err)),
-            },
-        }
+        // Terminal meanwhile (no longer in the unfinished index): nothing to move.
+        self.update_execution_if(org, id, update, cond, &e).await?;
+        Ok(())
     }
 
     pub(super) async fn create_child_tally_(

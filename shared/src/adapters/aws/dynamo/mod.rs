@@ -162,6 +162,44 @@ impl DynamoStore {
         }
     }
 
+    /// One `UpdateItem` of the execution item under the condition `cond` (names and values in
+    /// `e`). `Ok(false)`: the condition did not hold and nothing was written.
+    async fn update_execution_if(
+        &self,
+        org: &str,
+        id: &str,
+        update: String,
+        cond: String,
+        e: &Expr,
+    ) -> StoreResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(
+                keys::execution_pk(org, id),
+                keys::EXECUTION_SK.to_string(),
+            )))
+            .update_expression(update)
+            .condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .set_return_consumed_capacity(self.capacity.clone())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(backend(err)),
+        }
+    }
+
     /// TTL (epoch seconds) of something that happened at `at`.
     fn expiry(&self, at: Timestamp) -> i64 {
         at.millis() / 1000 + self.retention.as_secs() as i64

@@ -9,7 +9,6 @@ use super::{DynamoStore, QuerySpec, backend, keys};
 use crate::adapters::log_batch::{self, LogBatch, LogPager};
 use crate::model::*;
 use crate::ports::*;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::{Delete, KeysAndAttributes, Put, TransactWriteItem};
@@ -44,23 +43,7 @@ impl DynamoStore {
         let puts = items.into_iter().map(|item| async move {
             let mut e = Expr::new();
             let cond = format!("attribute_not_exists({})", e.n(attr::PK));
-            let result = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression(cond)
-                .set_expression_attribute_names(e.names())
-                .set_return_consumed_capacity(self.capacity.clone())
-                .send()
-                .await;
-            match result {
-                Ok(_) => Ok(()),
-                Err(err) => match err.as_service_error() {
-                    Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(()),
-                    _ => Err(backend(err)),
-                },
-            }
+            self.put_if(item, cond, &e).await
         });
         futures::future::try_join_all(puts).await?;
         Ok(())
@@ -190,9 +173,13 @@ impl DynamoStore {
         loop {
             let (batches, next) = self.log_batches(org, execution_id, None, start).await?;
             for (first_id, body, _) in batches {
-                let kept = log_batch::retain(org, execution_id, &first_id, &body, |l| {
-                    matches!(l.level, LogLevel::Warn | LogLevel::Error)
-                })
+                let kept = log_batch::retain(
+                    org,
+                    execution_id,
+                    &first_id,
+                    &body,
+                    log_batch::kept_without_data,
+                )
                 .map_err(build_err)?;
                 match kept {
                     // The first entry can go: the batch then has another key.

@@ -577,28 +577,8 @@ impl DynamoStore {
             e.v(num(duration.min(i64::MAX as u64) as i64))
         );
         let cond = format!("attribute_exists({})", e.n(attr::PK));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(
-                keys::execution_pk(org, id),
-                keys::EXECUTION_SK.to_string(),
-            )))
-            .update_expression(update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .set_return_consumed_capacity(self.capacity.clone())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
-                _ => Err(backend(err)),
-            },
-        }
+        self.update_execution_if(org, id, update, cond, &e).await?;
+        Ok(())
     }
 
     /// The save policy `none` (SPEC §14) on a `success` execution: each node run item loses
@@ -643,27 +623,7 @@ impl DynamoStore {
             e.n(attr::STATUS),
             e.v(s(ExecutionStatus::Success.as_str()))
         );
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(
-                keys::execution_pk(org, id),
-                keys::EXECUTION_SK.to_string(),
-            )))
-            .update_expression(update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .set_return_consumed_capacity(self.capacity.clone())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
-                _ => Err(backend(err)),
-            },
-        }
+        self.update_execution_if(org, id, update, cond, &e).await?;
+        Ok(())
     }
 }
