@@ -1109,12 +1109,19 @@ pub async fn save_policy_none_keeps_failures_whole(backend: Backend) {
                 .items
         }
     };
-    assert!(
-        logs(failed.execution.id.clone())
-            .await
-            .iter()
-            .any(|l| l.level == weconnect_engine::model::LogLevel::Info)
-    );
+    // The terminal write comes first, its logs right after it.
+    let until = Instant::now() + LONG;
+    while !logs(failed.execution.id.clone())
+        .await
+        .iter()
+        .any(|l| l.level == weconnect_engine::model::LogLevel::Info)
+    {
+        assert!(
+            Instant::now() < until,
+            "the failed execution keeps its info logs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let redriven = h
         .engine
