@@ -8,6 +8,8 @@ use super::SqliteError;
 use super::body::id_value;
 use crate::adapters::log_batch;
 use crate::model::ExecutionLog;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 /// What SQL cannot do, run after a migration's SQL in its transaction.
@@ -35,9 +37,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0008_footprint.sql"),
         then: Some(logs_into_batches),
     },
+    sql(include_str!("migrations/0009_execution_keys.sql")),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> Result<(), SqliteError> {
+    register_id_key(conn)?;
     let known = MIGRATIONS.len() as i64;
     loop {
         // IMMEDIATE: two processes opening the same file migrate one after the other.
@@ -61,6 +65,23 @@ pub(crate) fn apply(conn: &mut Connection) -> Result<(), SqliteError> {
         tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;
     }
+}
+
+/// `id_key(x)`: what [`id_value`] stores for the id `x` (the 16 bytes of a UUID, else the
+/// text itself; NULL and blobs as they are), for migrations that turn id columns into keys.
+fn register_id_key(conn: &Connection) -> Result<(), SqliteError> {
+    conn.create_scalar_function(
+        "id_key",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            Ok(match ctx.get_raw(0) {
+                ValueRef::Text(t) => id_value(&String::from_utf8_lossy(t)),
+                other => Value::from(other),
+            })
+        },
+    )?;
+    Ok(())
 }
 
 /// Migration 8: the rows of `logs` (one per entry, JSON bodies) become `log_batches`, one

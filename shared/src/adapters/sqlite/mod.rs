@@ -16,6 +16,7 @@
 
 mod body;
 mod cursor;
+mod execution_row;
 mod migrations;
 mod queue;
 mod store;

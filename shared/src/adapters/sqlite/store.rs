@@ -2,6 +2,7 @@
 
 use super::body::{KeyId, StoredJson, id_value, packed};
 use super::cursor::{self, Position};
+use super::execution_row::{self, ExecutionRow};
 use super::{Db, Fail};
 use crate::adapters::log_batch::{self, LogPager};
 use crate::adapters::pack::Packed;
@@ -110,11 +111,41 @@ fn insert_version(tx: &Connection, wf: &Workflow, body: &str) -> Result<(), Fail
 }
 
 fn load_execution(tx: &Connection, org: &str, id: &str) -> Result<Option<Execution>, Fail> {
-    let body: Option<StoredJson> = tx
-        .prepare_cached("SELECT body FROM executions WHERE id = ?1 AND org = ?2")?
-        .query_row([id, org], |r| r.get(0))
-        .optional()?;
-    body.map(|b| b.parse()).transpose()
+    tx.prepare_cached(concat!(
+        "SELECT ",
+        execution_row::columns!(),
+        " FROM executions WHERE id = ?1 AND org = ?2"
+    ))?
+    .query_row(params![id_value(id), org], execution_row::read)
+    .optional()?
+    .transpose()
+}
+
+/// The runs of an execution: its rows, and those folded into the execution's row when its
+/// data was dropped (a row written after that wins).
+fn load_runs(tx: &Connection, org: &str, execution: &Execution) -> Result<Vec<NodeRun>, Fail> {
+    let key = id_value(&execution.id);
+    let mut runs: Vec<NodeRun> = Vec::new();
+    if !execution.data_saved {
+        let folded: Option<Vec<u8>> = tx
+            .prepare_cached("SELECT runs FROM executions WHERE id = ?1 AND org = ?2")?
+            .query_row(params![key, org], |r| r.get(0))
+            .optional()?
+            .flatten();
+        if let Some(packed) = folded {
+            runs = execution_row::unfolded_runs(execution, &packed)?;
+        }
+    }
+    let mut stmt =
+        tx.prepare_cached("SELECT body FROM node_runs WHERE execution_id = ?1 AND org = ?2")?;
+    let mut q = stmt.query(params![key, org])?;
+    while let Some(r) = q.next()? {
+        let body: StoredJson = r.get(0)?;
+        let run: NodeRun = body.parse()?;
+        runs.retain(|f| f.node_id != run.node_id);
+        runs.push(run);
+    }
+    Ok(runs)
 }
 
 fn load_run(
@@ -127,7 +158,7 @@ fn load_run(
         .prepare_cached(
             "SELECT body FROM node_runs WHERE execution_id = ?1 AND node_id = ?2 AND org = ?3",
         )?
-        .query_row([execution_id, node_id, org], |r| r.get(0))
+        .query_row(params![id_value(execution_id), node_id, org], |r| r.get(0))
         .optional()?;
     body.map(|b| b.parse()).transpose()
 }
@@ -177,7 +208,12 @@ fn upsert_run_row(
         "INSERT INTO node_runs (execution_id, node_id, org, body) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (execution_id, node_id) DO UPDATE SET body = excluded.body",
     )?
-    .execute(params![row.execution_id, row.node_id, org, row.body])?;
+    .execute(params![
+        id_value(&row.execution_id),
+        row.node_id,
+        org,
+        row.body
+    ])?;
     if row.finished && !was_finished {
         count_finished(tx, &row.execution_id, 1)?;
     }
@@ -186,7 +222,7 @@ fn upsert_run_row(
 
 fn count_finished(tx: &Connection, execution_id: &str, n: i64) -> Result<(), Fail> {
     tx.prepare_cached("UPDATE executions SET finished_nodes = finished_nodes + ?2 WHERE id = ?1")?
-        .execute(params![execution_id, n])?;
+        .execute(params![id_value(execution_id), n])?;
     Ok(())
 }
 
@@ -303,7 +339,9 @@ fn stopped(
 ) -> Result<Option<ExecutionStatus>, Fail> {
     let row: Option<(String, i64)> = tx
         .prepare_cached("SELECT status, deadline FROM executions WHERE id = ?1 AND org = ?2")?
-        .query_row([execution_id, org], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![id_value(execution_id), org], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     Ok(row.and_then(|(status, deadline)| {
         let status = ExecutionStatus::parse(&status)?;
@@ -331,7 +369,7 @@ fn insert_execution(
             return Ok(Some(existing));
         }
     }
-    let (status, deadline, duration, unfinished, body) = execution_columns(exec)?;
+    let row = ExecutionRow::of(exec)?;
     let inserted = tx
         .prepare_cached(
             "INSERT INTO executions (id, org, workflow_id, status, mode, created_at, \
@@ -339,17 +377,17 @@ fn insert_execution(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
         )?
         .execute(params![
-            exec.id,
-            exec.organization_id,
-            exec.workflow_id,
-            status,
-            exec.mode.as_str(),
-            exec.created_at.millis(),
-            deadline,
-            duration,
-            unfinished,
-            body,
-            exec.parent_execution_id
+            row.id,
+            row.org,
+            row.workflow_id,
+            row.status,
+            row.mode,
+            row.created_at,
+            row.deadline,
+            row.duration,
+            row.unfinished,
+            row.body,
+            row.parent_id
         ])?;
     if inserted == 0 {
         return Err(StoreError::Conflict(format!("Execution '{}' already exists", exec.id)).into());
@@ -384,22 +422,17 @@ fn insert_runs(tx: &Connection, org: &str, rows: &[RunRow]) -> Result<(), Fail> 
         "INSERT OR IGNORE INTO node_runs (execution_id, node_id, org, body) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for row in rows {
-        let inserted = stmt.execute(params![row.execution_id, row.node_id, org, row.body])?;
+        let inserted = stmt.execute(params![
+            id_value(&row.execution_id),
+            row.node_id,
+            org,
+            row.body
+        ])?;
         if inserted == 1 && row.finished {
             count_finished(tx, &row.execution_id, 1)?;
         }
     }
     Ok(())
-}
-
-fn execution_columns(e: &Execution) -> Result<(String, i64, i64, i64, Packed), Fail> {
-    Ok((
-        e.status.as_str().to_string(),
-        e.deadline.millis(),
-        e.duration.min(i64::MAX as u64) as i64,
-        i64::from(!e.status.is_terminal()),
-        packed(e)?,
-    ))
 }
 
 /// Reads one page of `(body, time, id)` rows: `limit` items and the cursor of the last one
@@ -749,15 +782,7 @@ impl ExecutionStore for SqliteStore {
                 let Some(execution) = load_execution(tx, &org, &id)? else {
                     return Ok(None);
                 };
-                let mut stmt = tx.prepare_cached(
-                    "SELECT body FROM node_runs WHERE execution_id = ?1 AND org = ?2",
-                )?;
-                let mut node_runs = Vec::new();
-                let mut q = stmt.query([&id, &org])?;
-                while let Some(r) = q.next()? {
-                    let body: StoredJson = r.get(0)?;
-                    node_runs.push(body.parse()?);
-                }
+                let node_runs = load_runs(tx, &org, &execution)?;
                 Ok(Some(ExecutionState {
                     execution,
                     node_runs,
@@ -781,12 +806,19 @@ impl ExecutionStore for SqliteStore {
             let Some(execution) = load_execution(tx, &org, &id)? else {
                 return Ok(None);
             };
-            let mut node_runs = Vec::with_capacity(node_ids.len());
-            for node_id in &node_ids {
-                if let Some(run) = load_run(tx, &org, &id, node_id)? {
-                    node_runs.push(run);
+            let node_runs = if execution.data_saved {
+                let mut runs = Vec::with_capacity(node_ids.len());
+                for node_id in &node_ids {
+                    if let Some(run) = load_run(tx, &org, &id, node_id)? {
+                        runs.push(run);
+                    }
                 }
-            }
+                runs
+            } else {
+                let mut runs = load_runs(tx, &org, &execution)?;
+                runs.retain(|r| node_ids.contains(&r.node_id));
+                runs
+            };
             Ok(Some(ExecutionState {
                 execution,
                 node_runs,
@@ -807,7 +839,7 @@ impl ExecutionStore for SqliteStore {
                     .prepare_cached(
                         "SELECT finished_nodes FROM executions WHERE id = ?1 AND org = ?2",
                     )?
-                    .query_row([&id, &org], |r| r.get(0))
+                    .query_row(params![id_value(&id), org], |r| r.get(0))
                     .optional()?;
                 Ok(n.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32)
             })
@@ -831,10 +863,11 @@ impl ExecutionStore for SqliteStore {
                 };
                 exec.completed_at = Some(completed_at);
                 exec.duration = duration as u64;
+                let row = ExecutionRow::of(&exec)?;
                 tx.prepare_cached(
                     "UPDATE executions SET duration = ?3, body = ?4 WHERE id = ?1 AND org = ?2",
                 )?
-                .execute(params![id, org, duration, packed(&exec)?])?;
+                .execute(params![row.id, org, row.duration, row.body])?;
                 Ok(())
             })
             .await
@@ -851,24 +884,22 @@ impl ExecutionStore for SqliteStore {
                 if exec.status != ExecutionStatus::Success || !exec.data_saved {
                     return Ok(());
                 }
+                // The runs, without their outputs, move into the execution's row: one
+                // column instead of a row (with its keys) per run.
+                let mut runs = load_runs(tx, &org, &exec)?;
+                for run in &mut runs {
+                    run.output = None;
+                }
                 exec.input_data = serde_json::Value::Null;
                 exec.data_saved = false;
-                tx.prepare_cached("UPDATE executions SET body = ?3 WHERE id = ?1 AND org = ?2")?
-                    .execute(params![id, org, packed(&exec)?])?;
-                let runs: Vec<StoredJson> = tx
-                    .prepare_cached("SELECT body FROM node_runs WHERE execution_id = ?1")?
-                    .query_map([&id], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
-                for body in runs {
-                    let mut run: NodeRun = body.parse()?;
-                    if run.output.take().is_some() {
-                        tx.prepare_cached(
-                            "UPDATE node_runs SET body = ?3 WHERE execution_id = ?1 AND node_id = ?2",
-                        )?
-                        .execute(params![id, run.node_id, packed(&run)?])?;
-                    }
-                }
-                let key = id_value(&id);
+                let row = ExecutionRow::of(&exec)?;
+                let key = row.id;
+                tx.prepare_cached(
+                    "UPDATE executions SET body = ?3, runs = ?4 WHERE id = ?1 AND org = ?2",
+                )?
+                .execute(params![key, org, row.body, execution_row::folded_runs(&exec, &runs)?])?;
+                tx.prepare_cached("DELETE FROM node_runs WHERE execution_id = ?1")?
+                    .execute([&key])?;
                 let batches: Vec<(KeyId, Vec<u8>)> = tx
                     .prepare_cached(
                         "SELECT first_id, body FROM log_batches WHERE execution_id = ?1",
@@ -916,12 +947,7 @@ impl ExecutionStore for SqliteStore {
             *slot = s.as_str();
         }
         // Serialized here, not copied into the write: a large output is held once.
-        let (status, deadline, duration, unfinished, body) = execution_columns(exec)?;
-        let (id, org, mode) = (
-            exec.id.clone(),
-            exec.organization_id.clone(),
-            exec.mode.as_str(),
-        );
+        let row = ExecutionRow::of(exec)?;
         let (terminal, child, trend) = (exec.status.is_terminal(), child_of(exec), trend_of(exec));
         self.db
             .write(move |tx| {
@@ -933,14 +959,14 @@ impl ExecutionStore for SqliteStore {
                          AND status IN (?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                     )?
                     .execute(params![
-                        id,
-                        org,
-                        status,
-                        mode,
-                        deadline,
-                        duration,
-                        unfinished,
-                        body,
+                        row.id,
+                        row.org,
+                        row.status,
+                        row.mode,
+                        row.deadline,
+                        row.duration,
+                        row.unfinished,
+                        row.body,
                         allowed[0],
                         allowed[1],
                         allowed[2],
@@ -978,20 +1004,14 @@ impl ExecutionStore for SqliteStore {
     }
 
     async fn move_deadline(&self, org: &str, id: &str, deadline: Timestamp) -> StoreResult<()> {
-        let (org, id) = (org.to_string(), id.to_string());
+        let (org, key) = (org.to_string(), id_value(id));
         self.db
             .write(move |tx| {
-                let Some(mut exec) = load_execution(tx, &org, &id)? else {
-                    return Ok(());
-                };
-                if exec.status.is_terminal() {
-                    return Ok(());
-                }
-                exec.deadline = deadline;
                 tx.prepare_cached(
-                    "UPDATE executions SET deadline = ?3, body = ?4 WHERE id = ?1 AND org = ?2",
+                    "UPDATE executions SET deadline = ?3 \
+                     WHERE id = ?1 AND org = ?2 AND unfinished = 1",
                 )?
-                .execute(params![id, org, deadline.millis(), packed(&exec)?])?;
+                .execute(params![key, org, deadline.millis()])?;
                 Ok(())
             })
             .await
@@ -1145,7 +1165,11 @@ impl ExecutionStore for SqliteStore {
         let limit = page_size(limit);
         // Only the predicates in use, so SQLite picks the matching index; at most 32
         // distinct statements, all cached.
-        let mut sql = String::from("SELECT body, created_at, id FROM executions WHERE org = ?");
+        let mut sql = String::from(concat!(
+            "SELECT ",
+            execution_row::columns!(),
+            " FROM executions WHERE org = ?"
+        ));
         let mut args: Vec<SqlValue> = vec![SqlValue::Text(org.to_string())];
         if let Some(s) = filter.status {
             sql.push_str(" AND status = ?");
@@ -1157,11 +1181,11 @@ impl ExecutionStore for SqliteStore {
         }
         if let Some(w) = &filter.workflow_id {
             sql.push_str(" AND workflow_id = ?");
-            args.push(SqlValue::Text(w.clone()));
+            args.push(id_value(w));
         }
         if let Some(p) = &filter.parent_execution_id {
             sql.push_str(" AND parent_id = ?");
-            args.push(SqlValue::Text(p.clone()));
+            args.push(id_value(p));
         }
         if let Some(t) = filter.start_date {
             sql.push_str(" AND created_at >= ?");
@@ -1177,7 +1201,7 @@ impl ExecutionStore for SqliteStore {
         });
         sql.push_str(" AND (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?");
         args.push(SqlValue::Integer(after.time));
-        args.push(SqlValue::Text(after.id));
+        args.push(id_value(&after.id));
         args.push(SqlValue::Integer(limit + 1));
         self.db
             .read(move |tx| {
@@ -1185,8 +1209,8 @@ impl ExecutionStore for SqliteStore {
                 let mut q = stmt.query(params_from_iter(args.iter()))?;
                 let mut rows = Vec::new();
                 while let Some(r) = q.next()? {
-                    let body: StoredJson = r.get(0)?;
-                    rows.push((body.parse::<Execution>(), r.get(1)?, r.get(2)?));
+                    let KeyId(id) = r.get(0)?;
+                    rows.push((execution_row::read(r)?, r.get(5)?, id));
                 }
                 let (items, next_cursor) = page(rows, limit, &scope);
                 Ok(Page { items, next_cursor })
@@ -1320,16 +1344,17 @@ impl ExecutionStore for SqliteStore {
                     time: i64::MIN,
                     id: String::new(),
                 });
-                let mut stmt = tx.prepare_cached(
-                    "SELECT body, deadline, id FROM executions \
-                     WHERE unfinished = 1 AND (deadline, id) > (?1, ?2) \
-                     ORDER BY deadline, id LIMIT ?3",
-                )?;
-                let mut q = stmt.query(params![after.time, after.id, limit + 1])?;
+                let mut stmt = tx.prepare_cached(concat!(
+                    "SELECT ",
+                    execution_row::columns!(),
+                    " FROM executions WHERE unfinished = 1 AND (deadline, id) > (?1, ?2) \
+                     ORDER BY deadline, id LIMIT ?3"
+                ))?;
+                let mut q = stmt.query(params![after.time, id_value(&after.id), limit + 1])?;
                 let mut rows = Vec::new();
                 while let Some(r) = q.next()? {
-                    let body: StoredJson = r.get(0)?;
-                    rows.push((body.parse::<Execution>(), r.get(1)?, r.get(2)?));
+                    let KeyId(id) = r.get(0)?;
+                    rows.push((execution_row::read(r)?, r.get(6)?, id));
                 }
                 let (items, next_cursor) = page(rows, limit, &scope);
                 Ok(Page { items, next_cursor })
@@ -1380,7 +1405,8 @@ impl ExecutionStore for SqliteStore {
 
     // ---- retention -------------------------------------------------------------------
 
-    /// Walks executions and keys oldest first (rowid order is creation order) and stops at
+    /// Walks executions (in id order: UUIDv7s, creation order) and keys (rowid order) oldest
+    /// first and stops at
     /// the first one inside the retention, so a call reads only what it may delete.
     async fn prune(
         &self,
@@ -1392,16 +1418,13 @@ impl ExecutionStore for SqliteStore {
         self.db
             .write(move |tx| {
                 let mut pruned = Pruned::default();
-                let oldest: Vec<(i64, String, bool, i64)> = tx
+                let oldest: Vec<(KeyId, bool, i64)> = tx
                     .prepare_cached(
-                        "SELECT rowid, id, unfinished, created_at FROM executions \
-                         ORDER BY rowid LIMIT ?1",
+                        "SELECT id, unfinished, created_at FROM executions ORDER BY id LIMIT ?1",
                     )?
-                    .query_map([limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })?
+                    .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<Result<_, _>>()?;
-                for (rowid, id, unfinished, created_at) in oldest {
+                for (KeyId(id), unfinished, created_at) in oldest {
                     if created_at >= executions_before.millis() {
                         break;
                     }
@@ -1409,8 +1432,9 @@ impl ExecutionStore for SqliteStore {
                         // The cleanup run times it out first (its deadline has long passed).
                         continue;
                     }
+                    let key = id_value(&id);
                     tx.prepare_cached("DELETE FROM node_runs WHERE execution_id = ?1")?
-                        .execute([&id])?;
+                        .execute([&key])?;
                     tx.prepare_cached("DELETE FROM arrivals WHERE execution_id = ?1")?
                         .execute([&id])?;
                     tx.prepare_cached("DELETE FROM child_tallies WHERE execution_id = ?1")?
@@ -1418,9 +1442,9 @@ impl ExecutionStore for SqliteStore {
                     tx.prepare_cached("DELETE FROM callbacks WHERE execution_id = ?1")?
                         .execute([&id])?;
                     tx.prepare_cached("DELETE FROM log_batches WHERE execution_id = ?1")?
-                        .execute([id_value(&id)])?;
-                    tx.prepare_cached("DELETE FROM executions WHERE rowid = ?1")?
-                        .execute([rowid])?;
+                        .execute([&key])?;
+                    tx.prepare_cached("DELETE FROM executions WHERE id = ?1")?
+                        .execute([&key])?;
                     pruned.executions += 1;
                 }
                 let keys: Vec<(i64, i64)> = tx
@@ -1646,7 +1670,7 @@ impl LogStore for SqliteStore {
                 // Logs are the execution's: none when it is another organization's.
                 let owned = tx
                     .prepare_cached("SELECT 1 FROM executions WHERE id = ?1 AND org = ?2")?
-                    .query_row([&execution_id, &org], |_| Ok(()))
+                    .query_row(params![id_value(&execution_id), org], |_| Ok(()))
                     .optional()?
                     .is_some();
                 if !owned {

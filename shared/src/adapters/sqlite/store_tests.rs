@@ -329,13 +329,112 @@ async fn migration_8_keeps_the_data_of_an_older_file() {
     assert_eq!(old_logs, 0);
 }
 
-fn file_size(dir: &TestDir) -> u64 {
-    let conn = rusqlite::Connection::open(dir.db()).unwrap();
-    let busy: i64 = conn
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+/// A file of schema version 8 (text ids in the executions and node runs tables, bodies that
+/// repeat the columns) opens migrated: ids become 16-byte keys, the executions table loses
+/// its rowid, and every execution reads back, is found by each list filter and keeps its runs.
+#[tokio::test]
+async fn migration_9_keys_executions_by_their_16_bytes() {
+    let dir = TestDir::new();
+    let workflow_id = new_id();
+    let parent = finished(
+        execution("o1", &workflow_id, 0),
+        ExecutionStatus::Success,
+        30,
+    );
+    let mut child = execution("o1", &workflow_id, 10);
+    child.status = ExecutionStatus::Running;
+    child.parent_execution_id = Some(parent.id.clone());
+    let mut run = NodeRun::new(&child.id, "start");
+    run.output = Some(json!({"kept": true}));
+    {
+        let conn = rusqlite::Connection::open(dir.db()).unwrap();
+        for m in &super::migrations::MIGRATIONS[..8] {
+            conn.execute_batch(m.sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 8).unwrap();
+        for e in [&parent, &child] {
+            conn.execute(
+                "INSERT INTO executions (id, org, workflow_id, status, mode, created_at, \
+                 deadline, duration, unfinished, body, parent_id) \
+                 VALUES (?1, 'o1', ?2, ?3, 'manual', ?4, ?5, ?6, ?7, ?8, ?9)",
+                rusqlite::params![
+                    e.id,
+                    workflow_id,
+                    e.status.as_str(),
+                    e.created_at.millis(),
+                    e.deadline.millis(),
+                    e.duration as i64,
+                    i64::from(!e.status.is_terminal()),
+                    serde_json::to_string(e).unwrap(),
+                    e.parent_execution_id
+                ],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO node_runs (execution_id, node_id, org, body) VALUES (?1, 'start', 'o1', ?2)",
+            rusqlite::params![child.id, serde_json::to_string(&run).unwrap()],
+        )
         .unwrap();
-    assert_eq!(busy, 0, "the checkpoint ran to the end");
-    std::fs::metadata(dir.db()).unwrap().len()
+    }
+    let s = store(&dir);
+    assert_eq!(
+        s.get_execution("o1", &parent.id).await.unwrap(),
+        Some(parent.clone())
+    );
+    let state = s
+        .get_execution_state("o1", &child.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (state.execution, state.node_runs),
+        (child.clone(), vec![run])
+    );
+    let list = |filter: ExecutionFilter| {
+        let s = s.clone();
+        async move {
+            let page = s.list_executions("o1", &filter, 10, None).await.unwrap();
+            page.items.into_iter().map(|e| e.id).collect::<Vec<_>>()
+        }
+    };
+    let both = vec![child.id.clone(), parent.id.clone()];
+    assert_eq!(list(ExecutionFilter::default()).await, both);
+    let by_workflow = ExecutionFilter {
+        workflow_id: Some(workflow_id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(list(by_workflow).await, both);
+    let by_parent = ExecutionFilter {
+        parent_execution_id: Some(parent.id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(list(by_parent).await, vec![child.id.clone()]);
+    let unfinished = s.list_unfinished_executions(10, None).await.unwrap();
+    assert_eq!(unfinished.items, vec![child.clone()]);
+    let st = s.execution_statistics("o1", None, None).await.unwrap();
+    assert_eq!((st.total, st.by_status["success"]), (2, 1));
+    drop(s);
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let key_types: Vec<String> = conn
+        .prepare(
+            "SELECT typeof(id) FROM executions UNION ALL SELECT typeof(workflow_id) FROM executions \
+             UNION ALL SELECT typeof(execution_id) FROM node_runs",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(key_types, vec!["blob"; 5]);
+    let no_rowid = conn.query_row("SELECT rowid FROM executions", [], |_| Ok(()));
+    assert!(no_rowid.is_err(), "executions is a WITHOUT ROWID table");
+}
+
+/// The file's size with its write-ahead log checkpointed (retried while the store's own
+/// checkpoint thread holds the log).
+fn file_size(dir: &TestDir) -> u64 {
+    super::checkpointed_size(&dir.db()).unwrap()
 }
 
 /// Pruning gives the space back: the file shrinks once the cleanup run's `reclaim_space`
