@@ -97,6 +97,16 @@ pub fn secret_box_from_env() -> Result<SecretBox, LambdaInitError> {
 
 /// `ORG_CLAIM`: the JWT claim that carries the organization (default `org`; e.g. `custom:org`
 /// with Cognito).
+/// Writes what the engine counted since the last call as CloudWatch embedded metric format
+/// lines on stdout (namespace `WeConnect`): the figures `GET /metrics` shows locally. Called
+/// at the end of every invocation.
+pub fn flush_metrics(engine: &Engine) {
+    let now = engine.clock().now().millis();
+    for line in engine.metrics().series().take_emf_lines(now) {
+        println!("{line}");
+    }
+}
+
 pub fn org_claim_from_env() -> String {
     std::env::var("ORG_CLAIM")
         .ok()
@@ -146,12 +156,13 @@ pub fn authorizer_claims(req: &Request) -> Option<AuthorizerClaims> {
 #[derive(Clone)]
 pub struct HttpFunction {
     router: Router,
+    engine: Engine,
 }
 
 impl HttpFunction {
     pub fn new(engine: Engine, routes: RouteSet, org_claim: impl Into<String>) -> Self {
         let state = AppState::new(
-            engine,
+            engine.clone(),
             Authenticator::ApiGatewayClaims {
                 org_claim: org_claim.into(),
             },
@@ -161,6 +172,7 @@ impl HttpFunction {
         );
         Self {
             router: router_for(state, routes),
+            engine,
         }
     }
 
@@ -180,6 +192,7 @@ impl HttpFunction {
             let function = self.clone();
             async move {
                 let response = function.handle(req).await?;
+                flush_metrics(&function.engine);
                 Ok::<_, Infallible>(LambdaHttpResponse(lambda_response(response).await))
             }
         }))

@@ -8,6 +8,7 @@ mod composition_api;
 mod flow_control;
 mod hardening;
 mod insights_api;
+mod interfaces;
 mod lambda;
 mod scenarios;
 mod store_contract;

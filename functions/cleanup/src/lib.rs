@@ -49,7 +49,11 @@ impl Cleanup {
         lambda_runtime::run(service_fn(
             move |event: LambdaEvent<EventBridgeEvent<Value>>| {
                 let cleanup = self.clone();
-                async move { cleanup.handle(event).await }
+                async move {
+                    let report = cleanup.handle(event).await;
+                    weconnect_engine::lambda::flush_metrics(&cleanup.engine);
+                    report
+                }
             },
         ))
         .await

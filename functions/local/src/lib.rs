@@ -154,7 +154,7 @@ impl Server {
             Arc::new(BroadcastWaiter::new(runtime.events.clone())),
         );
         state.limits = settings.http_limits;
-        let app = router(state);
+        let app = router(state.with_prometheus(settings.metrics));
         let mut rx = runtime.shutdown_receiver();
         let http = tokio::spawn(async move {
             let stop = async move {

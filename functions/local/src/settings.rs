@@ -36,6 +36,8 @@ pub struct Settings {
     pub encryption_key: Option<String>,
     pub engine: EngineConfig,
     pub http_limits: HttpLimits,
+    /// WECONNECT_METRICS (default false): serve `GET /metrics` (Prometheus).
+    pub metrics: bool,
 }
 
 fn cores() -> usize {
@@ -63,6 +65,7 @@ impl Settings {
             encryption_key: None,
             engine: EngineConfig::default(),
             http_limits: HttpLimits::default(),
+            metrics: false,
         }
     }
 
@@ -80,6 +83,7 @@ impl Settings {
         s.shutdown_grace = Duration::from_millis(env_or("WECONNECT_SHUTDOWN_GRACE_MS", 10_000u64)?);
         s.jwt_secret = env_text("WECONNECT_JWT_SECRET");
         s.encryption_key = env_text("WECONNECT_ENCRYPTION_KEY");
+        s.metrics = env_or("WECONNECT_METRICS", false)?;
         s.engine = EngineConfig::from_env()?;
         Ok(s)
     }

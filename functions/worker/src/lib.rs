@@ -232,7 +232,11 @@ impl Worker {
     pub async fn run(self) -> Result<(), lambda_runtime::Error> {
         lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
             let worker = self.clone();
-            async move { worker.handle(event).await }
+            async move {
+                let response = worker.handle(event).await;
+                weconnect_engine::lambda::flush_metrics(&worker.engine);
+                response
+            }
         }))
         .await
     }

@@ -405,7 +405,7 @@ impl Engine {
             .await
         {
             Ok(Created::Created(_)) => {
-                self.metrics().execution_started();
+                self.metrics().execution_started(child.mode.as_str());
                 if !runs.skipped_roots.is_empty() {
                     self.replay_skipped_roots(child, &runs.skipped_roots)
                         .await?;

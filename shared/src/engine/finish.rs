@@ -144,7 +144,8 @@ impl Engine {
             }
         }
         let end = exec.completed_at.unwrap_or_else(|| self.clock().now());
-        self.metrics().execution_finished(exec.status.as_str());
+        self.metrics()
+            .execution_finished(exec.status.as_str(), exec.mode.as_str());
         let level = if exec.status == ExecutionStatus::Success {
             LogLevel::Info
         } else {

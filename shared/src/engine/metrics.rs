@@ -1,4 +1,7 @@
-//! In-process counters and timings for `/monitoring/metrics`.
+//! In-process counters and timings for `/monitoring/metrics`, and the installation's metric
+//! series (`GET /metrics`, EMF on Lambda: [`Series`]).
+
+pub use super::series::{QueueGauges, Series};
 
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -13,6 +16,7 @@ pub struct EngineMetrics {
     finished: Mutex<BTreeMap<String, u64>>,
     /// The most recent node durations (ms), a bounded window for percentiles.
     node_durations: Mutex<VecDeque<u64>>,
+    series: Series,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,15 +40,19 @@ pub struct Percentiles {
 const WINDOW: usize = 10_000;
 
 impl EngineMetrics {
-    pub fn execution_started(&self) {
+    pub fn execution_started(&self, mode: &str) {
         self.started.fetch_add(1, Ordering::Relaxed);
+        self.series.execution_started(mode);
     }
-    pub fn execution_finished(&self, status: &str) {
+    pub fn execution_finished(&self, status: &str, mode: &str) {
         if let Ok(mut m) = self.finished.lock() {
             *m.entry(status.to_string()).or_default() += 1;
         }
+        self.series.execution_finished(status, mode);
     }
-    pub fn node_ran(&self, duration_ms: u64) {
+    /// A node run ended (`status`: success or failed, its last attempt took `duration_ms`).
+    pub fn node_ran(&self, node_type: &str, status: &str, duration_ms: u64) {
+        self.series.node_ran(node_type, status, duration_ms);
         self.nodes_run.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut d) = self.node_durations.lock() {
             if d.len() >= WINDOW {
@@ -53,6 +61,10 @@ impl EngineMetrics {
             d.push_back(duration_ms);
         }
     }
+    pub fn series(&self) -> &Series {
+        &self.series
+    }
+
     pub fn snapshot(&self) -> MetricsSnapshot {
         let mut durations: Vec<u64> = self
             .node_durations
@@ -148,10 +160,10 @@ mod tests {
     fn percentiles_over_recorded_durations() {
         let m = EngineMetrics::default();
         for d in 1..=100 {
-            m.node_ran(d);
+            m.node_ran("flow.noop", "success", d);
         }
-        m.execution_started();
-        m.execution_finished("success");
+        m.execution_started("manual");
+        m.execution_finished("success", "manual");
         let s = m.snapshot();
         assert_eq!(s.nodes_run, 100);
         assert_eq!(s.node_duration_ms.p50, 51);
@@ -164,7 +176,7 @@ mod tests {
     fn the_duration_window_keeps_the_most_recent() {
         let m = EngineMetrics::default();
         for d in 0..(WINDOW as u64 + 500) {
-            m.node_ran(d);
+            m.node_ran("flow.noop", "success", d);
         }
         let s = m.snapshot();
         assert_eq!(s.node_duration_ms.samples, WINDOW as u64);

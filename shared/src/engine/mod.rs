@@ -11,6 +11,7 @@ mod metrics;
 mod observe;
 mod retry;
 mod run;
+mod series;
 mod start;
 mod sweep;
 pub mod worker;
@@ -18,7 +19,7 @@ pub mod workflows;
 
 pub use compose::{CallbackAccepted, HEARTBEAT};
 pub use detail::{CallbackInfo, ExecutionDetail, NodeDetail, Progress};
-pub use metrics::{EngineMetrics, MetricsSnapshot};
+pub use metrics::{EngineMetrics, MetricsSnapshot, QueueGauges, Series};
 pub use observe::{CircuitConfigView, CircuitView, WorkflowTrends, check_circuit_config};
 pub use run::JobOutcome;
 pub use start::StartRequest;

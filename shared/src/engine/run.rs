@@ -777,7 +777,7 @@ impl Engine {
         ctx.runs.insert(node.id.clone(), ended);
         Ok(match end {
             AttemptEnd::Succeeded => {
-                self.metrics().node_ran(ran_ms);
+                self.metrics().node_ran(&node.node_type, "success", ran_ms);
                 ctx.log(
                     LogLevel::Info,
                     format!("Node succeeded in {ran_ms} ms"),
@@ -825,7 +825,7 @@ impl Engine {
                 NodeStep::Parked
             }
             AttemptEnd::Failed(error) => {
-                self.metrics().node_ran(ran_ms);
+                self.metrics().node_ran(&node.node_type, "failed", ran_ms);
                 ctx.log(
                     LogLevel::Error,
                     format!("Node failed after {attempts} attempt(s): {}", error.message),

@@ -237,7 +237,7 @@ impl Engine {
                 return Err(e.into());
             }
         };
-        self.metrics().execution_started();
+        self.metrics().execution_started(exec.mode.as_str());
         let org = exec.organization_id.clone();
         let hold = match self.hold_back(&exec, wf).await {
             Ok(Hold::Superseded) => {

@@ -70,6 +70,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub waiter: Arc<dyn ExecutionWaiter>,
     pub limits: HttpLimits,
+    /// Serve `GET /metrics` (`WECONNECT_METRICS=true`).
+    pub prometheus: bool,
 }
 
 impl AppState {
@@ -79,7 +81,14 @@ impl AppState {
             auth: Arc::new(auth),
             waiter,
             limits: HttpLimits::default(),
+            prometheus: false,
         }
+    }
+
+    /// With `GET /metrics` served (no auth, installation-wide, no organization data).
+    pub fn with_prometheus(mut self, on: bool) -> Self {
+        self.prometheus = on;
+        self
     }
 }
 
@@ -217,6 +226,9 @@ pub fn router_for(state: AppState, set: RouteSet) -> Router {
         .route("/callbacks/{token}/fail", post(callbacks::fail))
         .layer(DefaultBodyLimit::max(limits.webhook_body_bytes));
     let mut app = Router::new().route("/health", get(monitoring::liveness));
+    if state.prometheus {
+        app = app.route("/metrics", get(monitoring::prometheus));
+    }
     if set != RouteSet::Webhooks {
         app = app.merge(api);
     }

@@ -1,10 +1,32 @@
-//! `/health`, `/monitoring/health`, `/monitoring/metrics`.
+//! `/health`, `/monitoring/health`, `/monitoring/metrics`, `/metrics`.
 
 use super::{ApiResult, AppState};
-use crate::engine::Principal;
+use crate::engine::{Principal, QueueGauges};
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+/// The content type of the OpenMetrics text Prometheus scrapes.
+pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `GET /metrics` (`WECONNECT_METRICS=true`): the installation's series as Prometheus
+/// scrapes them; no auth, no organization data (SPEC §11).
+pub async fn prometheus(State(state): State<AppState>) -> ApiResult<Response> {
+    let engine = &state.engine;
+    let depth = engine.queue().depth().await?;
+    let circuits_open = engine.store().count_open_circuits().await?;
+    let text = engine.metrics().series().prometheus_text(
+        QueueGauges {
+            ready: depth.ready,
+            delayed: depth.delayed,
+            in_flight: depth.in_flight,
+        },
+        circuits_open,
+    );
+    Ok(([(header::CONTENT_TYPE, OPENMETRICS_TEXT)], text).into_response())
+}
 
 /// Liveness, no auth.
 pub async fn liveness() -> Json<Value> {

@@ -127,6 +127,12 @@ impl CircuitStore for MemStore {
         circuits.insert(key.to_string(), state.clone());
         Ok(true)
     }
+    async fn count_open_circuits(&self) -> StoreResult<Option<u64>> {
+        let circuits = self.circuits.lock().unwrap();
+        Ok(Some(
+            circuits.values().filter(|c| c.opened_at.is_some()).count() as u64,
+        ))
+    }
     async fn list_circuits(
         &self,
         org: &str,

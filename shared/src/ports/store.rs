@@ -466,6 +466,10 @@ pub trait CircuitStore: Send + Sync + 'static {
         limit: usize,
         cursor: Option<&str>,
     ) -> StoreResult<Page<CircuitRecord>>;
+    /// How many circuits of all organizations are open or half-open (`openedAt` set), for
+    /// the installation's `GET /metrics`; None where counting means reading the whole table
+    /// (DynamoDB: the Lambda functions report circuits through their logs instead).
+    async fn count_open_circuits(&self) -> StoreResult<Option<u64>>;
 }
 
 /// A concurrency gate (SPEC §9): the executions of one workflow with one value of its

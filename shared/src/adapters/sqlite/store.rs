@@ -1861,6 +1861,21 @@ impl CircuitStore for SqliteStore {
             .map_err(Into::into)
     }
 
+    async fn count_open_circuits(&self) -> StoreResult<Option<u64>> {
+        self.db
+            .read(move |tx| {
+                let n: i64 = tx
+                    .prepare_cached(
+                        "SELECT count(*) FROM circuits \
+                         WHERE json_extract(body, '$.openedAt') IS NOT NULL",
+                    )?
+                    .query_row([], |r| r.get(0))?;
+                Ok(Some(n.max(0) as u64))
+            })
+            .await
+            .map_err(Into::into)
+    }
+
     async fn list_circuits(
         &self,
         org: &str,
