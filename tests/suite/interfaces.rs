@@ -3,6 +3,7 @@
 use prometheus_parse::{Sample, Scrape, Value as PromValue};
 use serde_json::json;
 use weconnect_tests::server::TestServer;
+use weconnect_tests::sink::Sink;
 
 /// manual trigger → data.set; the second workflow's HTTP node fails (nothing listens).
 fn workflows() -> [serde_json::Value; 2] {
@@ -129,5 +130,287 @@ async fn metrics_show_the_installations_series_in_prometheus_text() {
     assert_eq!(number(sample(&scrape, "weconnect_circuits_open", &[])), 0.0);
     // Installation-wide: no organization in any series.
     assert!(!text.contains("acme-metrics-org"), "{text}");
+    t.stop().await;
+}
+
+// ---- live events: GET /executions/{id}/events -------------------------------------------
+
+/// One Server-Sent Event as received.
+#[derive(Debug, Clone, PartialEq)]
+struct Sse {
+    id: String,
+    event: String,
+    data: serde_json::Value,
+}
+
+/// Reads an SSE response to its end (the server ends it after the terminal event).
+async fn read_sse(mut response: reqwest::Response) -> Vec<Sse> {
+    let mut text = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("the stream ends within 30 s")
+            .expect("readable");
+        let Some(chunk) = chunk else { break };
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .map(str::to_string)
+            };
+            if let (Some(id), Some(event), Some(data)) =
+                (field("id"), field("event"), field("data"))
+            {
+                events.push(Sse {
+                    id,
+                    event,
+                    data: serde_json::from_str(&data).expect("JSON data"),
+                });
+            }
+        }
+    }
+    events
+}
+
+fn node_events<'a>(events: &'a [Sse], node: &str) -> Vec<&'a str> {
+    events
+        .iter()
+        .filter(|e| e.event == "node" && e.data["nodeId"] == node)
+        .map(|e| e.data["status"].as_str().unwrap())
+        .collect()
+}
+
+/// manual trigger → flow.wait(ms) → data.set
+fn waiting(ms: u64) -> serde_json::Value {
+    json!({
+        "name": format!("Wait {ms}"),
+        "nodes": [
+            {"id": "start", "name": "Start", "type": "trigger.manual"},
+            {"id": "wait", "name": "Wait", "type": "flow.wait", "parameters": {"durationMs": ms}},
+            {"id": "set", "name": "Set", "type": "data.set", "parameters": {"values": {"done": true}}}
+        ],
+        "connections": [{"source": "start", "target": "wait"}, {"source": "wait", "target": "set"}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_an_execution_live_resume_after_an_id_and_end_after_the_terminal_one() {
+    let t = TestServer::start().await;
+    let api = t.api("acme-events");
+    // The HTTP node runs for 1.5 s: long enough to be seen running.
+    let sink = Sink::start().await;
+    sink.delay("slow", std::time::Duration::from_millis(1500));
+    let wf = api
+        .post(
+            "/workflows",
+            &json!({
+                "name": "Slow call",
+                "nodes": [
+                    {"id": "start", "name": "Start", "type": "trigger.manual"},
+                    {"id": "call", "name": "Call", "type": "http.request",
+                     "parameters": {"method": "GET", "url": sink.url("slow")}},
+                    {"id": "set", "name": "Set", "type": "data.set", "parameters": {"values": {"done": true}}}
+                ],
+                "connections": [{"source": "start", "target": "call"}, {"source": "call", "target": "set"}]
+            }),
+        )
+        .await;
+    assert_eq!(wf.status, 201, "{wf:?}");
+    let exec = api.start(wf.body["id"].as_str().unwrap(), json!({})).await;
+    let id = exec["id"].as_str().unwrap().to_string();
+    let url = format!("{}/executions/{id}/events", t.url);
+    let response = api
+        .client
+        .get(&url)
+        .bearer_auth(api.token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let events = read_sse(response).await;
+
+    // Live: the HTTP node was seen running, then succeeded (the stream begins with the
+    // state: a node not started yet shows as pending first); the last event is the terminal
+    // execution event, after every node and log.
+    let call = node_events(&events, "call");
+    assert!(call.ends_with(&["running", "success"]), "{events:#?}");
+    assert_eq!(node_events(&events, "set").last(), Some(&"success"));
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "execution");
+    assert_eq!(last.data["status"], "success");
+    assert_eq!(last.data["progress"]["percent"], 100.0);
+    let running_at = events
+        .iter()
+        .position(|e| e.event == "execution" && e.data["status"] == "running");
+    assert!(running_at.is_some(), "{events:#?}");
+    // Every log once, in order, as the logs route lists them.
+    let logs = api.get(&format!("/executions/{id}/logs?limit=1000")).await;
+    let log_ids: Vec<&str> = logs.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    let streamed: Vec<&str> = events
+        .iter()
+        .filter(|e| e.event == "log")
+        .map(|e| e.data["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed, log_ids);
+    // Every event moves the cursor its id is.
+    assert!(events.windows(2).all(|w| w[0].id != w[1].id), "{events:#?}");
+
+    // Resume after an event in the middle (Last-Event-ID, or ?after=): only what came after.
+    let cut = events
+        .iter()
+        .position(|e| {
+            e.event == "node" && e.data["nodeId"] == "call" && e.data["status"] == "running"
+        })
+        .unwrap();
+    let after_cut: Vec<&Sse> = events[cut + 1..].iter().collect();
+    for resumed in [
+        api.client
+            .get(&url)
+            .bearer_auth(api.token.as_deref().unwrap())
+            .header("Last-Event-ID", &events[cut].id)
+            .send()
+            .await
+            .unwrap(),
+        api.client
+            .get(format!("{url}?after={}", events[cut].id))
+            .bearer_auth(api.token.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        let resumed = read_sse(resumed).await;
+        let resumed_logs: Vec<&str> = resumed
+            .iter()
+            .filter(|e| e.event == "log")
+            .map(|e| e.data["id"].as_str().unwrap())
+            .collect();
+        let expected_logs: Vec<&str> = after_cut
+            .iter()
+            .filter(|e| e.event == "log")
+            .map(|e| e.data["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(resumed_logs, expected_logs);
+        assert_eq!(node_events(&resumed, "call"), ["success"]);
+        assert_eq!(resumed.last().unwrap().data["status"], "success");
+    }
+    // After the terminal event nothing follows, at once.
+    let end = read_sse(
+        api.client
+            .get(&url)
+            .bearer_auth(api.token.as_deref().unwrap())
+            .header("Last-Event-ID", &last.id)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(end.is_empty(), "{end:#?}");
+
+    // Long polling: the same events, page by page, `done` at the end.
+    let mut polled = Vec::new();
+    let mut after = String::new();
+    loop {
+        let path = if after.is_empty() {
+            format!("/executions/{id}/events?waitMs=1000")
+        } else {
+            format!("/executions/{id}/events?waitMs=1000&after={after}")
+        };
+        let r = api
+            .send(
+                api.request(reqwest::Method::GET, &path)
+                    .header("accept", "application/json"),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        polled.extend(r.body["events"].as_array().unwrap().iter().cloned());
+        after = r.body["nextCursor"].as_str().unwrap().to_string();
+        if r.body["done"] == true {
+            break;
+        }
+    }
+    assert_eq!(polled.last().unwrap()["data"]["status"], "success");
+    let polled_logs: Vec<&str> = polled
+        .iter()
+        .filter(|e| e["event"] == "log")
+        .map(|e| e["data"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(polled_logs, log_ids);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_answer_errors_in_the_spec_shape() {
+    let t = TestServer::start().await;
+    let api = t.api("acme-events-errors");
+    let wf = api.post("/workflows", &waiting(10)).await;
+    let exec = api.start(wf.body["id"].as_str().unwrap(), json!({})).await;
+    let id = exec["id"].as_str().unwrap();
+    api.get("/executions/01930000-0000-7000-8000-000000000000/events")
+        .await
+        .error(404);
+    t.api("someone-else")
+        .get(&format!("/executions/{id}/events"))
+        .await
+        .error(404);
+    api.get(&format!("/executions/{id}/events?after=garbage"))
+        .await
+        .error(400);
+    api.get(&format!("/executions/{id}/events?waitMs=30000"))
+        .await
+        .error(400);
+    t.anonymous()
+        .get(&format!("/executions/{id}/events"))
+        .await
+        .error(401);
+    t.stop().await;
+}
+
+/// 100 clients watching executions while they run all see them to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_subscribers_each_get_the_whole_stream() {
+    let t = TestServer::start().await;
+    let api = t.api("acme-events-many");
+    let wf = api.post("/workflows", &waiting(1000)).await;
+    let wf_id = wf.body["id"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(
+            api.start(&wf_id, json!({})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let streams = (0..100).map(|n| {
+        let url = format!("{}/executions/{}/events", t.url, ids[n % ids.len()]);
+        let token = api.token.clone().unwrap();
+        let client = api.client.clone();
+        async move { read_sse(client.get(url).bearer_auth(token).send().await.unwrap()).await }
+    });
+    let all = futures::future::join_all(streams).await;
+    for events in &all {
+        let last = events.last().expect("events");
+        assert_eq!(
+            (last.event.as_str(), &last.data["status"]),
+            ("execution", &json!("success"))
+        );
+        assert_eq!(node_events(events, "set").last(), Some(&"success"));
+    }
     t.stop().await;
 }

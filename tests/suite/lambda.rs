@@ -871,6 +871,55 @@ async fn end_to_end_all_four_handlers_on_moto() {
     let a: Value = serde_json::from_slice(&f.sink.calls("a")[0].body).unwrap();
     assert_eq!(a, json!({"order": "o-7"}));
 
+    // Its live events through the api function (SPEC §11): long polling (JSON) answers at
+    // once for an ended execution, every node and log, the terminal event last, done.
+    let (status, events) = f
+        .api("GET", &format!("/executions/{execution_id}/events"), None)
+        .await;
+    assert_eq!(status, 200, "{events}");
+    assert_eq!(events["done"], true, "{events}");
+    let list = events["events"].as_array().unwrap();
+    let kinds = |kind: &str| list.iter().filter(|e| e["event"] == kind).count();
+    assert_eq!((kinds("node"), kinds("log")), (6, logs.len()), "{events}");
+    let last = list.last().unwrap();
+    assert_eq!(
+        (&last["event"], &last["data"]["status"]),
+        (&json!("execution"), &json!("success"))
+    );
+    assert_eq!(events["nextCursor"], last["id"]);
+    // API Gateway cannot stream: an EventSource gets the events in one response and comes
+    // back after `retry` with Last-Event-ID; after the terminal event nothing more follows.
+    let sse = |last_id: Option<&str>| {
+        let mut headers = vec![("accept", "text/event-stream")];
+        if let Some(id) = last_id {
+            headers.push(("last-event-id", id));
+        }
+        api_gateway_request(
+            "GET",
+            &format!("/executions/{execution_id}/events"),
+            None,
+            Some(f.claims()),
+            &headers,
+        )
+    };
+    let res = f.api.handle(sse(None)).await.unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let (status, text) = read(res).await;
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap().to_string();
+    assert!(text.starts_with("retry: 1000\n\n"), "{text}");
+    assert_eq!(text.matches("event: node\n").count(), 6, "{text}");
+    assert!(
+        text.ends_with(&format!(
+            "id: {}\nevent: execution\ndata: {}\n\n",
+            last["id"].as_str().unwrap(),
+            last["data"]
+        )),
+        "{text}"
+    );
+    let (_, again) = read(f.api.handle(sse(last["id"].as_str())).await.unwrap()).await;
+    assert_eq!(again, json!("retry: 1000\n\n"));
+
     // The cleanup function times out an execution past its deadline. Started through the
     // api with the shortest timeout; the cleanup's clock is ten minutes ahead.
     let (status, body) = f

@@ -51,6 +51,7 @@ impl Engine {
             let now = self.own_execution(who, id).await?;
             return Err(Self::not_allowed("pause", &now));
         }
+        self.changed(id);
         self.cascade_pause(&paused, true).await?;
         Ok(paused)
     }
@@ -69,6 +70,7 @@ impl Engine {
             let now = self.own_execution(who, id).await?;
             return Err(Self::not_allowed("resume", &now));
         }
+        self.changed(id);
         self.cascade_pause(&resumed, false).await?;
         self.redispatch(&resumed).await?;
         self.own_execution(who, id).await

@@ -7,6 +7,7 @@ mod detail;
 mod finish;
 mod gates;
 mod lifecycle;
+mod live;
 mod metrics;
 mod observe;
 mod retry;
@@ -19,6 +20,7 @@ pub mod workflows;
 
 pub use compose::{CallbackAccepted, HEARTBEAT};
 pub use detail::{CallbackInfo, ExecutionDetail, NodeDetail, Progress};
+pub use live::{ExecutionChanges, ExecutionWatch, LiveBatch, LiveEvent};
 pub use metrics::{EngineMetrics, MetricsSnapshot, QueueGauges, Series};
 pub use observe::{CircuitConfigView, CircuitView, WorkflowTrends, check_circuit_config};
 pub use run::JobOutcome;
@@ -68,6 +70,7 @@ struct Inner {
     config: EngineConfig,
     nodes: NodeServices,
     metrics: EngineMetrics,
+    changes: Arc<ExecutionChanges>,
     /// Workflow versions are immutable: cache them by (org, id, version).
     versions: Mutex<HashMap<VersionKey, CachedVersion>>,
     /// Inline child workflows of cached versions, by (org, id, version, node).
@@ -93,6 +96,7 @@ impl Engine {
                 config,
                 nodes,
                 metrics: EngineMetrics::default(),
+                changes: Arc::default(),
                 versions: Mutex::new(HashMap::new()),
                 inline: Mutex::new(HashMap::new()),
                 callbacks,
@@ -117,6 +121,14 @@ impl Engine {
     }
     pub fn metrics(&self) -> &EngineMetrics {
         &self.inner.metrics
+    }
+    /// Who watches executions in this process (the events route).
+    pub fn changes(&self) -> &Arc<ExecutionChanges> {
+        &self.inner.changes
+    }
+    /// This process changed execution `id`: its watchers re-read it.
+    fn changed(&self, id: &str) {
+        self.inner.changes.touch(id);
     }
     pub fn schedules(&self) -> &Arc<dyn ScheduleSync> {
         &self.inner.ports.schedules

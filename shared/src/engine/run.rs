@@ -172,6 +172,7 @@ impl Engine {
         }
         match outcome {
             ClaimOutcome::Claimed(run) => {
+                self.changed(&job.execution_id);
                 let needs = plan.needs(&node.id);
                 let Some(mut ctx) = self
                     .load_context(org, &job.execution_id, wf, plan, needs)
@@ -361,6 +362,7 @@ impl Engine {
                 .transition_execution(&running, ExecutionMove::Start.from())
                 .await?
             {
+                self.changed(&running.id);
                 ctx.exec = running;
                 ctx.log(
                     LogLevel::Info,
@@ -412,6 +414,7 @@ impl Engine {
         {
             return Ok(());
         }
+        self.changed(&ctx.exec.id);
         if !ctx.exec.status.is_terminal()
             && let Some(now) = self.store().get_execution(org, &ctx.exec.id).await?
             && now.status.runs_nodes()
@@ -544,7 +547,9 @@ impl Engine {
                     parents: plan.parents(&child).len(),
                     at: self.clock().now(),
                 };
-                match self.store().arrive(&org, &arrival, claim.as_ref()).await? {
+                let arrived = self.store().arrive(&org, &arrival, claim.as_ref()).await?;
+                self.changed(&exec_id);
+                match arrived {
                     Arrival::Waiting => step.waiting = true,
                     Arrival::Ready(run) => {
                         let claimed = claim.filter(|c| {
@@ -650,6 +655,7 @@ impl Engine {
             {
                 return Ok(NodeStep::LeaseLost);
             }
+            self.changed(&ctx.exec.id);
             ctx.log(
                 LogLevel::Info,
                 "Node disabled: input passed through".into(),
@@ -771,6 +777,7 @@ impl Engine {
             );
             return Ok(NodeStep::LeaseLost);
         }
+        self.changed(&ctx.exec.id);
         let attempts = ended.attempts;
         let ran_ms = now.millis_since(started);
         let fields = ended.output.as_ref().map_or(Value::Null, routing_fields);
@@ -863,6 +870,7 @@ impl Engine {
         {
             return Ok(NodeStep::LeaseLost);
         }
+        self.changed(&ctx.exec.id);
         let now = self.clock().now();
         let job = self.job_for(&ctx.exec, &node.id);
         let message = match what {
@@ -1060,6 +1068,7 @@ impl Engine {
         if let Err(e) = self.store().append_logs(logs).await {
             tracing::error!(execution_id = %exec.id, error = %e, "could not write execution logs");
         }
+        self.changed(&exec.id);
     }
 
     /// Writes the buffered logs when they are many or old enough.

@@ -11,6 +11,7 @@ pub mod callbacks;
 pub mod circuits;
 pub mod credentials;
 pub mod error;
+pub mod events;
 pub mod executions;
 pub mod extract;
 pub mod monitoring;
@@ -207,6 +208,7 @@ pub fn router_for(state: AppState, set: RouteSet) -> Router {
         .route("/executions/{id}/resume", post(executions::resume))
         .route("/executions/{id}/retry", post(executions::retry))
         .route("/executions/{id}/logs", get(executions::logs))
+        .route("/executions/{id}/events", get(events::events))
         .route("/executions/{id}/metrics", get(executions::metrics))
         .route(
             "/executions/{id}/nodes/{nodeId}/complete",

@@ -1,5 +1,6 @@
-//! Waiting for an execution to finish (`responseMode: lastNode`), pluggable per host:
-//! the local server listens to its in-process event broadcast, a Lambda polls the store.
+//! Waiting for an execution to finish (`responseMode: lastNode`) or to change (the events
+//! route), pluggable per host: the local server listens to its in-process broadcasts, a
+//! Lambda polls the store.
 
 use crate::EngineResult;
 use crate::engine::Engine;
@@ -10,8 +11,33 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
+/// Waits for an execution to change; made before reading it, so a change between the read
+/// and the wait is not missed.
+#[async_trait]
+pub trait ChangeWatch: Send {
+    /// Returns once the execution may have changed, or after `timeout`.
+    async fn changed(&mut self, timeout: Duration);
+}
+
+/// Nothing tells: look again after the interval.
+struct PollEvery(Duration);
+
+#[async_trait]
+impl ChangeWatch for PollEvery {
+    async fn changed(&mut self, timeout: Duration) {
+        tokio::time::sleep(self.0.min(timeout)).await;
+    }
+}
+
 #[async_trait]
 pub trait ExecutionWaiter: Send + Sync + 'static {
+    /// Whether a response may stay open and stream (false behind API Gateway, which
+    /// buffers responses).
+    fn streams(&self) -> bool;
+
+    /// A watch on execution `id`'s changes.
+    fn watch_changes(&self, engine: &Engine, execution_id: &str) -> Box<dyn ChangeWatch>;
+
     /// The execution once terminal, or as it stands when `timeout` ran out (None: gone).
     async fn wait_terminal(
         &self,
@@ -37,6 +63,16 @@ impl BroadcastWaiter {
 
 #[async_trait]
 impl ExecutionWaiter for BroadcastWaiter {
+    fn streams(&self) -> bool {
+        true
+    }
+
+    /// Woken by the engine of this process when it changes the execution; every
+    /// [`SAFETY_LOOK`] anyway (another process may share the database file).
+    fn watch_changes(&self, engine: &Engine, execution_id: &str) -> Box<dyn ChangeWatch> {
+        Box::new(SafetyLook(engine.changes().watch(execution_id)))
+    }
+
     async fn wait_terminal(
         &self,
         engine: &Engine,
@@ -78,6 +114,18 @@ impl ExecutionWaiter for BroadcastWaiter {
     }
 }
 
+/// How often a local watcher looks at a watched execution without being woken.
+pub const SAFETY_LOOK: Duration = Duration::from_secs(5);
+
+struct SafetyLook(crate::engine::ExecutionWatch);
+
+#[async_trait]
+impl ChangeWatch for SafetyLook {
+    async fn changed(&mut self, timeout: Duration) {
+        self.0.changed(timeout.min(SAFETY_LOOK)).await;
+    }
+}
+
 /// Polls the store (Lambda: the worker runs in another function).
 #[derive(Debug, Clone)]
 pub struct PollingWaiter {
@@ -94,6 +142,14 @@ impl Default for PollingWaiter {
 
 #[async_trait]
 impl ExecutionWaiter for PollingWaiter {
+    fn streams(&self) -> bool {
+        false
+    }
+
+    fn watch_changes(&self, _engine: &Engine, _execution_id: &str) -> Box<dyn ChangeWatch> {
+        Box::new(PollEvery(self.interval))
+    }
+
     async fn wait_terminal(
         &self,
         engine: &Engine,
