@@ -26,6 +26,8 @@ pub struct BenchOptions {
     pub progress: bool,
     /// The workflow's `settings.concurrency.limit` (None: no limit).
     pub concurrency_limit: Option<u32>,
+    /// SSE clients following executions while they run (0: none).
+    pub subscribers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +46,10 @@ pub struct BenchReport {
     pub concurrency_limit: Option<u32>,
     /// Growth of the database file (write-ahead log checkpointed) per execution.
     pub stored_bytes_per_execution: f64,
+    pub subscribers: usize,
+    /// Executions the subscribers followed to their end, and the events they received.
+    pub streams_followed: u64,
+    pub events_streamed: u64,
 }
 
 impl fmt::Display for BenchReport {
@@ -59,6 +65,13 @@ impl fmt::Display for BenchReport {
         )?;
         if let Some(limit) = self.concurrency_limit {
             writeln!(f, "settings.concurrency   : limit {limit}")?;
+        }
+        if self.subscribers > 0 {
+            writeln!(
+                f,
+                "live subscribers       : {} ({} executions followed to the end, {} events)",
+                self.subscribers, self.streams_followed, self.events_streamed
+            )?;
         }
         writeln!(f, "completed executions/s : {:.0}", self.executions_per_sec)?;
         writeln!(
@@ -185,6 +198,7 @@ async fn drive(
         bar
     };
     let sent_bar = new_bar("accepted");
+    let (ids, followed) = subscribe(server, &client, &token, options.subscribers);
     let done_bar = new_bar("finished");
 
     // Terminal events → when and how each execution ended.
@@ -220,6 +234,7 @@ async fn drive(
                 let client = client.clone();
                 let url = hook_url.clone();
                 let sent_bar = sent_bar.clone();
+                let ids = ids.clone();
                 async move {
                     let sent = Instant::now();
                     let response = client.post(&url).json(&json!({"n": n})).send().await?;
@@ -232,6 +247,9 @@ async fn drive(
                     let id = body["executionId"]
                         .as_str()
                         .ok_or_else(|| anyhow!("no executionId in {body}"))?;
+                    if let Some(ids) = &ids {
+                        let _ = ids.send(id.to_string());
+                    }
                     Ok((id.to_string(), sent, latency))
                 }
             })
@@ -257,6 +275,8 @@ async fn drive(
     }
     done_bar.finish();
     listener.abort();
+    drop(ids);
+    let (streams_followed, events_streamed) = followed.finish().await;
     // What the executions left in the file (the queue's rows are gone once acknowledged).
     let size_after = db_size(db).await?;
 
@@ -292,5 +312,71 @@ async fn drive(
         concurrency_limit: options.concurrency_limit,
         stored_bytes_per_execution: size_after.saturating_sub(size_before) as f64
             / calls.len().max(1) as f64,
+        subscribers: options.subscribers,
+        streams_followed,
+        events_streamed,
     })
+}
+
+/// The live subscribers: `n` SSE clients, each following one newly accepted execution (sent
+/// on the returned channel) to its end, then the next.
+fn subscribe(
+    server: &Server,
+    client: &reqwest::Client,
+    token: &str,
+    n: usize,
+) -> (
+    Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    Subscribers,
+) {
+    if n == 0 {
+        return (None, Subscribers(Vec::new()));
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let tasks = (0..n)
+        .map(|_| {
+            let (rx, client, token) = (rx.clone(), client.clone(), token.to_string());
+            let base = server.url();
+            tokio::spawn(async move {
+                let (mut streams, mut events) = (0u64, 0u64);
+                loop {
+                    let Some(id) = rx.lock().await.recv().await else {
+                        return (streams, events);
+                    };
+                    let Ok(mut response) = client
+                        .get(format!("{base}/executions/{id}/events"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                    else {
+                        continue;
+                    };
+                    while let Ok(Some(chunk)) = response.chunk().await {
+                        events +=
+                            String::from_utf8_lossy(&chunk).matches("\nevent: ").count() as u64;
+                    }
+                    streams += 1;
+                }
+            })
+        })
+        .collect();
+    (Some(tx), Subscribers(tasks))
+}
+
+/// The subscribers' tasks: they end once the channel is closed and drained.
+struct Subscribers(Vec<tokio::task::JoinHandle<(u64, u64)>>);
+
+impl Subscribers {
+    /// (executions followed to the end, events received)
+    async fn finish(self) -> (u64, u64) {
+        let mut total = (0, 0);
+        for task in self.0 {
+            if let Ok((streams, events)) = task.await {
+                total.0 += streams;
+                total.1 += events;
+            }
+        }
+        total
+    }
 }

@@ -61,6 +61,10 @@ enum Command {
         /// what the concurrency bookkeeping costs.
         #[arg(long)]
         limit: Option<u32>,
+        /// Clients following executions live (`GET /executions/{id}/events`, SSE) while the
+        /// benchmark runs, each watching one new execution after another.
+        #[arg(long, default_value_t = 0)]
+        subscribers: usize,
         /// Instead: a storage run of this many executions (file size, bytes per execution,
         /// route latencies at 10 k, 100 k, ... and the file after pruning the older half).
         #[arg(long)]
@@ -134,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             workers,
             limit,
+            subscribers,
             ..
         } => {
             let options = bench::BenchOptions {
@@ -142,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
                 workers,
                 progress: true,
                 concurrency_limit: limit,
+                subscribers,
             };
             println!("{}", bench::run(options).await?);
         }

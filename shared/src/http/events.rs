@@ -27,6 +27,9 @@ pub const MAX_WAIT_MS: u64 = 20_000;
 const STREAM_BUFFER: usize = 64;
 /// How soon to look again when more is known to follow (a terminal execution settling).
 const AGAIN_SOON: Duration = Duration::from_millis(100);
+/// After a wake, how long to let the change's burst (a claim, a result, its logs) land
+/// before reading: one read instead of one per write.
+const GATHER_BURST: Duration = Duration::from_millis(25);
 /// What an SSE client waits before reconnecting after a buffered response ended.
 const RETRY_MS: u64 = 1000;
 
@@ -173,6 +176,7 @@ async fn stream(
                 () = watch.changed(Duration::from_secs(3600)) => {}
                 () = tx.closed() => return,
             }
+            tokio::time::sleep(GATHER_BURST).await;
         }
         batch = match engine.live_events(&who, &id, Some(&batch.cursor)).await {
             Ok(next) => next,
