@@ -41,7 +41,7 @@ fn hook_wf(name: &str, params: Value) -> Value {
 }
 
 /// manual trigger → flow.wait(ms) → data.set
-fn waiting_wf(ms: u64) -> Value {
+pub(crate) fn waiting_wf(ms: u64) -> Value {
     json!({
         "name": format!("Wait {ms}"),
         "nodes": [

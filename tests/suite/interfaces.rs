@@ -185,19 +185,6 @@ fn node_events<'a>(events: &'a [Sse], node: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// manual trigger → flow.wait(ms) → data.set
-fn waiting(ms: u64) -> serde_json::Value {
-    json!({
-        "name": format!("Wait {ms}"),
-        "nodes": [
-            {"id": "start", "name": "Start", "type": "trigger.manual"},
-            {"id": "wait", "name": "Wait", "type": "flow.wait", "parameters": {"durationMs": ms}},
-            {"id": "set", "name": "Set", "type": "data.set", "parameters": {"values": {"done": true}}}
-        ],
-        "connections": [{"source": "start", "target": "wait"}, {"source": "wait", "target": "set"}]
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_stream_an_execution_live_resume_after_an_id_and_end_after_the_terminal_one() {
     let t = TestServer::start().await;
@@ -358,7 +345,7 @@ async fn events_stream_an_execution_live_resume_after_an_id_and_end_after_the_te
 async fn events_answer_errors_in_the_spec_shape() {
     let t = TestServer::start().await;
     let api = t.api("acme-events-errors");
-    let wf = api.post("/workflows", &waiting(10)).await;
+    let wf = api.post("/workflows", &crate::api::waiting_wf(10)).await;
     let exec = api.start(wf.body["id"].as_str().unwrap(), json!({})).await;
     let id = exec["id"].as_str().unwrap();
     api.get("/executions/01930000-0000-7000-8000-000000000000/events")
@@ -386,7 +373,7 @@ async fn events_answer_errors_in_the_spec_shape() {
 async fn a_hundred_subscribers_each_get_the_whole_stream() {
     let t = TestServer::start().await;
     let api = t.api("acme-events-many");
-    let wf = api.post("/workflows", &waiting(1000)).await;
+    let wf = api.post("/workflows", &crate::api::waiting_wf(1000)).await;
     let wf_id = wf.body["id"].as_str().unwrap().to_string();
     let mut ids = Vec::new();
     for _ in 0..5 {
