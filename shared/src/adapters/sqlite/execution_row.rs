@@ -174,10 +174,10 @@ pub(crate) fn folded_runs(execution: &Execution, runs: &[NodeRun]) -> Result<Vec
 
 /// The runs [`folded_runs`] kept.
 pub(crate) fn unfolded_runs(execution: &Execution, packed: &[u8]) -> Result<Vec<NodeRun>, Fail> {
-    let text = pack::unpack(packed)
-        .map_err(|e| Fail::Store(StoreError::Backend(format!("folded runs: {e}"))))?;
-    let text = std::str::from_utf8(&text)
-        .map_err(|e| Fail::Store(StoreError::Backend(format!("folded runs: {e}"))))?;
+    let unreadable =
+        |e: &dyn std::fmt::Display| Fail::Store(StoreError::Backend(format!("folded runs: {e}")));
+    let text = pack::unpack(packed).map_err(|e| unreadable(&e))?;
+    let text = std::str::from_utf8(&text).map_err(|e| unreadable(&e))?;
     let stored: Vec<Map<String, Value>> = crate::limits::from_stored_json(text)?;
     let origin = execution.created_at.millis();
     stored

@@ -76,7 +76,7 @@ use super::{AwsConfig, CursorCodec, CursorKey};
 use crate::model::*;
 use crate::ports::*;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 use expr::Expr;
 use items::Item;
@@ -102,6 +102,23 @@ impl std::fmt::Debug for DynamoStore {
 
 fn backend<E: std::error::Error + 'static>(e: SdkError<E>) -> StoreError {
     StoreError::Backend(DisplayErrorContext(e).to_string())
+}
+
+/// What a conditional write did: `Ok(true)` written, `Ok(false)` its condition did not hold.
+fn condition_held<T, E>(result: Result<T, SdkError<E>>) -> StoreResult<bool>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err.as_service_error().and_then(|s| s.code())
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(backend(err)),
+    }
 }
 
 /// One Query, described once and run page by page.
@@ -149,17 +166,7 @@ impl DynamoStore {
             .set_return_consumed_capacity(self.capacity.clone())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(backend(err)),
-        }
+        condition_held(result)
     }
 
     /// One `UpdateItem` of the execution item under the condition `cond` (names and values in
@@ -187,17 +194,7 @@ impl DynamoStore {
             .set_return_consumed_capacity(self.capacity.clone())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(backend(err)),
-        }
+        condition_held(result)
     }
 
     /// TTL (epoch seconds) of something that happened at `at`.
