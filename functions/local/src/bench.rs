@@ -69,7 +69,7 @@ impl fmt::Display for BenchReport {
         if self.subscribers > 0 {
             writeln!(
                 f,
-                "live subscribers       : {} ({} executions followed to the end, {} events)",
+                "live subscribers       : {} ({} streams followed to the end, {} events)",
                 self.subscribers, self.streams_followed, self.events_streamed
             )?;
         }
@@ -248,7 +248,7 @@ async fn drive(
                         .as_str()
                         .ok_or_else(|| anyhow!("no executionId in {body}"))?;
                     if let Some(ids) = &ids {
-                        let _ = ids.send(id.to_string());
+                        ids.send_replace(Some(id.to_string()));
                     }
                     Ok((id.to_string(), sent, latency))
                 }
@@ -318,32 +318,41 @@ async fn drive(
     })
 }
 
-/// The live subscribers: `n` SSE clients, each following one newly accepted execution (sent
-/// on the returned channel) to its end, then the next.
+/// The live subscribers: `n` SSE clients open at all times while the benchmark runs, like
+/// people watching the console: each follows the newest accepted execution no other
+/// subscriber follows (set on the returned channel) to its end, then the newest one then.
 fn subscribe(
     server: &Server,
     client: &reqwest::Client,
     token: &str,
     n: usize,
 ) -> (
-    Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    Option<tokio::sync::watch::Sender<Option<String>>>,
     Subscribers,
 ) {
     if n == 0 {
         return (None, Subscribers(Vec::new()));
     }
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let (tx, rx) = tokio::sync::watch::channel::<Option<String>>(None);
+    let taken: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     let tasks = (0..n)
         .map(|_| {
-            let (rx, client, token) = (rx.clone(), client.clone(), token.to_string());
+            let (mut rx, client, token) = (rx.clone(), client.clone(), token.to_string());
+            let taken = taken.clone();
             let base = server.url();
             tokio::spawn(async move {
                 let (mut streams, mut events) = (0u64, 0u64);
                 loop {
-                    let Some(id) = rx.lock().await.recv().await else {
+                    // A newer execution than the last one followed; none once the run is over.
+                    if rx.changed().await.is_err() {
                         return (streams, events);
+                    }
+                    let Some(id) = rx.borrow_and_update().clone() else {
+                        continue;
                     };
+                    if !taken.lock().is_ok_and(|mut t| t.insert(id.clone())) {
+                        continue;
+                    }
                     let Ok(mut response) = client
                         .get(format!("{base}/executions/{id}/events"))
                         .bearer_auth(&token)
@@ -368,7 +377,7 @@ fn subscribe(
 struct Subscribers(Vec<tokio::task::JoinHandle<(u64, u64)>>);
 
 impl Subscribers {
-    /// (executions followed to the end, events received)
+    /// (streams followed to the end, events received)
     async fn finish(self) -> (u64, u64) {
         let mut total = (0, 0);
         for task in self.0 {

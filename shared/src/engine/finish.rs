@@ -175,6 +175,8 @@ impl Engine {
         if exec.status == ExecutionStatus::Success {
             self.apply_save_policy(&exec).await;
         }
+        // Its live watchers here need not wait for the last logs to settle.
+        self.changes().ended(&exec.id);
         let event = crate::ports::ExecutionEvent {
             execution_id: exec.id.clone(),
             organization_id: exec.organization_id.clone(),

@@ -40,7 +40,7 @@ const NODE_STATUSES: [NodeRunStatus; 7] = [
 ];
 
 /// One event: `id` (the cursor after it), `event` (its kind) and `data`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LiveEvent {
     pub id: String,
     pub event: &'static str,
@@ -55,9 +55,9 @@ pub struct LiveBatch {
     pub events: Vec<LiveEvent>,
     pub cursor: String,
     pub done: bool,
-    /// More is known to follow without waiting (logs beyond one read, or a terminal
-    /// execution still settling): call again soon.
-    pub more: bool,
+    /// Something is known to follow without a change: call again after this long (zero: more
+    /// logs than one read; else the rest of a terminal execution's settling time).
+    pub look_again: Option<Duration>,
 }
 
 /// What a client has seen.
@@ -145,11 +145,15 @@ fn node_code(status: NodeRunStatus) -> u8 {
 impl Engine {
     /// The events of execution `id` after `after` (None: from the start). 404 for another
     /// organization's or an unknown execution; 400 for a cursor that is not one.
+    /// `ended`: the caller knows the execution's terminal status and last logs are written
+    /// (this process ended it: [`ExecutionWatch::ended`]); else a terminal execution is
+    /// taken as settled [`SETTLE`] after its `completedAt`.
     pub async fn live_events(
         &self,
         who: &Principal,
         id: &str,
         after: Option<&str>,
+        ended: bool,
     ) -> EngineResult<LiveBatch> {
         let mut seen = match after {
             None => Seen::default(),
@@ -234,11 +238,16 @@ impl Engine {
         let code = execution_code(exec.status);
         let finished = detail.progress.finished.min(u16::MAX as u32) as u16;
         let terminal = exec.status.is_terminal();
-        let settled = !terminal || self.settled(exec.completed_at);
+        let settling = if terminal && !ended {
+            self.settling(exec.completed_at)
+        } else {
+            None
+        };
         let mut done = false;
+        let mut look_again = more.then_some(Duration::ZERO);
         if (seen.execution, seen.finished) != (code, finished) {
-            if terminal && (!settled || more) {
-                more = true;
+            if terminal && (settling.is_some() || more) {
+                look_again = look_again.or(settling);
             } else {
                 seen.execution = code;
                 seen.finished = finished;
@@ -256,13 +265,15 @@ impl Engine {
             cursor: seen.encode(),
             events,
             done,
-            more,
+            look_again,
         })
     }
 
-    fn settled(&self, completed_at: Option<Timestamp>) -> bool {
-        let now = self.clock().now();
-        completed_at.is_none_or(|t| now.millis_since(t) >= SETTLE.as_millis() as u64)
+    /// How long until an execution that ended at `completed_at` has settled (None: it has).
+    fn settling(&self, completed_at: Option<Timestamp>) -> Option<Duration> {
+        let since = self.clock().now().millis_since(completed_at?);
+        let left = (SETTLE.as_millis() as u64).saturating_sub(since);
+        (left > 0).then(|| Duration::from_millis(left))
     }
 }
 
@@ -274,16 +285,24 @@ fn execution_data(status: ExecutionStatus, progress: &Progress) -> Value {
 /// changed it. A watcher re-reads the store when woken, so a missed wake only delays it.
 #[derive(Debug, Default)]
 pub struct ExecutionChanges {
-    watched: Mutex<HashMap<String, (watch::Sender<u64>, usize)>>,
+    watched: Mutex<HashMap<String, (watch::Sender<Change>, usize)>>,
     /// How many executions are watched: the engine's `touch` costs an atomic load when none.
     count: AtomicUsize,
+}
+
+/// What a watcher is told: how many changes so far, and whether the engine ended the
+/// execution (its terminal status and last logs are written).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Change {
+    count: u64,
+    ended: bool,
 }
 
 /// A watch on one execution; dropping it stops watching.
 pub struct ExecutionWatch {
     changes: Arc<ExecutionChanges>,
     id: String,
-    rx: watch::Receiver<u64>,
+    rx: watch::Receiver<Change>,
 }
 
 impl ExecutionWatch {
@@ -291,6 +310,12 @@ impl ExecutionWatch {
     /// after `timeout`.
     pub async fn changed(&mut self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.rx.changed()).await;
+    }
+
+    /// Whether this process ended the execution since the watch was made: its terminal
+    /// status and last logs are written (no need to wait for them to settle).
+    pub fn ended(&self) -> bool {
+        self.rx.borrow().ended
     }
 }
 
@@ -308,7 +333,7 @@ impl Drop for ExecutionWatch {
 }
 
 impl ExecutionChanges {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (watch::Sender<u64>, usize)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (watch::Sender<Change>, usize)>> {
         self.watched
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -320,7 +345,20 @@ impl ExecutionChanges {
             return;
         }
         if let Some((tx, _)) = self.lock().get(id) {
-            tx.send_modify(|v| *v = v.wrapping_add(1));
+            tx.send_modify(|c| c.count = c.count.wrapping_add(1));
+        }
+    }
+
+    /// The engine ended execution `id`: its terminal status and last logs are written.
+    pub fn ended(&self, id: &str) {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if let Some((tx, _)) = self.lock().get(id) {
+            tx.send_modify(|c| {
+                c.count = c.count.wrapping_add(1);
+                c.ended = true;
+            });
         }
     }
 
@@ -333,7 +371,7 @@ impl ExecutionChanges {
                 tx.subscribe()
             }
             None => {
-                let (tx, rx) = watch::channel(0);
+                let (tx, rx) = watch::channel(Change::default());
                 watched.insert(id.to_string(), (tx, 1));
                 self.count.fetch_add(1, Ordering::Relaxed);
                 rx

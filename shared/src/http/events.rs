@@ -15,8 +15,7 @@ use axum::Json;
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -25,22 +24,53 @@ use tokio::time::Instant;
 pub const MAX_WAIT_MS: u64 = 20_000;
 /// Events buffered for one streaming client before its stream waits for it.
 const STREAM_BUFFER: usize = 64;
-/// How soon to look again when more is known to follow (a terminal execution settling).
-const AGAIN_SOON: Duration = Duration::from_millis(100);
 /// After a wake, how long to let the change's burst (a claim, a result, its logs) land
 /// before reading: one read instead of one per write.
-const GATHER_BURST: Duration = Duration::from_millis(25);
+const GATHER_BURST: Duration = Duration::from_millis(100);
 /// What an SSE client waits before reconnecting after a buffered response ended.
 const RETRY_MS: u64 = 1000;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// An event id or a `nextCursor`: only what came after it (or `Last-Event-ID`).
     pub after: Option<String>,
+    /// Long polling: how long to wait for something new, 0–20000 ms (default 20000).
+    #[param(minimum = 0, maximum = 20000)]
     pub wait_ms: Option<u64>,
 }
 
-/// Long polling when the client asks for JSON; Server-Sent Events otherwise.
+/// One Server-Sent Event as the stream sends it (`id:`, `event:`, `data:` lines).
+#[derive(Debug, utoipa::ToSchema)]
+pub struct SseMessage {
+    /// The cursor after this event (`Last-Event-ID` / `?after=` resume from it).
+    pub id: String,
+    #[schema(pattern = "^(execution|node|log)$")]
+    pub event: String,
+    /// JSON: `execution` `{status, progress}`, `node` `{nodeId, status, attempts, error}`,
+    /// `log` the log entry.
+    pub data: String,
+}
+
+/// The long-polling answer (`Accept: application/json`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LongPoll {
+    pub events: Vec<LiveEvent>,
+    /// `?after=` of the next call.
+    pub next_cursor: String,
+    /// The terminal `execution` event has been sent: nothing more will come.
+    pub done: bool,
+}
+
+/// The execution live: Server-Sent Events (`execution`, `node`, `log`), or long polling
+/// when the client asks for JSON.
+#[utoipa::path(get, path = "/executions/{id}/events", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id")),
+    responses((status = 200, description = "Events: a stream (`text/event-stream`) or one long poll (`Accept: application/json`)",
+        content((SseMessage = "text/event-stream"), (LongPoll = "application/json")))))]
 pub async fn events(
     axum::extract::State(state): axum::extract::State<AppState>,
     who: Principal,
@@ -68,15 +98,15 @@ pub async fn events(
     // The first read answers 404 / 400 before anything is sent.
     let first = state
         .engine
-        .live_events(&who, &id, after.as_deref())
+        .live_events(&who, &id, after.as_deref(), watch.ended())
         .await?;
     if json {
         let batch = gather(&state.engine, &who, &id, first, watch, wait).await?;
-        return Ok(Json(json!({
-            "events": batch.events,
-            "nextCursor": batch.cursor,
-            "done": batch.done,
-        }))
+        return Ok(Json(LongPoll {
+            events: batch.events,
+            next_cursor: batch.cursor,
+            done: batch.done,
+        })
         .into_response());
     }
     if !state.waiter.streams() {
@@ -106,20 +136,23 @@ async fn gather(
     let until = Instant::now() + wait;
     loop {
         let now = Instant::now();
-        if (!batch.events.is_empty() && !batch.more) || batch.done || now >= until {
+        let more = batch.look_again.is_some();
+        if (!batch.events.is_empty() && !more) || batch.done || now >= until {
             return Ok(batch);
         }
-        if batch.more {
-            tokio::time::sleep(AGAIN_SOON.min(until - now)).await;
-        } else {
-            watch.changed(until - now).await;
-        }
-        let next = engine.live_events(who, id, Some(&batch.cursor)).await?;
+        // Until something changes, or until `look_again` at the latest (a terminal execution
+        // settling: its last logs in wake it sooner).
+        watch
+            .changed(batch.look_again.unwrap_or(until - now).min(until - now))
+            .await;
+        let next = engine
+            .live_events(who, id, Some(&batch.cursor), watch.ended())
+            .await?;
         // Ids are cursors: the events of both reads follow each other.
         batch.events.extend(next.events);
         batch.cursor = next.cursor;
         batch.done = next.done;
-        batch.more = next.more;
+        batch.look_again = next.look_again;
     }
 }
 
@@ -169,16 +202,22 @@ async fn stream(
         if batch.done {
             return;
         }
-        if batch.more {
-            tokio::time::sleep(AGAIN_SOON).await;
-        } else {
+        // Until something changes, or until `look_again` at the latest (a terminal execution
+        // settling: its last logs in wake it sooner).
+        let wait = batch.look_again.unwrap_or(Duration::from_secs(3600));
+        if !wait.is_zero() {
             tokio::select! {
-                () = watch.changed(Duration::from_secs(3600)) => {}
+                () = watch.changed(wait) => {}
                 () = tx.closed() => return,
             }
+        }
+        if batch.look_again.is_none() {
             tokio::time::sleep(GATHER_BURST).await;
         }
-        batch = match engine.live_events(&who, &id, Some(&batch.cursor)).await {
+        batch = match engine
+            .live_events(&who, &id, Some(&batch.cursor), watch.ended())
+            .await
+        {
             Ok(next) => next,
             Err(e) => {
                 tracing::warn!(execution_id = %id, error = %e, "events stream ended");

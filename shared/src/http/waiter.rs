@@ -17,6 +17,12 @@ use tokio::time::Instant;
 pub trait ChangeWatch: Send {
     /// Returns once the execution may have changed, or after `timeout`.
     async fn changed(&mut self, timeout: Duration);
+
+    /// Whether the execution is known to have ended with its last logs written (only the
+    /// process that ended it knows; others wait for it to settle).
+    fn ended(&self) -> bool {
+        false
+    }
 }
 
 /// Nothing tells: look again after the interval.
@@ -123,6 +129,9 @@ struct SafetyLook(crate::engine::ExecutionWatch);
 impl ChangeWatch for SafetyLook {
     async fn changed(&mut self, timeout: Duration) {
         self.0.changed(timeout.min(SAFETY_LOOK)).await;
+    }
+    fn ended(&self) -> bool {
+        self.0.ended()
     }
 }
 
