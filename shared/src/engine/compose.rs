@@ -48,7 +48,7 @@ pub(super) enum ChildStart {
 }
 
 /// The answer to an accepted callback.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallbackAccepted {
     pub execution_id: String,

@@ -19,7 +19,7 @@ pub struct EngineMetrics {
     series: Series,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsSnapshot {
     pub executions_started: u64,
@@ -28,7 +28,7 @@ pub struct MetricsSnapshot {
     pub node_duration_ms: Percentiles,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Percentiles {
     pub p50: u64,
     pub p90: u64,

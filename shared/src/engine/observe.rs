@@ -21,7 +21,7 @@ pub const MAX_TREND_DAYS: i64 = 366;
 pub const DEFAULT_TREND_DAYS: u64 = 7;
 
 /// One circuit as `GET /circuits` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CircuitView {
     pub key: String,
@@ -33,7 +33,7 @@ pub struct CircuitView {
 }
 
 /// The settings a circuit runs with (the defaults with the key's overrides).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CircuitConfigView {
     pub failure_threshold: u32,
@@ -42,7 +42,7 @@ pub struct CircuitConfigView {
 }
 
 /// `GET /workflows/{id}/trends`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowTrends {
     pub workflow_id: String,

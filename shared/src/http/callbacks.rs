@@ -25,10 +25,12 @@ fn body_of(bytes: &[u8]) -> ApiResult<Value> {
 }
 
 /// `{"message": "…"}` of a failing callback.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct FailBody {
+pub(crate) struct FailBody {
+    /// At most 4096 characters.
     #[serde(default)]
+    #[schema(max_length = 4096)]
     message: Option<String>,
 }
 
@@ -63,6 +65,9 @@ async fn by_token(state: &AppState, token: &str, callback: Callback) -> ApiResul
 }
 
 /// `POST /callbacks/{token}`: the waiting node succeeds with `{"body": <body>}`.
+#[utoipa::path(post, path = "/callbacks/{token}", tag = "callbacks", params(("token" = String, Path, description = "The callback token of a waiting node (its callback URL)")),
+    request_body(content = Option<serde_json::Value>, description = "Any JSON (empty: null): the node's output is `{\"body\": …}`"),
+    responses((status = 202, description = "Accepted: the node finishes with it", body = CallbackAccepted), (status = 409, description = "Already called back, or the node or execution finished", body = super::error::ErrorBody)), security(()))]
 pub async fn complete(
     State(state): State<AppState>,
     ApiPath(token): ApiPath<String>,
@@ -73,6 +78,9 @@ pub async fn complete(
 }
 
 /// `POST /callbacks/{token}/fail` with `{"message"}`: the node fails (`callbackFailed`).
+#[utoipa::path(post, path = "/callbacks/{token}/fail", tag = "callbacks", params(("token" = String, Path, description = "The callback token of a waiting node (its callback URL)")),
+    request_body(content = Option<FailBody>, description = "Optional"),
+    responses((status = 202, description = "Accepted: the node finishes with it", body = CallbackAccepted), (status = 409, description = "Already called back, or the node or execution finished", body = super::error::ErrorBody)), security(()))]
 pub async fn fail(
     State(state): State<AppState>,
     ApiPath(token): ApiPath<String>,
@@ -83,6 +91,9 @@ pub async fn fail(
 }
 
 /// `POST /executions/{id}/nodes/{nodeId}/complete`.
+#[utoipa::path(post, path = "/executions/{id}/nodes/{nodeId}/complete", tag = "callbacks", params(("id" = String, Path, description = "Execution id"), ("nodeId" = String, Path, description = "The waiting node")),
+    request_body(content = Option<serde_json::Value>, description = "Any JSON (empty: null)"),
+    responses((status = 202, description = "Accepted: the node finishes with it", body = CallbackAccepted), (status = 409, description = "Already called back, or the node or execution finished", body = super::error::ErrorBody)))]
 pub async fn complete_node(
     State(state): State<AppState>,
     who: Principal,
@@ -98,6 +109,9 @@ pub async fn complete_node(
 }
 
 /// `POST /executions/{id}/nodes/{nodeId}/fail`.
+#[utoipa::path(post, path = "/executions/{id}/nodes/{nodeId}/fail", tag = "callbacks", params(("id" = String, Path, description = "Execution id"), ("nodeId" = String, Path, description = "The waiting node")),
+    request_body(content = Option<FailBody>, description = "Optional"),
+    responses((status = 202, description = "Accepted: the node finishes with it", body = CallbackAccepted), (status = 409, description = "Already called back, or the node or execution finished", body = super::error::ErrorBody)))]
 pub async fn fail_node(
     State(state): State<AppState>,
     who: Principal,

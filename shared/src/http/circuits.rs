@@ -11,17 +11,26 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// `PUT /circuits/{key}`: any of the three settings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Configure {
+pub(crate) struct Configure {
+    /// 1–1000.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     failure_threshold: Option<u32>,
+    /// 1000–86400000.
     #[serde(default)]
+    #[schema(minimum = 1000, maximum = 86400000)]
     timeout_ms: Option<u64>,
+    /// 1000–86400000.
     #[serde(default)]
+    #[schema(minimum = 1000, maximum = 86400000)]
     reset_timeout_ms: Option<u64>,
 }
 
+/// The organization's circuits.
+#[utoipa::path(get, path = "/circuits", tag = "circuits", params(PageQuery),
+    responses((status = 200, description = "A page of circuits", body = ListResponse<CircuitView>)))]
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
@@ -35,6 +44,8 @@ pub async fn list(
     Ok(Json(ListResponse::new(page, limit)))
 }
 
+#[utoipa::path(get, path = "/circuits/{key}", tag = "circuits", params(("key" = String, Path, description = "Circuit key (an HTTP node's host or its `circuitKey`)")),
+    responses((status = 200, description = "The circuit", body = CircuitView)))]
 pub async fn get(
     State(state): State<AppState>,
     who: Principal,
@@ -43,6 +54,9 @@ pub async fn get(
     Ok(Json(state.engine.get_circuit(&who, &key).await?))
 }
 
+/// Closes the circuit and clears its failures.
+#[utoipa::path(post, path = "/circuits/{key}/reset", tag = "circuits", params(("key" = String, Path, description = "Circuit key (an HTTP node's host or its `circuitKey`)")),
+    responses((status = 200, description = "The circuit, closed", body = CircuitView)))]
 pub async fn reset(
     State(state): State<AppState>,
     who: Principal,
@@ -51,6 +65,9 @@ pub async fn reset(
     Ok(Json(state.engine.reset_circuit(&who, &key).await?))
 }
 
+/// Sets any of the circuit's three settings.
+#[utoipa::path(put, path = "/circuits/{key}", tag = "circuits", params(("key" = String, Path, description = "Circuit key (an HTTP node's host or its `circuitKey`)")), request_body = Configure,
+    responses((status = 200, description = "The circuit with its settings", body = CircuitView)))]
 pub async fn configure(
     State(state): State<AppState>,
     who: Principal,

@@ -16,12 +16,16 @@ use serde_json::{Map, Value};
 pub const MAX_NAME_LEN: usize = crate::limits::MAX_NAME_CHARS;
 
 /// `POST /credentials`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateCredential {
+    /// 1–100 characters.
     pub name: String,
     #[serde(rename = "type")]
     pub credential_type: CredentialType,
+    /// Write-only: `httpHeader` `{name, value}`, `httpBasic` `{username, password}`, `bearer`
+    /// `{token}`, `hmacSecret` `{secret}` (`whsec_<base64>`).
+    #[schema(value_type = Object)]
     pub data: Value,
 }
 
@@ -113,6 +117,9 @@ pub fn validate_data(ty: CredentialType, data: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Stores a named secret, encrypted; its `data` is never returned.
+#[utoipa::path(post, path = "/credentials", tag = "credentials", request_body = CreateCredential,
+    responses((status = 201, description = "The credential, without its data", body = Credential)))]
 pub async fn create(
     State(state): State<AppState>,
     who: Principal,
@@ -146,6 +153,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(credential)))
 }
 
+#[utoipa::path(get, path = "/credentials", tag = "credentials", params(PageQuery),
+    responses((status = 200, description = "A page of credentials, without their data", body = ListResponse<Credential>)))]
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
@@ -160,6 +169,9 @@ pub async fn list(
     Ok(Json(ListResponse::new(page, limit)))
 }
 
+#[utoipa::path(delete, path = "/credentials/{id}", tag = "credentials",
+    params(("id" = String, Path, description = "Credential id")),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     State(state): State<AppState>,
     who: Principal,

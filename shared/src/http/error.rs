@@ -62,6 +62,22 @@ impl ApiError {
     }
 }
 
+/// The shape of every error response (SPEC §4), as the OpenAPI document shows it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// The HTTP status code.
+    #[schema(example = 404)]
+    pub status_code: u16,
+    #[schema(example = "Execution not found")]
+    pub message: String,
+    /// The status code's reason phrase.
+    #[schema(example = "Not Found")]
+    pub error: String,
+    /// More about the error (an invalid workflow's `errors`, ...); `{}` when nothing more.
+    pub details: std::collections::BTreeMap<String, Value>,
+}
+
 /// The spec's error body for `status`.
 pub fn body(status: StatusCode, message: &str, details: Value) -> Value {
     json!({

@@ -23,15 +23,18 @@ pub const MIN_TIMEOUT_MS: u64 = 1000;
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// `POST /executions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartBody {
     pub workflow_id: String,
     #[serde(default)]
     pub mode: Option<ExecutionMode>,
+    /// A JSON object (default `{}`).
     #[serde(default)]
     pub input_data: Option<Value>,
+    /// Milliseconds, 1000–3600000 (and at most the configured maximum).
     #[serde(default)]
+    #[schema(minimum = 1000, maximum = 3600000)]
     pub timeout: Option<u64>,
     /// `high`, `normal` or `low` (default: `high` for manual and api runs).
     #[serde(default)]
@@ -39,23 +42,32 @@ pub struct StartBody {
 }
 
 /// `POST /executions/{id}/retry`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryBody {
+    /// Redrive: copy the outputs of the nodes that succeeded and run the failed node and what
+    /// follows.
     #[serde(default)]
     pub from_failed_node: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ExecutionQuery {
     pub status: Option<ExecutionStatus>,
     pub mode: Option<ExecutionMode>,
     pub workflow_id: Option<String>,
+    /// The children of this execution (SPEC §8).
     pub parent_execution_id: Option<String>,
+    /// RFC 3339: created at or after.
     pub start_date: Option<String>,
+    /// RFC 3339: created at or before.
     pub end_date: Option<String>,
+    /// 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
+    /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -83,19 +95,26 @@ impl ExecutionQuery {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     pub level: Option<LogLevel>,
     pub node_id: Option<String>,
+    /// 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
+    /// A log id (the `nextCursor` of the previous page): only the logs after it.
     pub after: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct RangeQuery {
+    /// RFC 3339 (default: all time).
     pub start_date: Option<String>,
+    /// RFC 3339 (default: now).
     pub end_date: Option<String>,
 }
 
@@ -105,6 +124,11 @@ pub fn check_timeout(timeout: Option<u64>, max_timeout_ms: u64) -> Result<(), Ap
     check_range("timeout", timeout, MIN_TIMEOUT_MS, max)
 }
 
+/// Starts an execution of a workflow's active version.
+#[utoipa::path(post, path = "/executions", tag = "executions", request_body = StartBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h returns the same execution")),
+    responses((status = 201, description = "The execution (the first one's when the key was seen)", body = Execution,
+        headers(("idempotent-replayed" = String, description = "`true` when an earlier execution was returned")))))]
 pub async fn start(
     State(state): State<AppState>,
     who: Principal,
@@ -152,6 +176,9 @@ pub async fn start(
     Ok(response)
 }
 
+/// The organization's executions, newest first.
+#[utoipa::path(get, path = "/executions", tag = "executions", params(ExecutionQuery),
+    responses((status = 200, description = "A page of executions", body = ListResponse<Execution>)))]
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
@@ -168,6 +195,9 @@ pub async fn list(
 }
 
 /// `GET /executions/workflow/{workflowId}`: that workflow's executions, newest first.
+#[utoipa::path(get, path = "/executions/workflow/{workflowId}", tag = "executions",
+    params(("workflowId" = String, Path, description = "Workflow id"), ExecutionQuery),
+    responses((status = 200, description = "A page of the workflow's executions", body = ListResponse<Execution>)))]
 pub async fn list_for_workflow(
     State(state): State<AppState>,
     who: Principal,
@@ -192,6 +222,9 @@ pub async fn list_for_workflow(
     Ok(Json(ListResponse::new(page, limit)))
 }
 
+/// Counts and durations of the organization's executions created in the range.
+#[utoipa::path(get, path = "/executions/statistics", tag = "executions", params(RangeQuery),
+    responses((status = 200, description = "The statistics", body = ExecutionStatistics)))]
 pub async fn statistics(
     State(state): State<AppState>,
     who: Principal,
@@ -208,6 +241,9 @@ pub async fn statistics(
     ))
 }
 
+/// One execution with its nodes and progress.
+#[utoipa::path(get, path = "/executions/{id}", tag = "executions", params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "The execution", body = ExecutionDetail)))]
 pub async fn detail(
     State(state): State<AppState>,
     who: Principal,
@@ -226,6 +262,10 @@ pub async fn detail(
     Ok(Json(detail))
 }
 
+/// Cancels a pending, running or paused execution.
+#[utoipa::path(post, path = "/executions/{id}/cancel", tag = "executions", params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "The execution after the move", body = Execution),
+        (status = 409, description = "Not allowed from the current status", body = super::error::ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     who: Principal,
@@ -234,6 +274,10 @@ pub async fn cancel(
     Ok(Json(state.engine.cancel_execution(&who, &id).await?))
 }
 
+/// Pauses a running or pending execution: nodes in flight finish, nothing new starts.
+#[utoipa::path(post, path = "/executions/{id}/pause", tag = "executions", params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "The execution after the move", body = Execution),
+        (status = 409, description = "Not allowed from the current status", body = super::error::ErrorBody)))]
 pub async fn pause(
     State(state): State<AppState>,
     who: Principal,
@@ -242,6 +286,10 @@ pub async fn pause(
     Ok(Json(state.engine.pause_execution(&who, &id).await?))
 }
 
+/// Resumes a paused execution.
+#[utoipa::path(post, path = "/executions/{id}/resume", tag = "executions", params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "The execution after the move", body = Execution),
+        (status = 409, description = "Not allowed from the current status", body = super::error::ErrorBody)))]
 pub async fn resume(
     State(state): State<AppState>,
     who: Principal,
@@ -250,6 +298,12 @@ pub async fn resume(
     Ok(Json(state.engine.resume_execution(&who, &id).await?))
 }
 
+/// A new execution of the same workflow version and input (`retryOf` set); with
+/// `fromFailedNode` a redrive from the failed node.
+#[utoipa::path(post, path = "/executions/{id}/retry", tag = "executions", params(("id" = String, Path, description = "Execution id")),
+    request_body(content = Option<RetryBody>, description = "Optional"),
+    responses((status = 201, description = "The new execution", body = Execution),
+        (status = 409, description = "The execution cannot be retried", body = super::error::ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
     who: Principal,
@@ -273,6 +327,9 @@ async fn execution_of(state: &AppState, who: &Principal, id: &str) -> ApiResult<
         .ok_or_else(|| ApiError::not_found("Execution not found"))
 }
 
+/// The execution's logs, oldest first.
+#[utoipa::path(get, path = "/executions/{id}/logs", tag = "executions", params(("id" = String, Path, description = "Execution id"), LogQuery),
+    responses((status = 200, description = "A page of logs", body = ListResponse<ExecutionLog>)))]
 pub async fn logs(
     State(state): State<AppState>,
     who: Principal,
@@ -303,6 +360,8 @@ pub async fn logs(
     Ok(Json(ListResponse::new(page, limit)))
 }
 
+#[utoipa::path(get, path = "/executions/{id}/metrics", tag = "executions", params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "The execution's metrics", body = ExecutionMetrics)))]
 pub async fn metrics(
     State(state): State<AppState>,
     who: Principal,

@@ -268,6 +268,23 @@ async fn authenticate(
     }
 }
 
+/// `202 {executionId, status}` of an accepted webhook call.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAccepted {
+    pub execution_id: String,
+    pub status: crate::model::ExecutionStatus,
+}
+
+/// Starts the workflow whose webhook trigger has this id (also at `/webhook/handler/{id}`),
+/// with the method the trigger declares; its own auth (`header` or Standard Webhooks `hmac`).
+#[utoipa::path(post, path = "/webhook/{id}", tag = "webhooks", security(()),
+    params(("id" = String, Path, description = "The webhook trigger's `path`"),
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h returns the same execution")),
+    request_body(content = Option<serde_json::Value>, description = "Any body: JSON is parsed, anything else kept as text"),
+    responses((status = 202, description = "Started", body = WebhookAccepted),
+        (status = 200, description = "`responseMode: lastNode`: the last node's output", body = serde_json::Value),
+        (status = 405, description = "The trigger accepts another method", body = super::error::ErrorBody)))]
 pub async fn handle(
     State(state): State<AppState>,
     ApiPath(webhook_id): ApiPath<String>,
@@ -335,15 +352,15 @@ pub async fn handle(
         )
         .await?;
 
-    let accepted = |id: &str, status: &str| {
-        (
-            StatusCode::ACCEPTED,
-            Json(json!({"executionId": id, "status": status})),
-        )
-            .into_response()
+    let accepted = |execution: crate::model::Execution| {
+        let body = WebhookAccepted {
+            execution_id: execution.id,
+            status: execution.status,
+        };
+        (StatusCode::ACCEPTED, Json(body)).into_response()
     };
     if config.response_mode == ResponseMode::OnReceived {
-        return Ok(accepted(&execution.id, execution.status.as_str()));
+        return Ok(accepted(execution));
     }
     let finished = state
         .waiter
@@ -351,7 +368,7 @@ pub async fn handle(
         .await?
         .unwrap_or(execution);
     if !finished.status.is_terminal() {
-        return Ok(accepted(&finished.id, finished.status.as_str()));
+        return Ok(accepted(finished));
     }
     if finished.status == crate::model::ExecutionStatus::Success {
         let output = finished.output_data.unwrap_or(Value::Null);

@@ -11,6 +11,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
+/// The organization's workflows (their latest versions).
+#[utoipa::path(get, path = "/workflows", tag = "workflows", params(PageQuery),
+    responses((status = 200, description = "A page of workflows", body = ListResponse<Workflow>)))]
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
@@ -24,6 +27,9 @@ pub async fn list(
     Ok(Json(ListResponse::new(page, limit)))
 }
 
+/// Creates a workflow (version 1).
+#[utoipa::path(post, path = "/workflows", tag = "workflows", request_body = WorkflowDefinition,
+    responses((status = 201, description = "The stored workflow", body = Workflow)))]
 pub async fn create(
     State(state): State<AppState>,
     who: Principal,
@@ -34,6 +40,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(wf)))
 }
 
+/// A workflow (its latest version).
+#[utoipa::path(get, path = "/workflows/{id}", tag = "workflows", params(("id" = String, Path, description = "Workflow id")),
+    responses((status = 200, description = "The workflow", body = Workflow)))]
 pub async fn get(
     State(state): State<AppState>,
     who: Principal,
@@ -43,6 +52,9 @@ pub async fn get(
 }
 
 /// Full replace; a body without a `status` field keeps the current status.
+#[utoipa::path(put, path = "/workflows/{id}", tag = "workflows", params(("id" = String, Path, description = "Workflow id")),
+    request_body = WorkflowDefinition,
+    responses((status = 200, description = "The new version", body = Workflow)))]
 pub async fn update(
     State(state): State<AppState>,
     who: Principal,
@@ -60,6 +72,9 @@ pub async fn update(
     ))
 }
 
+/// Deletes a workflow (its executions stay listable).
+#[utoipa::path(delete, path = "/workflows/{id}", tag = "workflows", params(("id" = String, Path, description = "Workflow id")),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     State(state): State<AppState>,
     who: Principal,
@@ -70,15 +85,22 @@ pub async fn delete(
 }
 
 /// `?startDate&endDate&interval=hour|day`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct TrendsQuery {
+    /// RFC 3339; default: `endDate` minus 7 days.
     pub start_date: Option<String>,
+    /// RFC 3339; default: now.
     pub end_date: Option<String>,
+    /// `hour` or `day` (default).
+    #[param(pattern = "^(hour|day)$")]
     pub interval: Option<String>,
 }
 
 /// `GET /workflows/{id}/trends`.
+#[utoipa::path(get, path = "/workflows/{id}/trends", tag = "workflows", params(("id" = String, Path, description = "Workflow id"), TrendsQuery),
+    responses((status = 200, description = "Executions per hour or day", body = WorkflowTrends)))]
 pub async fn trends(
     State(state): State<AppState>,
     who: Principal,

@@ -55,7 +55,7 @@ pub fn percentile(histogram: &[u64], q: f64) -> f64 {
 }
 
 /// The width of a trend's points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum TrendInterval {
     Hour,
@@ -167,7 +167,7 @@ impl TrendCounters {
 }
 
 /// One item of `GET /workflows/{id}/trends`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrendPoint {
     pub start: Timestamp,

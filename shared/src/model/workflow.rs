@@ -4,7 +4,9 @@ use super::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum WorkflowStatus {
     #[default]
@@ -15,7 +17,7 @@ pub enum WorkflowStatus {
 }
 
 /// What a client sends to create or replace a workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkflowDefinition {
     pub name: String,
@@ -31,7 +33,7 @@ pub struct WorkflowDefinition {
 }
 
 /// A stored workflow: one version of a definition plus its identity and bookkeeping.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Workflow {
     pub id: String,
@@ -73,7 +75,7 @@ impl Workflow {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowSettings {
     /// Default execution timeout for this workflow (ms).
@@ -99,7 +101,7 @@ pub struct WorkflowSettings {
 
 /// `settings.saveDataOnSuccess` / `EXECUTIONS_DATA_SAVE_ON_SUCCESS` (SPEC §14): `none` drops a
 /// successful execution's input, node outputs and `info`/`debug` logs when it finishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SaveData {
     #[default]
@@ -120,7 +122,7 @@ impl std::str::FromStr for SaveData {
 
 /// `settings.throttle`: at most `limit` (1–1000) starts in any window of `periodMs`
 /// (100–86,400,000) per value of `key`; the rest wait, nothing is dropped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ThrottleSetting {
     pub limit: u32,
@@ -131,7 +133,7 @@ pub struct ThrottleSetting {
 
 /// `settings.debounce`: a start waits `periodMs` (100–86,400,000); a newer start with the same
 /// key replaces it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DebounceSetting {
     pub period_ms: u64,
@@ -145,7 +147,7 @@ pub const FLOW_PERIOD_MS_RANGE: (u64, u64) = (100, 86_400_000);
 /// `settings.concurrency`: `limit` (1–1000) running at once per value of `key` (an expression
 /// over `trigger`, evaluated once when an execution is created; none: one key for the whole
 /// workflow).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConcurrencySetting {
     pub limit: u32,
@@ -156,7 +158,7 @@ pub struct ConcurrencySetting {
 /// Bounds of `settings.concurrency.limit`.
 pub const CONCURRENCY_LIMIT_RANGE: (u32, u32) = (1, 1_000);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Node {
     pub id: String,
@@ -188,7 +190,7 @@ pub const ERROR: &str = "error";
 pub const TRUE: &str = "true";
 pub const FALSE: &str = "false";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Connection {
     pub source: String,
@@ -202,7 +204,7 @@ fn main_type() -> String {
     MAIN.to_string()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum OnError {
     /// The execution fails.
@@ -213,7 +215,7 @@ pub enum OnError {
     ErrorOutput,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Backoff {
     Fixed,
@@ -221,7 +223,7 @@ pub enum Backoff {
     Exponential,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Jitter {
     Full,
@@ -230,7 +232,7 @@ pub enum Jitter {
 }
 
 /// Per-node retry policy; unset fields take the configured defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -23,7 +23,7 @@ pub struct Delivery {
 }
 
 /// Queue depth for `/monitoring/health`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueDepth {
     /// Visible now.

@@ -64,7 +64,7 @@ pub struct LogFilter {
 }
 
 /// `GET /executions/statistics` (spec §4).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionStatistics {
     pub total: u64,
@@ -78,7 +78,7 @@ pub struct ExecutionStatistics {
 }
 
 /// Counts for `/monitoring/health`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UnfinishedCounts {
     pub running: u64,
