@@ -42,6 +42,50 @@ fn number(s: Option<&Sample>) -> f64 {
     }
 }
 
+/// The console's page and assets and the OpenAPI document need no token (they hold no
+/// data); the API the console calls does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_and_the_openapi_document_are_served_without_a_token() {
+    let t = TestServer::start().await;
+    let anonymous = t.anonymous();
+    let page = anonymous.get("/console").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(
+        page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.headers.contains_key("content-security-policy"));
+    assert!(page.text.contains("/console/app.js"), "{}", page.text);
+    let script = anonymous.get("/console/app.js").await;
+    assert_eq!(script.status, 200);
+    assert!(
+        script.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    anonymous.get("/console/nothing.js").await.error(404);
+    anonymous.get("/workflows").await.error(401);
+
+    let doc = anonymous.get("/openapi.json").await;
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    for path in [
+        "/workflows",
+        "/executions/{id}/events",
+        "/console",
+        "/metrics",
+    ] {
+        assert!(
+            doc.body["paths"][path].is_object(),
+            "{path} is not documented"
+        );
+    }
+    t.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_only_when_turned_on() {
     let t = TestServer::start().await;

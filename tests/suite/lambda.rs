@@ -478,6 +478,14 @@ async fn api_reads_the_principal_from_jwt_authorizer_claims() {
     // /health needs no claims; each function serves only its own routes.
     let req = api_gateway_request("GET", "/health", None, None, &[]);
     assert_eq!(read(f.api.handle(req).await.unwrap()).await.0, 200);
+    // The console and the OpenAPI document: routed outside the authorizer (no claims).
+    let req = api_gateway_request("GET", "/console", None, None, &[]);
+    let (status, page) = read(f.api.handle(req).await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(page.as_str().unwrap().contains("/console/app.js"), "{page}");
+    let req = api_gateway_request("GET", "/openapi.json", None, None, &[]);
+    let (status, doc) = read(f.api.handle(req).await.unwrap()).await;
+    assert_eq!((status, doc["openapi"].clone()), (200, json!("3.1.0")));
     let req = api_gateway_request(
         "POST",
         "/webhook/anything",

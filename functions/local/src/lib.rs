@@ -254,12 +254,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             secrets.encryption_key_file().display()
         );
     }
+    let token = server.token("local", "local")?;
     if secrets.generated_jwt_secret || secrets.generated_encryption_key {
-        println!(
-            "A token for user `local` in organization `local` (valid 24 h):\n{}",
-            server.token("local", "local")?
-        );
+        println!("A token for user `local` in organization `local` (valid 24 h):\n{token}");
     }
+    // The console signs in with the token in the URL fragment (never sent to the server).
+    println!(
+        "Console (signed in as `local`): {}/console#token={token}",
+        server.url()
+    );
     shutdown_signal().await;
     println!("Shutting down: finishing in-flight work; queued jobs resume at the next start.");
     server.stop().await;

@@ -9,12 +9,14 @@
 pub mod auth;
 pub mod callbacks;
 pub mod circuits;
+pub mod console;
 pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod executions;
 pub mod extract;
 pub mod monitoring;
+pub mod openapi;
 pub mod waiter;
 pub mod webhooks;
 pub mod workflows;
@@ -94,7 +96,7 @@ impl AppState {
 }
 
 /// Every list: `{"items", "limit", "nextCursor"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListResponse<T> {
     pub items: Vec<T>,
@@ -113,9 +115,13 @@ impl<T> ListResponse<T> {
 }
 
 /// `limit` (1–100, default 20) and `cursor`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
+    /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -155,7 +161,8 @@ pub enum RouteSet {
     /// Every route of SPEC §4.
     #[default]
     All,
-    /// `/health` and the authenticated API: everything but the webhooks.
+    /// `/health`, the authenticated API, the console and `/openapi.json`: everything but the
+    /// webhooks.
     Api,
     /// `/health` and the webhook intake (`/webhook/{id}`, `/webhook/handler/{id}`).
     Webhooks,
@@ -196,6 +203,9 @@ pub fn router_for(state: AppState, set: RouteSet) -> Router {
             "/credentials/{id}",
             axum::routing::delete(credentials::delete),
         )
+        .route("/console", get(console::page))
+        .route("/console/{file}", get(console::asset))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/executions", get(executions::list).post(executions::start))
         .route("/executions/statistics", get(executions::statistics))
         .route(
