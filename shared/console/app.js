@@ -327,7 +327,7 @@ async function executionView(id, signal) {
   const wf = await api(path`/workflows/${detail.workflowId}`, {signal}).catch(() => null);
   const connections = connectionsOf(detail, wf);
   const parentsOf = (nodeId) => connections.filter((c) => c.target === nodeId).map((c) => c.source);
-  let selected = (detail.nodes.find((n) => n.status === 'failed') || {}).nodeId || null;
+  let selected = null;
 
   const statusEl = h('span', {id: 'execution-status'});
   const progress = h('progress', {max: 100, value: 0, 'aria-label': 'Progress'});
@@ -489,6 +489,8 @@ async function executionView(id, signal) {
   }
 
   function renderAll() {
+    // Until the user picks a node, show the one that failed.
+    if (!selected) selected = (detail.nodes.find((n) => n.status === 'failed') || {}).nodeId || null;
     for (const n of detail.nodes) statuses.set(n.nodeId, {status: n.status, attempts: n.attempts});
     setStatuses(graph, statuses);
     renderHeader();

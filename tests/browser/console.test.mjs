@@ -30,7 +30,7 @@ function freePort() {
   });
 }
 
-/** The service the workflows call: `/hold` answers when released, `/flaky` fails its first call. */
+/** The service the workflows call: `/hold` answers when released, `/flaky` fails its first call (slowly). */
 class Service {
   constructor() {
     this.held = [];
@@ -47,7 +47,8 @@ class Service {
         this.waiters.splice(0).forEach((wake) => wake());
       } else if (req.url.startsWith('/flaky')) {
         this.calls.flaky += 1;
-        if (this.calls.flaky === 1) reply(500, {ok: false});
+        // The first call fails after a moment: the console is open while the node runs.
+        if (this.calls.flaky === 1) setTimeout(() => reply(500, {ok: false}), 700);
         else reply(200, {ok: true, call: this.calls.flaky});
       } else {
         reply(404, {});
@@ -244,6 +245,7 @@ test('opens a failed execution and redrives it from the failed node', async () =
   await page.goto(`${base}/console#/executions/${failed.id}`);
   await see('svg#graph g.node[data-node-id="call"][data-status="failed"]', 'the failed node');
   await page.waitForFunction(() => /failed/.test(document.querySelector('#execution-status').textContent), null, {timeout: WAIT});
+  // The failed node is shown without a click once the detail has it.
   await page.waitForFunction(() => /HTTP 500/.test(document.querySelector('#node-panel').textContent), null, {timeout: WAIT});
   await shot('execution-failed.png');
 
