@@ -28,6 +28,11 @@ pub struct EngineConfig {
     pub stranded_pending_after_ms: u64,
     /// Default node timeout (ms) when a node sets none.
     pub node_timeout_ms: u64,
+    /// NODE_MAX_TIMEOUT (ms; unset or 0: none): the longest node timeout this installation
+    /// runs. On Lambda the worker function's timeout less a margin (template.yaml), so a node
+    /// always ends, or its lease expires, before the function is killed. A workflow asking
+    /// for more is refused naming the node; a stored one is run with the cap.
+    pub max_node_timeout_ms: Option<u64>,
     /// A node's lease lasts its timeout plus this margin (ms).
     pub lease_margin_ms: u64,
     /// Node output limit (bytes).
@@ -65,6 +70,7 @@ impl Default for EngineConfig {
             stale_execution_threshold_ms: 24 * 3_600_000,
             stranded_pending_after_ms: 60_000,
             node_timeout_ms: 30_000,
+            max_node_timeout_ms: None,
             lease_margin_ms: 15_000,
             max_output_bytes: 256 * 1024,
             http_allow_private: false,
@@ -104,6 +110,7 @@ impl EngineConfig {
             )?,
             stranded_pending_after_ms: d.stranded_pending_after_ms,
             node_timeout_ms: env_or("NODE_DEFAULT_TIMEOUT", d.node_timeout_ms)?,
+            max_node_timeout_ms: Some(env_or("NODE_MAX_TIMEOUT", 0u64)?).filter(|&ms| ms > 0),
             lease_margin_ms: d.lease_margin_ms,
             max_output_bytes: d.max_output_bytes,
             http_allow_private: env_or("WECONNECT_HTTP_ALLOW_PRIVATE", d.http_allow_private)?,
@@ -121,6 +128,14 @@ impl EngineConfig {
                 d.save_data_on_success,
             )?,
         })
+    }
+
+    /// The timeout a node runs with (ms): its own or the default, at most
+    /// [`Self::max_node_timeout_ms`].
+    pub fn node_timeout(&self, own: Option<u64>) -> u64 {
+        let timeout = own.unwrap_or(self.node_timeout_ms);
+        self.max_node_timeout_ms
+            .map_or(timeout, |max| timeout.min(max))
     }
 
     pub fn stale_threshold(&self) -> Duration {
@@ -143,5 +158,21 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ConfigE
             value: v,
         }),
         _ => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_runs_with_its_timeout_or_the_default_at_most_the_cap() {
+        let mut c = EngineConfig::default();
+        assert_eq!(c.node_timeout(None), 30_000);
+        assert_eq!(c.node_timeout(Some(90_000)), 90_000);
+        c.max_node_timeout_ms = Some(60_000);
+        assert_eq!(c.node_timeout(Some(90_000)), 60_000);
+        assert_eq!(c.node_timeout(Some(1_000)), 1_000);
+        assert_eq!(c.node_timeout(None), 30_000);
     }
 }

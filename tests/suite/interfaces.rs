@@ -172,8 +172,32 @@ async fn metrics_show_the_installations_series_in_prometheus_text() {
         assert!(s.is_some(), "queue {state}: {text}");
     }
     assert_eq!(number(sample(&scrape, "weconnect_circuits_open", &[])), 0.0);
+    assert_eq!(
+        number(sample(&scrape, "weconnect_engine_failures_total", &[])),
+        0.0
+    );
     // Installation-wide: no organization in any series.
     assert!(!text.contains("acme-metrics-org"), "{text}");
+    t.stop().await;
+}
+
+/// A store failure is answered 500 in the spec's shape and counted as an engine failure (the
+/// `EngineFailures` metric an alarm watches on AWS): a table dropped under the running server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_is_a_500_counted_as_an_engine_failure() {
+    let t = TestServer::start_with(|s| s.metrics = true).await;
+    let api = t.api("acme-failures");
+    assert_eq!(api.get("/credentials").await.status, 200);
+    let db = rusqlite::Connection::open(t.data_dir().join("weconnect.db")).unwrap();
+    db.execute_batch("DROP TABLE credentials").unwrap();
+    api.get("/credentials").await.error(500);
+    let text = t.anonymous().get("/metrics").await.text;
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
+    assert_eq!(
+        number(sample(&scrape, "weconnect_engine_failures_total", &[])),
+        1.0,
+        "{text}"
+    );
     t.stop().await;
 }
 

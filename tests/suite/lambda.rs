@@ -1100,3 +1100,155 @@ async fn start_http_workflow_id(f: &Functions) -> String {
     }))
     .await
 }
+
+// ---- a killed invocation (issue 12 §3) ----------------------------------------------------
+
+/// A worker invocation killed in the middle of a node loses nothing (SPEC §5.4), with the
+/// template's timings scaled down 1:30 (the queue's visibility 150 s → 5 s, the longest node
+/// timeout 60 s → 2 s, the lease margin 15 s → 0.5 s, the default deadline 300 s → 10 s):
+/// the killed invocation's message comes back once the node's lease expired, the node runs
+/// again and the execution succeeds before its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_invocation_is_recovered_when_its_lease_expires() {
+    const SCALE: u64 = 30;
+    let timings = crate::template::TemplateTimings::read();
+    let defaults = weconnect_engine::EngineConfig::default();
+    let mut config = test_config();
+    config.max_node_timeout_ms = Some(timings.max_node_timeout_ms / SCALE);
+    config.lease_margin_ms = defaults.lease_margin_ms / SCALE;
+    config.node_timeout_ms = defaults.node_timeout_ms / SCALE;
+    config.default_timeout_ms = defaults.default_timeout_ms / SCALE;
+    let visibility = Duration::from_millis(timings.visibility_ms / SCALE);
+    let f = functions_with(config).await;
+    // A node (or a node of an inline child workflow) asking for more than the cap is refused.
+    let too_long = |nodes: Value| {
+        let second = nodes[1]["id"].clone();
+        json!({"name": "Too long", "nodes": nodes,
+               "connections": [{"source": "start", "target": second}]})
+    };
+    let (status, body) = f
+        .api(
+            "POST",
+            "/workflows",
+            Some(too_long(json!([
+                node("start", "trigger.manual", json!({})),
+                {"id": "wait", "name": "Wait", "type": "http.request", "timeoutMs": 2001,
+                 "parameters": {"method": "GET", "url": f.sink.url("x")}}
+            ]))),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("node \"wait\"") && message.contains("2000"),
+        "{message}"
+    );
+    let (status, body) = f
+        .api(
+            "POST",
+            "/workflows",
+            Some(too_long(json!([
+                node("start", "trigger.manual", json!({})),
+                node(
+                    "each",
+                    "flow.map",
+                    json!({"items": "{{ [1] }}", "workflow": {
+                        "nodes": [
+                            {"id": "in", "name": "In", "type": "trigger.manual"},
+                            {"id": "deep", "name": "Deep", "type": "flow.noop", "timeoutMs": 9000}
+                        ],
+                        "connections": [{"source": "in", "target": "deep"}]
+                    }})
+                )
+            ]))),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("node \"each\"") && message.contains("node \"deep\""),
+        "{message}"
+    );
+    // The call is slow enough to be killed in the middle (well within the node's timeout).
+    f.sink.delay("slow", Duration::from_millis(800));
+    let wf = f
+        .create_workflow(json!({
+            "name": "Killed mid-node",
+            "status": "active",
+            "nodes": [
+                node("start", "trigger.manual", json!({})),
+                node("call", "http.request", json!({"method": "GET", "url": f.sink.url("slow")})),
+                node("done", "data.set", json!({"values": {"ok": true}}))
+            ],
+            "connections": [
+                {"source": "start", "target": "call"},
+                {"source": "call", "target": "done"}
+            ]
+        }))
+        .await;
+    let (status, body) = f
+        .api("POST", "/executions", Some(json!({"workflowId": wf})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+
+    // The event source mapping's receive (with the queue's scaled visibility) and an
+    // invocation that is killed once the node's call is in flight.
+    let receive = || async {
+        f.env
+            .sqs
+            .receive_message()
+            .queue_url(&f.env.config.queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(visibility.as_secs() as i32)
+            .wait_time_seconds(0)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default()
+    };
+    let mut invocations = Vec::new();
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while f.sink.count("slow") == 0 {
+        assert!(Instant::now() < give_up, "the node never called");
+        let messages = receive().await;
+        if !messages.is_empty() {
+            let worker = Worker::new(f.engine.clone());
+            let event = sqs_event(&messages, &f.env.queue_arn);
+            invocations.push(tokio::spawn(async move {
+                worker.handle(invocation(event, 60)).await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for invocation in &invocations {
+        invocation.abort();
+    }
+    let detail = f.execution(&id).await;
+    let call = detail["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["nodeId"] == "call")
+        .unwrap()
+        .clone();
+    assert_eq!(call["status"], "running", "killed mid-node: {detail}");
+    f.sink.delay("slow", Duration::ZERO);
+
+    // Nothing comes back while the killed invocation's messages are invisible; then the job
+    // runs again (its lease has expired) and the execution ends well.
+    assert!(receive().await.is_empty(), "the message is still invisible");
+    f.drain(|| f.is_terminal(&id)).await;
+    let done = f.execution(&id).await;
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(
+        f.sink.count("slow"),
+        2,
+        "the killed call and its second run"
+    );
+    let deadline: Timestamp = serde_json::from_value(done["deadline"].clone()).unwrap();
+    let completed: Timestamp = serde_json::from_value(done["completedAt"].clone()).unwrap();
+    assert!(completed < deadline, "ended before its deadline: {done}");
+}

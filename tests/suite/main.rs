@@ -12,6 +12,7 @@ mod interfaces;
 mod lambda;
 mod scenarios;
 mod store_contract;
+mod template;
 
 backend_scenarios!(sqlite, Backend::sqlite());
 backend_scenarios!(dynamo, Backend::moto());

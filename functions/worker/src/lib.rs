@@ -15,7 +15,8 @@
 //! The response lists only the messages that must come back: `JobOutcome::RetryAfter(d)`
 //! (another worker holds the node, or it is not due yet) sets the message's visibility to `d`
 //! with `ChangeMessageVisibility` and reports it; an engine error (the store or queue failed)
-//! reports it with a short backoff. Every other message is deleted by the event source mapping.
+//! reports it with an exponential backoff ([`error_backoff_after`]) and counts it
+//! (`EngineFailures`). Every other message is deleted by the event source mapping.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
@@ -30,7 +31,7 @@ use weconnect_engine::engine::JobOutcome;
 /// Added to the node timeout to form the default safety margin before the deadline.
 pub const DEADLINE_SAFETY: Duration = Duration::from_secs(5);
 /// The longest backoff after an engine error.
-const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(60);
+pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(300);
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,10 +73,13 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Margin: the default node timeout plus [`DEADLINE_SAFETY`], so a node started inline at
-    /// the last moment still finishes before the function times out.
+    /// Margin: the longest node timeout (`NODE_MAX_TIMEOUT`, else the default node timeout)
+    /// plus [`DEADLINE_SAFETY`], so any node started inline at the last moment still finishes
+    /// before the function times out.
     pub fn new(engine: Engine) -> Self {
-        let margin = Duration::from_millis(engine.config().node_timeout_ms) + DEADLINE_SAFETY;
+        let config = engine.config();
+        let longest = config.max_node_timeout_ms.unwrap_or(config.node_timeout_ms);
+        let margin = Duration::from_millis(longest) + DEADLINE_SAFETY;
         Self {
             engine,
             margin,
@@ -199,6 +203,7 @@ impl Worker {
                     }
                     Err(e) => {
                         tracing::error!(execution_id = %job.execution_id, node_id = %job.node_id, error = %e, "job failed; it will be delivered again");
+                        self.engine.metrics().series().engine_failed();
                         Verdict::Retry(error_backoff(record))
                     }
                 }
@@ -222,6 +227,7 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::error!(%workflow_id, error = %e, "schedule tick failed; it will be delivered again");
+                    self.engine.metrics().series().engine_failed();
                     Verdict::Retry(error_backoff(record))
                 }
             },
@@ -257,9 +263,17 @@ pub fn receive_count(record: &SqsMessage) -> u32 {
         .unwrap_or(1)
 }
 
-/// One second per delivery so far, at most a minute.
+/// The backoff after an engine error on a message's `receive_count`-th delivery: 1 s
+/// doubling (1, 2, 4, ... s), at most [`MAX_ERROR_BACKOFF`]. With the queues'
+/// `maxReceiveCount` (template.yaml) a job outlives a store or queue outage of about half an
+/// hour before the dead-letter queue takes it (a test sums it from the template).
+pub fn error_backoff_after(receive_count: u32) -> Duration {
+    let doublings = receive_count.saturating_sub(1).min(16);
+    (Duration::from_secs(1) * (1u32 << doublings)).min(MAX_ERROR_BACKOFF)
+}
+
 fn error_backoff(record: &SqsMessage) -> Duration {
-    (Duration::from_secs(1) * receive_count(record).min(60)).min(MAX_ERROR_BACKOFF)
+    error_backoff_after(receive_count(record))
 }
 
 #[cfg(test)]
@@ -300,7 +314,11 @@ mod tests {
         assert_eq!(error_backoff(&first), Duration::from_secs(1));
         let fourth = message(serde_json::json!({"ApproximateReceiveCount": "4"}));
         assert_eq!(receive_count(&fourth), 4);
-        assert_eq!(error_backoff(&fourth), Duration::from_secs(4));
+        assert_eq!(error_backoff(&fourth), Duration::from_secs(8));
+        let ninth = message(serde_json::json!({"ApproximateReceiveCount": "9"}));
+        assert_eq!(error_backoff(&ninth), Duration::from_secs(256));
+        let tenth = message(serde_json::json!({"ApproximateReceiveCount": "10"}));
+        assert_eq!(error_backoff(&tenth), MAX_ERROR_BACKOFF);
         let many = message(serde_json::json!({"ApproximateReceiveCount": "500"}));
         assert_eq!(error_backoff(&many), MAX_ERROR_BACKOFF);
         let odd = message(serde_json::json!({"ApproximateReceiveCount": "x"}));

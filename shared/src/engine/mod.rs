@@ -24,6 +24,7 @@ pub use live::{ExecutionChanges, ExecutionWatch, LiveBatch, LiveEvent};
 pub use metrics::{EngineMetrics, MetricsSnapshot, QueueGauges, Series};
 pub use observe::{CircuitConfigView, CircuitView, WorkflowTrends, check_circuit_config};
 pub use run::JobOutcome;
+pub use series::EMF_NAMESPACE;
 pub use start::StartRequest;
 pub use sweep::SweepReport;
 

@@ -388,7 +388,7 @@ impl Engine {
 
     pub(super) fn new_claim(&self, node: &Node) -> Claim {
         let now = self.clock().now();
-        let timeout = node.timeout_ms.unwrap_or(self.config().node_timeout_ms);
+        let timeout = self.config().node_timeout(node.timeout_ms);
         Claim {
             token: uuid::Uuid::new_v4().to_string(),
             now,
@@ -930,7 +930,7 @@ impl Engine {
         let Some(node_type) = crate::nodes::node_type(&node.node_type) else {
             return Err(format!("unknown node type {:?}", node.node_type));
         };
-        let timeout_ms = node.timeout_ms.unwrap_or(self.config().node_timeout_ms);
+        let timeout_ms = self.config().node_timeout(node.timeout_ms);
         let params = match self.resolve_parameters(ctx, node, input) {
             Ok(params) => params,
             Err(e) => {

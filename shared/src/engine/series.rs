@@ -71,6 +71,7 @@ pub struct Series {
     node_duration: Family<NodeTypeLabels, Histogram, fn() -> Histogram>,
     queue_jobs: Family<QueueLabels, Gauge>,
     circuits_open: Gauge,
+    engine_failures: Counter,
     pending: Mutex<Pending>,
 }
 
@@ -116,6 +117,12 @@ impl Default for Series {
             "Circuits open or half-open, all organizations together, when scraped",
             circuits_open.clone(),
         );
+        let engine_failures = Counter::default();
+        registry.register(
+            "engine_failures",
+            "Jobs, schedule ticks and API requests that failed inside the engine (a store or queue error: delivered again, or answered 5xx)",
+            engine_failures.clone(),
+        );
         Self {
             registry,
             started,
@@ -124,6 +131,7 @@ impl Default for Series {
             node_duration,
             queue_jobs,
             circuits_open,
+            engine_failures,
             pending: Mutex::default(),
         }
     }
@@ -188,6 +196,18 @@ impl Series {
         if durations.len() < EMF_VALUES {
             durations.push(duration_ms);
         }
+    }
+
+    /// A job, schedule tick or API request failed inside the engine (the store or the queue
+    /// failed): it is delivered again or answered 5xx. Node failures are not engine failures.
+    /// On Lambda the `EngineFailures` metric (no dimension), which an alarm watches.
+    pub fn engine_failed(&self) {
+        self.engine_failures.inc();
+        *self
+            .pending()
+            .counts
+            .entry(("EngineFailures", Vec::new()))
+            .or_default() += 1;
     }
 
     /// The Prometheus text exposition (OpenMetrics 1.0) with the scraped gauges set.
@@ -329,5 +349,26 @@ mod tests {
             EMF_VALUES
         );
         assert!(s.take_emf_lines(0).is_empty(), "taken once");
+    }
+
+    #[test]
+    fn engine_failures_are_one_metric_without_dimensions() {
+        let s = Series::default();
+        s.engine_failed();
+        s.engine_failed();
+        let text = s.prometheus_text(QueueGauges::default(), None);
+        assert!(text.contains("weconnect_engine_failures_total 2"), "{text}");
+        let lines: Vec<Value> = s
+            .take_emf_lines(0)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["EngineFailures"], 2);
+        // The alarm in template.yaml watches the metric without dimensions.
+        assert_eq!(
+            lines[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([[]])
+        );
     }
 }

@@ -99,6 +99,38 @@ pub fn validate_definition(def: &WorkflowDefinition) -> EngineResult<()> {
 }
 
 impl Engine {
+    /// No node (of the workflow or of an inline child workflow) may ask for a longer timeout
+    /// than the installation runs ([`crate::EngineConfig::max_node_timeout_ms`]): 400 naming
+    /// the node.
+    fn check_node_timeouts(&self, def: &WorkflowDefinition) -> EngineResult<()> {
+        let Some(max) = self.config().max_node_timeout_ms else {
+            return Ok(());
+        };
+        for node in &def.nodes {
+            // A node without its own timeout runs with the default, capped at run time.
+            if let Some(timeout) = node.timeout_ms
+                && timeout > max
+            {
+                return Err(EngineError::BadRequest(format!(
+                    "node \"{}\" (\"{}\"): timeoutMs {timeout} is over this installation's limit of {max} ms (NODE_MAX_TIMEOUT: on AWS the worker function's timeout less a margin)",
+                    node.id, node.name
+                )));
+            }
+            if crate::engine::compose::STARTS_CHILDREN.contains(&node.node_type.as_str())
+                && let Some(child) = crate::nodes::children::inline_definition(&node.parameters)
+            {
+                self.check_node_timeouts(&child).map_err(|e| match e {
+                    EngineError::BadRequest(m) => EngineError::BadRequest(format!(
+                        "node \"{}\" (\"{}\"): workflow: {m}",
+                        node.id, node.name
+                    )),
+                    other => other,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The workflows a definition names must be the organization's and usable (SPEC §8):
     /// a `flow.map` / `flow.subworkflow` `workflowId` exists, is not archived and has a
     /// `trigger.manual` node (itself: allowed, recursion is bounded by depth); an
@@ -195,6 +227,7 @@ impl Engine {
         def: WorkflowDefinition,
     ) -> EngineResult<Workflow> {
         validate_definition(&def)?;
+        self.check_node_timeouts(&def)?;
         self.check_references(who, &def, None).await?;
         let now = self.clock().now();
         let mut nodes = def.nodes;
@@ -248,6 +281,7 @@ impl Engine {
         status: Option<WorkflowStatus>,
     ) -> EngineResult<Workflow> {
         validate_definition(&def)?;
+        self.check_node_timeouts(&def)?;
         self.check_references(who, &def, Some(id)).await?;
         // The store refuses a write when the version moved meanwhile: re-read and retry.
         for _ in 0..5 {

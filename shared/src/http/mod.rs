@@ -28,7 +28,7 @@ pub use waiter::{BroadcastWaiter, ExecutionWaiter, PollingWaiter};
 use crate::engine::Engine;
 use crate::ports::Page;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -260,7 +260,25 @@ pub fn router_for(state: AppState, set: RouteSet) -> Router {
         }))
         .layer(axum::middleware::map_response(spec_shaped_errors))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_server_errors,
+        ))
         .with_state(state)
+}
+
+/// Every 5xx answer (a store or queue failure, a caught panic) counts as an engine failure:
+/// the `EngineFailures` metric an alarm watches on AWS.
+async fn count_server_errors(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(req).await;
+    if response.status().is_server_error() {
+        state.engine.metrics().series().engine_failed();
+    }
+    response
 }
 
 /// Bodies declared larger than this are refused without reading them.
