@@ -586,6 +586,26 @@ async fn sqs_send_batches_receive_ack_release_extend_depth() {
     assert_eq!((d.ready, d.in_flight), (0, 3));
 }
 
+/// A wide fan-out's jobs go out in batches of 10, several on the wire at once (issue 12 §4):
+/// counted by the adapters' request counter, not timed.
+#[tokio::test]
+async fn sqs_sends_a_wide_fan_out_in_concurrent_batches() {
+    let env = aws_env().await;
+    let queue = env.adapters.queue.clone();
+    env.adapters.counter.reset();
+    let jobs: Vec<Job> = (0..200).map(job).collect();
+    queue.send(&jobs, Duration::ZERO).await.unwrap();
+    let batches = env.adapters.counter.operation("sqs", "SendMessageBatch");
+    assert_eq!(batches.requests, 20, "batches of 10");
+    assert!(
+        batches.most_in_flight > 1,
+        "sent one after another: {batches:?}"
+    );
+    assert_eq!(batches.in_flight, 0);
+    let d = queue.depth().await.unwrap();
+    assert_eq!(d.ready, 200, "every job was sent once");
+}
+
 #[tokio::test]
 async fn sqs_delayed_messages_and_the_dead_letter_queue() {
     let env = aws_env_with(EnvOptions {

@@ -986,6 +986,31 @@ async fn rule_exists(env: &AwsEnv, name: &str) -> bool {
 #[tokio::test]
 async fn scheduled_workflow_gets_its_rule_ticks_through_the_worker_and_loses_it_on_delete() {
     let f = functions().await;
+    // A schedule EventBridge rules cannot follow (a time zone with daylight saving) is a 400
+    // naming the node when the workflow is saved, and nothing is stored.
+    let (status, body) = f
+        .api(
+            "POST",
+            "/workflows",
+            Some(json!({
+                "name": "Paris mornings",
+                "status": "active",
+                "nodes": [
+                    node("tick", "trigger.schedule", json!({"cron": "0 9 * * *", "timezone": "Europe/Paris"})),
+                    node("beat", "data.set", json!({"values": {"ok": true}}))
+                ],
+                "connections": [{"source": "tick", "target": "beat"}]
+            })),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("node \"tick\"") && message.contains("Europe/Paris"),
+        "{message}"
+    );
+    let (_, listed) = f.api("GET", "/workflows", None).await;
+    assert_eq!(listed["items"], json!([]), "nothing was stored");
     let id = f
         .create_workflow(json!({
             "name": "Heartbeat",

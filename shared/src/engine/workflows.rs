@@ -228,6 +228,10 @@ impl Engine {
     ) -> EngineResult<Workflow> {
         validate_definition(&def)?;
         self.check_node_timeouts(&def)?;
+        self.ports()
+            .schedules
+            .check(&def.nodes)
+            .map_err(EngineError::BadRequest)?;
         self.check_references(who, &def, None).await?;
         let now = self.clock().now();
         let mut nodes = def.nodes;
@@ -282,6 +286,10 @@ impl Engine {
     ) -> EngineResult<Workflow> {
         validate_definition(&def)?;
         self.check_node_timeouts(&def)?;
+        self.ports()
+            .schedules
+            .check(&def.nodes)
+            .map_err(EngineError::BadRequest)?;
         self.check_references(who, &def, Some(id)).await?;
         // The store refuses a write when the version moved meanwhile: re-read and retry.
         for _ in 0..5 {

@@ -65,6 +65,13 @@ impl EventSink for BroadcastEvents {
 /// production). The local server needs none: its schedule runner reads the store.
 #[async_trait]
 pub trait ScheduleSync: Send + Sync + 'static {
+    /// Before a workflow with these nodes is saved: can this platform run its schedule? An
+    /// error is the reason, naming the node (the save is refused with a 400 and nothing is
+    /// stored). Default: any schedule the engine accepts.
+    fn check(&self, _nodes: &[crate::model::Node]) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Called after every create, update and status change of a workflow.
     async fn workflow_saved(&self, wf: &crate::model::Workflow) -> Result<(), String>;
     async fn workflow_deleted(&self, org: &str, workflow_id: &str) -> Result<(), String>;

@@ -8,6 +8,7 @@
 
 use aws_sdk_dynamodb::config::interceptors::{
     AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextRef,
 };
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::types::ConsumedCapacity;
@@ -25,6 +26,9 @@ pub struct OperationCount {
     pub capacity_units: f64,
     pub read_capacity_units: f64,
     pub write_capacity_units: f64,
+    /// Requests of this operation on the wire right now, and the most there were at once.
+    pub in_flight: u64,
+    pub most_in_flight: u64,
 }
 
 /// `(service, operation)`, e.g. `("dynamodb", "UpdateItem")`, `("sqs", "SendMessageBatch")`.
@@ -160,7 +164,24 @@ impl Intercept for RequestCounter {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        self.with(operation_key(cfg), |c| c.requests += 1);
+        self.with(operation_key(cfg), |c| {
+            c.requests += 1;
+            c.in_flight += 1;
+            c.most_in_flight = c.most_in_flight.max(c.in_flight);
+        });
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        _context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // After every attempt, sent or not (one that failed before sending never counted).
+        self.with(operation_key(cfg), |c| {
+            c.in_flight = c.in_flight.saturating_sub(1)
+        });
         Ok(())
     }
 

@@ -251,6 +251,19 @@ impl EventBridgeSchedules {
 
 #[async_trait]
 impl ScheduleSync for EventBridgeSchedules {
+    /// Every enabled `trigger.schedule` node must convert to an EventBridge expression (UTC
+    /// or a fixed offset, minute precision), so that a workflow EventBridge cannot run is
+    /// refused when saved instead of failing after it was stored.
+    fn check(&self, nodes: &[Node]) -> Result<(), String> {
+        for node in nodes {
+            if node.enabled && node.node_type == crate::triggers::SCHEDULE_TRIGGER {
+                (self.expression)(node)
+                    .map_err(|e| format!("node \"{}\" (\"{}\"): {e}", node.id, node.name))?;
+            }
+        }
+        Ok(())
+    }
+
     async fn workflow_saved(&self, wf: &Workflow) -> Result<(), String> {
         match scheduled_node(wf) {
             Some(node) => self.put_rule(wf, node).await,

@@ -39,6 +39,8 @@ const MAX_VISIBILITY_SECS: u64 = 43_200;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_WAIT_SECS: u64 = 20;
 const MAX_BATCH: usize = 10;
+/// `SendMessageBatch` requests one `send` has on the wire at once.
+const CONCURRENT_BATCHES: usize = 8;
 /// The mark of a receipt handle of the high-priority queue.
 pub const HIGH_RECEIPT: &str = "high:";
 
@@ -114,6 +116,8 @@ impl SqsQueue {
         self.send_bodies_to(&self.queue_url, bodies, delay).await
     }
 
+    /// Batches of 10, [`CONCURRENT_BATCHES`] on the wire at once (a 1,000-wide fan-out is
+    /// 100 batches: sent one after another they would take 100 round trips).
     async fn send_bodies_to(
         &self,
         url: &str,
@@ -121,45 +125,54 @@ impl SqsQueue {
         delay: Duration,
     ) -> QueueResult<()> {
         let delay = secs(delay, MAX_DELAY_SECS);
-        for chunk in bodies.chunks(MAX_BATCH) {
-            let mut pending: Vec<(usize, &String)> = chunk.iter().enumerate().collect();
-            // One retry of the entries SQS reports as failed (throttling, internal errors).
-            for round in 0..2 {
-                let entries = pending
-                    .iter()
-                    .map(|(i, body)| {
-                        SendMessageBatchRequestEntry::builder()
-                            .id(format!("m{i}"))
-                            .message_body(body.as_str())
-                            .delay_seconds(delay)
-                            .build()
-                            .map_err(backend)
-                    })
-                    .collect::<QueueResult<Vec<_>>>()?;
-                let out = self
-                    .client
-                    .send_message_batch()
-                    .queue_url(url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(sdk_error)?;
-                if out.failed().is_empty() {
-                    break;
-                }
-                let failed: Vec<String> = out.failed().iter().map(|f| f.id().to_string()).collect();
-                if round == 1 {
-                    let first = &out.failed()[0];
-                    return Err(QueueError::Backend(format!(
-                        "{} of {} messages not sent: {} {}",
-                        failed.len(),
-                        chunk.len(),
-                        first.code(),
-                        first.message().unwrap_or_default()
-                    )));
-                }
-                pending.retain(|(i, _)| failed.contains(&format!("m{i}")));
+        for group in bodies.chunks(MAX_BATCH * CONCURRENT_BATCHES) {
+            let sends = group
+                .chunks(MAX_BATCH)
+                .map(|chunk| self.send_batch(url, chunk, delay));
+            futures::future::try_join_all(sends).await?;
+        }
+        Ok(())
+    }
+
+    /// One `SendMessageBatch` of up to 10 bodies, with one retry of the entries SQS reports
+    /// as failed (throttling, internal errors).
+    async fn send_batch(&self, url: &str, chunk: &[String], delay: i32) -> QueueResult<()> {
+        let mut pending: Vec<(usize, &String)> = chunk.iter().enumerate().collect();
+        for round in 0..2 {
+            let entries = pending
+                .iter()
+                .map(|(i, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(format!("m{i}"))
+                        .message_body(body.as_str())
+                        .delay_seconds(delay)
+                        .build()
+                        .map_err(backend)
+                })
+                .collect::<QueueResult<Vec<_>>>()?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            if out.failed().is_empty() {
+                break;
             }
+            let failed: Vec<String> = out.failed().iter().map(|f| f.id().to_string()).collect();
+            if round == 1 {
+                let first = &out.failed()[0];
+                return Err(QueueError::Backend(format!(
+                    "{} of {} messages not sent: {} {}",
+                    failed.len(),
+                    chunk.len(),
+                    first.code(),
+                    first.message().unwrap_or_default()
+                )));
+            }
+            pending.retain(|(i, _)| failed.contains(&format!("m{i}")));
         }
         Ok(())
     }
