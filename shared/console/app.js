@@ -464,7 +464,26 @@ async function executionView(id, signal) {
         error.details ? json(error.details) : null) : null,
       node.status === 'waiting' && node.callback ? callbackForm(node) : null,
       h('h3', {}, 'Input'), json(inputOf(node)),
-      h('h3', {}, 'Output'), node.output === null && node.status !== 'success' ? h('p', {class: 'muted'}, 'None yet.') : json(node.output));
+      h('h3', {}, 'Output'), outputView(node));
+  }
+
+  /** A node's output; one over 64 KiB is a reference (SPEC §12), loaded on demand. */
+  function outputView(node) {
+    const out = node.output;
+    if (out === null && node.status !== 'success') return h('p', {class: 'muted'}, 'None yet.');
+    if (out && typeof out === 'object' && typeof out.outputRef === 'string' && Object.keys(out).length === 2) {
+      const box = h('div', {});
+      const kib = Math.round(out.outputSize / 1024);
+      const load = h('button', {type: 'button', class: 'quiet', 'data-action': 'load-output', onclick: async () => {
+        try {
+          fill(box, json(await api(out.outputRef, {signal})));
+        } catch (e) {
+          toast(e.message, 'error');
+        }
+      }}, `Load the whole output (${kib} KiB)`);
+      return fill(box, h('p', {class: 'muted'}, 'Too large to show inline. '), load);
+    }
+    return json(out);
   }
 
   function renderNodes() {

@@ -469,3 +469,44 @@ async fn a_hundred_subscribers_each_get_the_whole_stream() {
     }
     t.stop().await;
 }
+
+/// An output over 64 KiB is a reference in the execution's detail, and its route answers it
+/// whole (SPEC §12); unknown nodes and nodes without an output are 404s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_outputs_are_references_in_the_detail_and_whole_on_their_route() {
+    let t = TestServer::start().await;
+    let api = t.api("acme-large");
+    let [set, _] = workflows();
+    let created = api.post("/workflows", &set).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let text = "x".repeat(70 * 1024);
+    let exec = api
+        .start(created.body["id"].as_str().unwrap(), json!({"text": text}))
+        .await;
+    let id = exec["id"].as_str().unwrap();
+    let done = api.wait_terminal(id).await;
+    assert_eq!(done["status"], "success", "{done}");
+    let detail = api.get(&format!("/executions/{id}")).await;
+    let nodes = detail.body["nodes"].as_array().unwrap();
+    let start = nodes.iter().find(|n| n["nodeId"] == "start").unwrap();
+    let reference = format!("/executions/{id}/nodes/start/output");
+    assert_eq!(start["output"]["outputRef"], reference.as_str(), "{start}");
+    assert!(start["output"]["outputSize"].as_u64().unwrap() > 70 * 1024);
+    let set_node = nodes.iter().find(|n| n["nodeId"] == "set").unwrap();
+    assert_eq!(
+        set_node["output"],
+        json!({"ok": true}),
+        "small outputs stay inline"
+    );
+    // The input is shown once (`inputData`), not again as the trigger's output.
+    assert!(detail.text.len() < 80 * 1024, "{} bytes", detail.text.len());
+
+    let whole = api.get(&reference).await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body["text"].as_str().map(str::len), Some(70 * 1024));
+    api.get(&format!("/executions/{id}/nodes/nope/output"))
+        .await
+        .error(404);
+    t.api("another-org").get(&reference).await.error(404);
+    t.stop().await;
+}

@@ -49,7 +49,49 @@ pub struct ExecutionDetail {
     pub progress: Progress,
 }
 
+/// Outputs larger than this (serialized) are shown in `GET /executions/{id}` as a reference
+/// to their own route (SPEC §12).
+pub const OUTPUT_INLINE_MAX: usize = 64 * 1024;
+
+impl ExecutionDetail {
+    /// The detail as the API shows it: every node output over [`OUTPUT_INLINE_MAX`] bytes is
+    /// replaced by `{"outputRef": "/executions/{id}/nodes/{nodeId}/output", "outputSize": n}`
+    /// (its route answers the whole output), so the detail stays small whatever the nodes
+    /// produced.
+    pub fn with_output_refs(mut self) -> Self {
+        for node in &mut self.nodes {
+            let Some(output) = &node.output else { continue };
+            let size = serde_json::to_vec(output).map_or(0, |bytes| bytes.len());
+            if size > OUTPUT_INLINE_MAX {
+                node.output = Some(serde_json::json!({
+                    "outputRef": format!("/executions/{}/nodes/{}/output", self.execution.id, node.node_id),
+                    "outputSize": size,
+                }));
+            }
+        }
+        self
+    }
+}
+
 impl Engine {
+    /// The whole output of node `node_id` of execution `id` (the route an `outputRef` names).
+    /// 404 for an unknown execution or node, or a node without an output.
+    pub async fn node_output(
+        &self,
+        who: &Principal,
+        id: &str,
+        node_id: &str,
+    ) -> EngineResult<Value> {
+        let detail = self.execution_detail(who, id).await?;
+        let node = detail
+            .nodes
+            .into_iter()
+            .find(|n| n.node_id == node_id)
+            .ok_or_else(|| EngineError::NotFound("Node not found".into()))?;
+        node.output
+            .ok_or_else(|| EngineError::NotFound("Node has no output".into()))
+    }
+
     /// The callback URL of a node of an execution.
     pub fn callback_url(&self, exec: &Execution, node_id: &str) -> String {
         let token = self
@@ -133,5 +175,61 @@ impl Engine {
                 percent,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(id: &str, output: Option<Value>) -> NodeDetail {
+        NodeDetail {
+            node_id: id.into(),
+            name: id.into(),
+            node_type: "data.set".into(),
+            status: NodeRunStatus::Success,
+            attempts: 1,
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            output,
+            error: None,
+            callback: None,
+        }
+    }
+
+    #[test]
+    fn large_outputs_become_references_to_their_route() {
+        let execution: Execution = serde_json::from_value(json!({
+            "id": "e1", "workflowId": "w", "workflowVersion": 1, "userId": "u",
+            "organizationId": "o", "status": "success", "mode": "manual",
+            "createdAt": "2026-01-01T00:00:00.000Z", "deadline": "2026-01-01T00:05:00.000Z",
+            "startNodeId": "start"
+        }))
+        .expect("an execution");
+        let big = json!({"text": "x".repeat(OUTPUT_INLINE_MAX)});
+        let small = json!({"ok": true});
+        let detail = ExecutionDetail {
+            execution,
+            nodes: vec![
+                node("big", Some(big.clone())),
+                node("small", Some(small.clone())),
+                node("none", None),
+            ],
+            progress: Progress {
+                total: 3,
+                finished: 3,
+                percent: 100.0,
+            },
+        }
+        .with_output_refs();
+        let size = serde_json::to_vec(&big).unwrap().len();
+        assert_eq!(
+            detail.nodes[0].output,
+            Some(json!({"outputRef": "/executions/e1/nodes/big/output", "outputSize": size}))
+        );
+        assert_eq!(detail.nodes[1].output, Some(small));
+        assert_eq!(detail.nodes[2].output, None);
     }
 }

@@ -250,7 +250,11 @@ pub async fn detail(
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ExecutionDetail>> {
-    let mut detail = state.engine.execution_detail(&who, &id).await?;
+    let mut detail = state
+        .engine
+        .execution_detail(&who, &id)
+        .await?
+        .with_output_refs();
     // Relative callback URLs (no public URL configured): on the host that was called.
     if let Some(host) = headers.get("host").and_then(|h| h.to_str().ok()) {
         for node in &mut detail.nodes {
@@ -260,6 +264,18 @@ pub async fn detail(
         }
     }
     Ok(Json(detail))
+}
+
+/// The whole output of one node (what an `outputRef` of the detail names).
+#[utoipa::path(get, path = "/executions/{id}/nodes/{nodeId}/output", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), ("nodeId" = String, Path, description = "Node id")),
+    responses((status = 200, description = "The node's output (any JSON)", body = Object)))]
+pub async fn node_output(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiPath((id, node_id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.engine.node_output(&who, &id, &node_id).await?))
 }
 
 /// Cancels a pending, running or paused execution.

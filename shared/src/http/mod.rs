@@ -221,6 +221,10 @@ pub fn router_for(state: AppState, set: RouteSet) -> Router {
         .route("/executions/{id}/events", get(events::events))
         .route("/executions/{id}/metrics", get(executions::metrics))
         .route(
+            "/executions/{id}/nodes/{nodeId}/output",
+            get(executions::node_output),
+        )
+        .route(
             "/executions/{id}/nodes/{nodeId}/complete",
             post(callbacks::complete_node),
         )
