@@ -234,13 +234,18 @@ pub fn template_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")
 }
 
-/// `Resources.Table.Properties` of template.yaml.
-pub fn table_definition() -> TableDefinition {
+/// template.yaml, parsed (intrinsics such as `!Ref` are tagged values).
+pub fn template() -> serde_yaml::Value {
     let path = template_path();
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// `Resources.Table.Properties` of template.yaml.
+pub fn table_definition() -> TableDefinition {
+    let path = template_path();
+    let doc = template();
     let props = doc
         .get("Resources")
         .and_then(|r| r.get("Table"))

@@ -92,6 +92,13 @@ impl Functions {
         read(self.webhook.handle(req).await.unwrap()).await
     }
 
+    /// A workflow the api handler refuses: asserts the 400 and returns its message.
+    async fn refused(&self, definition: Value) -> String {
+        let (status, body) = self.api("POST", "/workflows", Some(definition)).await;
+        assert_eq!(status, 400, "{body}");
+        body["message"].as_str().expect("a message").to_string()
+    }
+
     /// Creates an active workflow through the api handler; returns its id.
     async fn create_workflow(&self, definition: Value) -> String {
         let (status, body) = self.api("POST", "/workflows", Some(definition)).await;
@@ -107,12 +114,17 @@ impl Functions {
 
     /// Receives what is visible on the job queue (up to 10), as the event source mapping does.
     async fn receive(&self) -> Vec<Message> {
+        self.receive_with(Duration::from_secs(30)).await
+    }
+
+    /// [`Functions::receive`] with the messages invisible for `visibility` (whole seconds).
+    async fn receive_with(&self, visibility: Duration) -> Vec<Message> {
         self.env
             .sqs
             .receive_message()
             .queue_url(&self.env.config.queue_url)
             .max_number_of_messages(10)
-            .visibility_timeout(30)
+            .visibility_timeout(visibility.as_secs() as i32)
             .wait_time_seconds(0)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
@@ -988,23 +1000,17 @@ async fn scheduled_workflow_gets_its_rule_ticks_through_the_worker_and_loses_it_
     let f = functions().await;
     // A schedule EventBridge rules cannot follow (a time zone with daylight saving) is a 400
     // naming the node when the workflow is saved, and nothing is stored.
-    let (status, body) = f
-        .api(
-            "POST",
-            "/workflows",
-            Some(json!({
-                "name": "Paris mornings",
-                "status": "active",
-                "nodes": [
-                    node("tick", "trigger.schedule", json!({"cron": "0 9 * * *", "timezone": "Europe/Paris"})),
-                    node("beat", "data.set", json!({"values": {"ok": true}}))
-                ],
-                "connections": [{"source": "tick", "target": "beat"}]
-            })),
-        )
+    let message = f
+        .refused(json!({
+            "name": "Paris mornings",
+            "status": "active",
+            "nodes": [
+                node("tick", "trigger.schedule", json!({"cron": "0 9 * * *", "timezone": "Europe/Paris"})),
+                node("beat", "data.set", json!({"values": {"ok": true}}))
+            ],
+            "connections": [{"source": "tick", "target": "beat"}]
+        }))
         .await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["message"].as_str().unwrap();
     assert!(
         message.contains("node \"tick\"") && message.contains("Europe/Paris"),
         "{message}"
@@ -1151,45 +1157,33 @@ async fn a_killed_worker_invocation_is_recovered_when_its_lease_expires() {
         json!({"name": "Too long", "nodes": nodes,
                "connections": [{"source": "start", "target": second}]})
     };
-    let (status, body) = f
-        .api(
-            "POST",
-            "/workflows",
-            Some(too_long(json!([
-                node("start", "trigger.manual", json!({})),
-                {"id": "wait", "name": "Wait", "type": "http.request", "timeoutMs": 2001,
-                 "parameters": {"method": "GET", "url": f.sink.url("x")}}
-            ]))),
-        )
+    let message = f
+        .refused(too_long(json!([
+            node("start", "trigger.manual", json!({})),
+            {"id": "wait", "name": "Wait", "type": "http.request", "timeoutMs": 2001,
+             "parameters": {"method": "GET", "url": f.sink.url("x")}}
+        ])))
         .await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["message"].as_str().unwrap();
     assert!(
         message.contains("node \"wait\"") && message.contains("2000"),
         "{message}"
     );
-    let (status, body) = f
-        .api(
-            "POST",
-            "/workflows",
-            Some(too_long(json!([
-                node("start", "trigger.manual", json!({})),
-                node(
-                    "each",
-                    "flow.map",
-                    json!({"items": "{{ [1] }}", "workflow": {
-                        "nodes": [
-                            {"id": "in", "name": "In", "type": "trigger.manual"},
-                            {"id": "deep", "name": "Deep", "type": "flow.noop", "timeoutMs": 9000}
-                        ],
-                        "connections": [{"source": "in", "target": "deep"}]
-                    }})
-                )
-            ]))),
-        )
+    let message = f
+        .refused(too_long(json!([
+            node("start", "trigger.manual", json!({})),
+            node(
+                "each",
+                "flow.map",
+                json!({"items": "{{ [1] }}", "workflow": {
+                    "nodes": [
+                        {"id": "in", "name": "In", "type": "trigger.manual"},
+                        {"id": "deep", "name": "Deep", "type": "flow.noop", "timeoutMs": 9000}
+                    ],
+                    "connections": [{"source": "in", "target": "deep"}]
+                }})
+            )
+        ])))
         .await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["message"].as_str().unwrap();
     assert!(
         message.contains("node \"each\"") && message.contains("node \"deep\""),
         "{message}"
@@ -1219,26 +1213,11 @@ async fn a_killed_worker_invocation_is_recovered_when_its_lease_expires() {
 
     // The event source mapping's receive (with the queue's scaled visibility) and an
     // invocation that is killed once the node's call is in flight.
-    let receive = || async {
-        f.env
-            .sqs
-            .receive_message()
-            .queue_url(&f.env.config.queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(visibility.as_secs() as i32)
-            .wait_time_seconds(0)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default()
-    };
     let mut invocations = Vec::new();
     let give_up = Instant::now() + Duration::from_secs(20);
     while f.sink.count("slow") == 0 {
         assert!(Instant::now() < give_up, "the node never called");
-        let messages = receive().await;
+        let messages = f.receive_with(visibility).await;
         if !messages.is_empty() {
             let worker = Worker::new(f.engine.clone());
             let event = sqs_event(&messages, &f.env.queue_arn);
@@ -1264,7 +1243,10 @@ async fn a_killed_worker_invocation_is_recovered_when_its_lease_expires() {
 
     // Nothing comes back while the killed invocation's messages are invisible; then the job
     // runs again (its lease has expired) and the execution ends well.
-    assert!(receive().await.is_empty(), "the message is still invisible");
+    assert!(
+        f.receive_with(visibility).await.is_empty(),
+        "the message is still invisible"
+    );
     f.drain(|| f.is_terminal(&id)).await;
     let done = f.execution(&id).await;
     assert_eq!(done["status"], "success", "{done}");

@@ -4,12 +4,7 @@
 
 use serde_yaml::Value;
 use weconnect_engine::engine::EMF_NAMESPACE;
-use weconnect_tests::moto::template_path;
-
-fn template() -> Value {
-    let text = std::fs::read_to_string(template_path()).expect("read template.yaml");
-    serde_yaml::from_str(&text).expect("parse template.yaml")
-}
+use weconnect_tests::moto::template;
 
 /// The logical id an intrinsic (`!Ref X`, `!GetAtt X.Attr`) points at.
 fn target(v: &Value) -> Option<(String, String)> {

@@ -1,5 +1,6 @@
 //! `GET /executions/{id}`: the execution with its nodes and progress.
 
+use super::run::RunContext;
 use super::{Engine, Principal};
 use crate::model::{Execution, ExecutionStatus, NodeError, NodeRunStatus, Timestamp};
 use crate::{EngineError, EngineResult};
@@ -82,14 +83,26 @@ impl Engine {
         id: &str,
         node_id: &str,
     ) -> EngineResult<Value> {
-        let detail = self.execution_detail(who, id).await?;
-        let node = detail
-            .nodes
-            .into_iter()
-            .find(|n| n.node_id == node_id)
-            .ok_or_else(|| EngineError::NotFound("Node not found".into()))?;
-        node.output
+        // One read of the execution and its runs; not the whole detail for one output.
+        let mut ctx = self.own_run_context(who, id).await?;
+        if ctx.wf.node(node_id).is_none() {
+            return Err(EngineError::NotFound("Node not found".into()));
+        }
+        ctx.runs
+            .remove(node_id)
+            .and_then(|run| run.output)
             .ok_or_else(|| EngineError::NotFound("Node has no output".into()))
+    }
+
+    /// The caller's execution with its workflow and runs; 404 "Execution not found" for an
+    /// unknown id or another organization's execution.
+    async fn own_run_context(&self, who: &Principal, id: &str) -> EngineResult<RunContext> {
+        match self.load_run_context(&who.organization_id, id).await {
+            Err(EngineError::NotFound(_)) => {
+                Err(EngineError::NotFound("Execution not found".into()))
+            }
+            other => other,
+        }
     }
 
     /// The callback URL of a node of an execution.
@@ -110,12 +123,7 @@ impl Engine {
         who: &Principal,
         id: &str,
     ) -> EngineResult<ExecutionDetail> {
-        let ctx = match self.load_run_context(&who.organization_id, id).await {
-            Err(EngineError::NotFound(_)) => {
-                return Err(EngineError::NotFound("Execution not found".into()));
-            }
-            other => other?,
-        };
+        let ctx = self.own_run_context(who, id).await?;
         let terminal = ctx.exec.status.is_terminal();
         let nodes: Vec<NodeDetail> = ctx
             .wf
