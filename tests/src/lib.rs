@@ -4,5 +4,7 @@
 pub mod backend;
 pub mod harness;
 pub mod moto;
+pub mod scale;
 pub mod server;
 pub mod sink;
+pub mod units;

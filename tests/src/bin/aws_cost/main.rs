@@ -17,8 +17,6 @@
 //! EventBridge publication, forwarded in-process), and the results are verified afterwards
 //! with uncounted clients, so the benchmark adds no request of its own to the counts.
 
-mod units;
-
 use anyhow::{Context as _, Result, anyhow, bail};
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -28,7 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-use units::{UnitEstimator, Units};
 use weconnect_engine::adapters::aws::{DynamoStore, OperationCount, OperationKey, RequestCounter};
 use weconnect_engine::engine::{Ports, Principal, StartRequest, worker};
 use weconnect_engine::model::{
@@ -42,6 +39,7 @@ use weconnect_engine::ports::{
 use weconnect_engine::secrets::SecretBox;
 use weconnect_engine::{Engine, EngineConfig};
 use weconnect_tests::moto::{self, AwsEnv, EnvOptions};
+use weconnect_tests::units::{UnitEstimator, Units};
 
 // On-demand prices, US East (N. Virginia), dollars per million.
 const PRICE_WRITE_UNIT: f64 = 0.625;

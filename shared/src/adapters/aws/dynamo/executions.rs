@@ -34,10 +34,14 @@ impl DynamoStore {
         };
         let update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(
-                keys::stats_pk(&exec.organization_id),
-                keys::stats_sk(&stats::day(exec.created_at), keys::stats_shard(&exec.id)),
-            )))
+            .set_key(Some({
+                let (pk, sk) = keys::stats_item(
+                    &exec.organization_id,
+                    &stats::day(exec.created_at),
+                    &exec.id,
+                );
+                key(pk, sk)
+            }))
             .update_expression(update_expr)
             .set_expression_attribute_names(e.names())
             .set_expression_attribute_values(e.values())
@@ -59,17 +63,22 @@ impl DynamoStore {
         let Some(counters) = TrendCounters::of(exec.status, exec.duration) else {
             return Ok(Vec::new());
         };
-        let shard = keys::stats_shard(&exec.id) % keys::TREND_SHARDS;
         TrendInterval::ALL
             .iter()
             .map(|interval| {
                 let mut e = Expr::new();
                 let update = Update::builder()
                     .table_name(&self.table)
-                    .set_key(Some(key(
-                        keys::trends_pk(&exec.organization_id, &exec.workflow_id),
-                        keys::trend_sk(*interval, interval.start_of(exec.created_at), shard),
-                    )))
+                    .set_key(Some({
+                        let (pk, sk) = keys::trend_item(
+                            &exec.organization_id,
+                            &exec.workflow_id,
+                            *interval,
+                            interval.start_of(exec.created_at),
+                            &exec.id,
+                        );
+                        key(pk, sk)
+                    }))
                     .update_expression(stats::trend_add(&mut e, &counters))
                     .set_expression_attribute_names(e.names())
                     .set_expression_attribute_values(e.values())

@@ -128,6 +128,11 @@ pub fn stats_sk(day: &str, shard: u32) -> String {
     format!("D#{day}#{shard:02}")
 }
 
+/// The statistics counters item (pk, sk) an execution of `org` created on `day` counts in.
+pub fn stats_item(org: &str, day: &str, execution_id: &str) -> (String, String) {
+    (stats_pk(org), stats_sk(day, stats_shard(execution_id)))
+}
+
 /// Bounds of a Query over the counters of days `from..=to` (`YYYY-MM-DD`), every shard.
 pub fn stats_range(from: &str, to: &str) -> (String, String) {
     (format!("D#{from}"), format!("D#{to}#~"))
@@ -154,6 +159,22 @@ pub fn trend_sk(
     shard: u32,
 ) -> String {
     format!("{}#{start}#{shard:02}", interval_letter(interval))
+}
+
+/// The trend counters item (pk, sk) of `workflow_id` an execution counts in, for the
+/// interval starting at `start`.
+pub fn trend_item(
+    org: &str,
+    workflow_id: &str,
+    interval: crate::model::TrendInterval,
+    start: crate::model::Timestamp,
+    execution_id: &str,
+) -> (String, String) {
+    let shard = stats_shard(execution_id) % TREND_SHARDS;
+    (
+        trends_pk(org, workflow_id),
+        trend_sk(interval, start, shard),
+    )
 }
 
 /// Bounds of a Query over the trend items of `interval` starting in `from..=to`.

@@ -16,6 +16,7 @@
 //! significant digits + 1). Old items come from the writes this estimator saw; an update
 //! without `ReturnValues = ALL_NEW` is assumed to keep the item's size and index keys.
 
+use crate::moto::TableDefinition;
 use aws_sdk_dynamodb::config::interceptors::{
     AfterDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextRef,
 };
@@ -26,7 +27,6 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use weconnect_tests::moto::TableDefinition;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -44,6 +44,7 @@ pub struct Units {
 /// A global secondary index of the table.
 #[derive(Debug, Clone)]
 struct Index {
+    name: String,
     hash: String,
     range: Option<String>,
     /// None: `ALL`; Some(attributes): `KEYS_ONLY` / `INCLUDE` (besides the keys).
@@ -94,11 +95,27 @@ struct State {
     units: BTreeMap<String, Units>,
 }
 
+/// The table's keys and indexes as template.yaml declares them: what one item write costs,
+/// and in which partitions (shared by the cost estimator and the `aws-scale` model).
+#[derive(Debug, Clone)]
+pub struct TableModel {
+    key_names: (String, String),
+    indexes: Vec<Index>,
+}
+
+/// Where a write's units land: the table or an index, and the partition key there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionWrite {
+    /// `table` or the index name.
+    pub target: String,
+    pub partition: String,
+    pub units: f64,
+}
+
 /// An SDK interceptor for the DynamoDB client; clones share their state.
 #[derive(Clone)]
 pub struct UnitEstimator {
-    key_names: Arc<(String, String)>,
-    indexes: Arc<Vec<Index>>,
+    table: Arc<TableModel>,
     state: Arc<Mutex<State>>,
     /// Print every priced item write to stderr.
     trace: bool,
@@ -110,10 +127,10 @@ impl std::fmt::Debug for UnitEstimator {
     }
 }
 
-impl UnitEstimator {
+impl TableModel {
     /// For the table of `template.yaml`.
-    pub fn new(def: &TableDefinition, trace: bool) -> Self {
-        let key_of = |keys: &[weconnect_tests::moto::KeyDef], kind: &str| {
+    pub fn new(def: &TableDefinition) -> Self {
+        let key_of = |keys: &[crate::moto::KeyDef], kind: &str| {
             keys.iter()
                 .find(|k| k.key_type == kind)
                 .map(|k| k.attribute_name.clone())
@@ -127,6 +144,7 @@ impl UnitEstimator {
             .iter()
             .filter_map(|i| {
                 Some(Index {
+                    name: i.index_name.clone(),
                     hash: key_of(&i.key_schema, "HASH")?,
                     range: key_of(&i.key_schema, "RANGE"),
                     projected: match i.projection.projection_type.as_str() {
@@ -136,24 +154,12 @@ impl UnitEstimator {
                 })
             })
             .collect();
-        Self {
-            key_names: Arc::new(key_names),
-            indexes: Arc::new(indexes),
-            state: Arc::new(Mutex::new(State::default())),
-            trace,
-        }
+        Self { key_names, indexes }
     }
 
-    /// The units per operation so far, and zero from now on (the known items are kept).
-    pub fn take(&self) -> BTreeMap<String, Units> {
-        self.state
-            .lock()
-            .map(|mut s| std::mem::take(&mut s.units))
-            .unwrap_or_default()
-    }
-
-    fn item_key(&self, item: &Item) -> Option<(String, String)> {
-        let (pk, sk) = &*self.key_names;
+    /// The item's table key.
+    pub fn item_key(&self, item: &Item) -> Option<(String, String)> {
+        let (pk, sk) = &self.key_names;
         Some((scalar(item.get(pk)?)?, scalar(item.get(sk)?)?))
     }
 
@@ -171,7 +177,7 @@ impl UnitEstimator {
         let size = match &index.projected {
             None => item_size(item),
             Some(extra) => {
-                let (pk, sk) = &*self.key_names;
+                let (pk, sk) = &self.key_names;
                 let mut names: Vec<&str> = vec![pk, sk, &index.hash];
                 names.extend(index.range.as_deref());
                 names.extend(extra.iter().map(String::as_str));
@@ -186,27 +192,85 @@ impl UnitEstimator {
         size + INDEX_OVERHEAD
     }
 
-    /// Write units of one item going from `old` to `new` (None: absent).
-    fn write_units(&self, old: Option<&Item>, new: Option<&Item>, factor: f64) -> f64 {
+    /// The units of one item going from `old` to `new` (None: absent), per partition they
+    /// land in: the table's, and each index's whose keys the old or new item carries
+    /// (`factor` 2 inside a transaction, for the table part).
+    pub fn partition_writes(
+        &self,
+        old: Option<&Item>,
+        new: Option<&Item>,
+        factor: f64,
+    ) -> Vec<PartitionWrite> {
+        let mut out = Vec::new();
         let size = old.map_or(0, item_size).max(new.map_or(0, item_size));
-        let mut units = write_blocks(size) * factor;
-        for index in self.indexes.iter() {
+        if let Some((pk, _)) = new.or(old).and_then(|i| self.item_key(i)) {
+            out.push(PartitionWrite {
+                target: "table".into(),
+                partition: pk,
+                units: write_blocks(size) * factor,
+            });
+        }
+        for index in &self.indexes {
             let before = old.and_then(|o| self.index_key(index, o));
             let after = new.and_then(|n| self.index_key(index, n));
             let old_size = || old.map_or(0, |o| self.projected_size(index, o));
             let new_size = || new.map_or(0, |n| self.projected_size(index, n));
-            units += match (before, after) {
-                (None, None) => 0.0,
-                (Some(_), None) => write_blocks(old_size()),
-                (None, Some(_)) => write_blocks(new_size()),
-                // An update in place (also assumed for an update whose result is unseen).
-                (Some(a), Some(b)) if a == b => write_blocks(old_size().max(new_size())),
-                (Some(_), Some(_)) => write_blocks(old_size()) + write_blocks(new_size()),
+            let mut land = |partition: String, units: f64| {
+                out.push(PartitionWrite {
+                    target: index.name.clone(),
+                    partition,
+                    units,
+                })
             };
+            match (before, after) {
+                (None, None) => {}
+                (Some(a), None) => land(a.0, write_blocks(old_size())),
+                (None, Some(b)) => land(b.0, write_blocks(new_size())),
+                // An update in place (also assumed for an update whose result is unseen).
+                (Some(a), Some(b)) if a == b => {
+                    land(a.0, write_blocks(old_size().max(new_size())));
+                }
+                (Some(a), Some(b)) => {
+                    land(a.0, write_blocks(old_size()));
+                    land(b.0, write_blocks(new_size()));
+                }
+            }
         }
+        out
+    }
+}
+
+impl UnitEstimator {
+    /// For the table of `template.yaml`.
+    pub fn new(def: &TableDefinition, trace: bool) -> Self {
+        Self {
+            table: Arc::new(TableModel::new(def)),
+            state: Arc::new(Mutex::new(State::default())),
+            trace,
+        }
+    }
+
+    /// The units per operation so far, and zero from now on (the known items are kept).
+    pub fn take(&self) -> BTreeMap<String, Units> {
+        self.state
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.units))
+            .unwrap_or_default()
+    }
+
+    /// Write units of one item going from `old` to `new` (None: absent).
+    fn write_units(&self, old: Option<&Item>, new: Option<&Item>, factor: f64) -> f64 {
+        let units: f64 = self
+            .table
+            .partition_writes(old, new, factor)
+            .iter()
+            .map(|w| w.units)
+            .sum();
         if self.trace {
             let item = new.or(old);
-            let key = item.and_then(|i| self.item_key(i)).unwrap_or_default();
+            let key = item
+                .and_then(|i| self.table.item_key(i))
+                .unwrap_or_default();
             eprintln!(
                 "  write {:<60} {:>5} B -> {:>5} B  x{factor}  {units} WRU",
                 format!("{} | {}", key.0, key.1),
@@ -231,7 +295,8 @@ impl UnitEstimator {
         let state = self.state.lock().ok()?;
         let op = |operation: &'static str, pending: Pending| Some(PendingOp { operation, pending });
         let known = |key: &Item| -> Item {
-            self.item_key(key)
+            self.table
+                .item_key(key)
                 .and_then(|k| state.items.get(&k).cloned())
                 .unwrap_or_else(|| key.clone())
         };
@@ -359,7 +424,7 @@ impl UnitEstimator {
                     continue;
                 }
             };
-            let key = self.item_key(key_item);
+            let key = self.table.item_key(key_item);
             let old = key.as_ref().and_then(|k| state.items.get(k)).cloned();
             // An update whose result is unknown: the stored item, if any, stays as it was.
             let new = match (w, &old) {
@@ -479,7 +544,7 @@ impl Intercept for UnitEstimator {
                 read: 0.0,
             },
             Pending::UpdateReturning { key } => {
-                let k = self.item_key(&key);
+                let k = self.table.item_key(&key);
                 let old = k.as_ref().and_then(|k| state.items.get(k)).cloned();
                 let new = result.ok().and_then(|o| {
                     o.downcast_ref::<op::update_item::UpdateItemOutput>()
