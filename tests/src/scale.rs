@@ -105,6 +105,7 @@ const STATS_ITEM_BYTES: usize = 63;
 const TREND_ITEM_BYTES: usize = 114;
 const TALLY_ITEM_BYTES: usize = 90;
 const LOG_BATCH_BYTES: usize = 450;
+const COUNTER_ITEM_BYTES: usize = 90;
 
 struct Sim {
     table: TableModel,
@@ -162,8 +163,8 @@ impl Sim {
         self.update(stats_key.clone(), STATS_ITEM_BYTES, 2.0);
         // The workflow's executionCount / lastExecutedAt.
         self.update(
-            (keys::workflow_pk(&org, &wf.id), keys::WORKFLOW_SK.into()),
-            0,
+            keys::workflow_counter_item(&org, &wf.id, &exec.id),
+            COUNTER_ITEM_BYTES,
             1.0,
         );
         // Running: the execution and its statistics.
@@ -293,6 +294,7 @@ fn workflow(org: &str, id: &str, nodes: u32, now: Timestamp) -> Workflow {
 fn holds(target: &str, partition: &str) -> String {
     let parts: Vec<&str> = partition.split('#').collect();
     let kind = match (target, parts.as_slice()) {
+        ("table", ["O", _, "W", _, "N", _]) => "execution counter shard of a workflow",
         ("table", ["O", _, "W", ..]) => "workflow item and versions",
         ("table", ["O", _, "E", ..]) if parts.len() > 4 => "tally shard of a map node",
         ("table", ["O", _, "E", ..]) => "one execution (item, runs, logs, tallies)",

@@ -202,6 +202,13 @@ fn credential(org: &str, name: &str, created: i64) -> StoredCredential {
     }
 }
 
+/// [`unfinished_of`] ordered by deadline (the list's order across pages is the store's).
+async fn unfinished_by_deadline(s: &dyn Store, orgs: &[&str], limit: usize) -> Vec<Execution> {
+    let mut all = unfinished_of(s, orgs, limit).await;
+    all.sort_by_key(|e| (e.deadline, e.id.clone()));
+    all
+}
+
 /// The unfinished executions of `orgs`, walking the whole (cross-organization) list in pages
 /// of `limit`: no page is larger, a page with a cursor is full.
 async fn unfinished_of(s: &dyn Store, orgs: &[&str], limit: usize) -> Vec<Execution> {
@@ -578,22 +585,26 @@ pub async fn create_execution_counts_and_honours_idempotency_keys(s: Arc<dyn Sto
     ));
 
     // The workflow's executionCount and lastExecutedAt count created executions only.
-    let stored = s.get_workflow(&o1, "w1").await.unwrap().unwrap();
+    let with_activity = |wf: Workflow| {
+        let s = s.clone();
+        let org = o1.clone();
+        async move {
+            let mut wf = [wf];
+            s.add_activity(&org, &mut wf).await.unwrap();
+            let [wf] = wf;
+            wf
+        }
+    };
+    let stored = with_activity(s.get_workflow(&o1, "w1").await.unwrap().unwrap()).await;
     assert_eq!(stored.execution_count, 3);
     assert_eq!(stored.last_executed_at, Some(ts(3000)));
     // Counters survive an update of the definition.
-    let mut wf2 = stored.clone();
+    let mut wf2 = s.get_workflow(&o1, "w1").await.unwrap().unwrap();
     wf2.version = 2;
     wf2.execution_count = 0;
     assert!(s.update_workflow(&wf2, &[]).await.unwrap());
-    assert_eq!(
-        s.get_workflow(&o1, "w1")
-            .await
-            .unwrap()
-            .unwrap()
-            .execution_count,
-        3
-    );
+    let updated = with_activity(s.get_workflow(&o1, "w1").await.unwrap().unwrap()).await;
+    assert_eq!(updated.execution_count, 3);
 
     // Concurrent creations with one key: exactly one is created, the others get it.
     s.create_workflow(
@@ -634,7 +645,7 @@ pub async fn create_execution_counts_and_honours_idempotency_keys(s: Arc<dyn Sto
             assert_eq!(e, winner);
         }
     }
-    let w2 = s.get_workflow(&o1, "w2").await.unwrap().unwrap();
+    let w2 = with_activity(s.get_workflow(&o1, "w2").await.unwrap().unwrap()).await;
     assert_eq!(w2.execution_count, 1);
     assert_eq!(w2.last_executed_at, Some(winner.created_at));
 }
@@ -1278,8 +1289,12 @@ pub async fn unfinished_executions_by_deadline_and_counts(s: Arc<dyn Store>) {
     }
     expected.sort_by_key(|e| (e.deadline, e.id.clone()));
 
-    // In pages of 2 (a page with a cursor is full), by deadline.
-    assert_eq!(unfinished_of(s.as_ref(), &[&o1, &o2], 2).await, expected);
+    // In pages of 2 (a page with a cursor is full), each once (the order across pages is
+    // the store's: DynamoDB walks its shards).
+    assert_eq!(
+        unfinished_by_deadline(s.as_ref(), &[&o1, &o2], 2).await,
+        expected
+    );
     for bad in ["nope", "garbage"] {
         assert!(matches!(
             s.list_unfinished_executions(2, Some(bad)).await,
@@ -2821,7 +2836,7 @@ pub async fn move_deadline_moves_unfinished_executions_only(s: Arc<dyn Store>) {
     }
     let ids = |v: &[Execution]| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
     assert_eq!(
-        ids(&unfinished_of(s.as_ref(), &[&o1, &o2], 2).await),
+        ids(&unfinished_by_deadline(s.as_ref(), &[&o1, &o2], 2).await),
         ids(&es)
     );
 
@@ -2834,12 +2849,15 @@ pub async fn move_deadline_moves_unfinished_executions_only(s: Arc<dyn Store>) {
         assert_eq!(s.get_execution(&o1, &e.id).await.unwrap().as_ref(), Some(e));
     }
     let expected = vec![es[2].clone(), es[1].clone(), es[0].clone()];
-    assert_eq!(unfinished_of(s.as_ref(), &[&o1, &o2], 2).await, expected);
+    assert_eq!(
+        unfinished_by_deadline(s.as_ref(), &[&o1, &o2], 2).await,
+        expected
+    );
     // Moved again, later still.
     s.move_deadline(&o1, &es[2].id, ts(500_000)).await.unwrap();
     es[2].deadline = ts(500_000);
     assert_eq!(
-        ids(&unfinished_of(s.as_ref(), &[&o1, &o2], 10).await),
+        ids(&unfinished_by_deadline(s.as_ref(), &[&o1, &o2], 10).await),
         ids(&[es[1].clone(), es[0].clone(), es[2].clone()])
     );
 
@@ -2863,7 +2881,7 @@ pub async fn move_deadline_moves_unfinished_executions_only(s: Arc<dyn Store>) {
         Some(done.clone())
     );
     assert_eq!(
-        unfinished_of(s.as_ref(), &[&o1, &o2], 10).await,
+        unfinished_by_deadline(s.as_ref(), &[&o1, &o2], 10).await,
         vec![es[0].clone(), es[2].clone()]
     );
 
@@ -2872,7 +2890,7 @@ pub async fn move_deadline_moves_unfinished_executions_only(s: Arc<dyn Store>) {
     let _ = s.move_deadline(&o1, &ghost, ts(10)).await;
     assert_eq!(s.get_execution(&o1, &ghost).await.unwrap(), None);
     assert_eq!(
-        unfinished_of(s.as_ref(), &[&o1, &o2], 10).await,
+        unfinished_by_deadline(s.as_ref(), &[&o1, &o2], 10).await,
         vec![es[0].clone(), es[2].clone()]
     );
 }

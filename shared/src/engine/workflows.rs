@@ -328,6 +328,11 @@ impl Engine {
                     .workflow_saved(&wf)
                     .await
                     .map_err(sync_error)?;
+                let mut wf = [wf];
+                self.store()
+                    .add_activity(&who.organization_id, &mut wf)
+                    .await?;
+                let [wf] = wf;
                 return Ok(wf);
             }
         }
@@ -336,11 +341,19 @@ impl Engine {
         ))
     }
 
+    /// The workflow with its `executionCount` and `lastExecutedAt`.
     pub async fn get_workflow(&self, who: &Principal, id: &str) -> EngineResult<Workflow> {
-        self.store()
+        let wf = self
+            .store()
             .get_workflow(&who.organization_id, id)
             .await?
-            .ok_or_else(not_found)
+            .ok_or_else(not_found)?;
+        let mut wf = [wf];
+        self.store()
+            .add_activity(&who.organization_id, &mut wf)
+            .await?;
+        let [wf] = wf;
+        Ok(wf)
     }
 
     pub async fn list_workflows(
@@ -349,10 +362,14 @@ impl Engine {
         limit: usize,
         cursor: Option<&str>,
     ) -> EngineResult<Page<Workflow>> {
-        Ok(self
+        let mut page = self
             .store()
             .list_workflows(&who.organization_id, limit.clamp(1, 100), cursor)
-            .await?)
+            .await?;
+        self.store()
+            .add_activity(&who.organization_id, &mut page.items)
+            .await?;
+        Ok(page)
     }
 
     pub async fn delete_workflow(&self, who: &Principal, id: &str) -> EngineResult<()> {

@@ -188,7 +188,14 @@ pub trait WorkflowStore: Send + Sync + 'static {
     /// stored current version is still `wf.version - 1`; keeps the old version readable;
     /// replaces the workflow's webhook routes. `Ok(false)` when the version moved meanwhile.
     async fn update_workflow(&self, wf: &Workflow, webhooks: &[WebhookRoute]) -> StoreResult<bool>;
+    /// The current version. Its `executionCount`/`lastExecutedAt` are complete only after
+    /// [`WorkflowStore::add_activity`] (a store may keep them apart from the workflow).
     async fn get_workflow(&self, org: &str, id: &str) -> StoreResult<Option<Workflow>>;
+    /// Sets `executionCount` and `lastExecutedAt` of `workflows` (of `org`) from what the store
+    /// counted. The embedded store keeps them in the workflow's row (nothing to add);
+    /// DynamoDB counts in shards apart from the workflow item, so a busy workflow's
+    /// executions never all write one item.
+    async fn add_activity(&self, org: &str, workflows: &mut [Workflow]) -> StoreResult<()>;
     /// Any stored version, current or past, also of a deleted workflow.
     async fn get_workflow_version(
         &self,
@@ -349,7 +356,8 @@ pub trait ExecutionStore: Send + Sync + 'static {
         end: Timestamp,
     ) -> StoreResult<Vec<(Timestamp, TrendCounters)>>;
     /// Every execution not yet terminal (`pending`, `running`, `paused`), across
-    /// organizations, for the cleanup run. Ordered by deadline.
+    /// organizations, for the cleanup run: each once, in no particular order across pages
+    /// (the embedded store goes by deadline; DynamoDB shard after shard, each by deadline).
     async fn list_unfinished_executions(
         &self,
         limit: usize,

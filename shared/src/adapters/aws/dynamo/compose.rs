@@ -72,12 +72,7 @@ impl DynamoStore {
             e.n("deadline"),
             e.v(s(deadline.to_string())),
             e.n(attr::GSI3SK),
-            e.v(s(format!(
-                "{}#{}#{}",
-                deadline,
-                keys::esc(org),
-                keys::esc(id)
-            )))
+            e.v(s(keys::unfinished_sk(deadline, org, id)))
         );
         let cond = format!("attribute_exists({})", e.n(attr::GSI3PK));
         // Terminal meanwhile (no longer in the unfinished index): nothing to move.

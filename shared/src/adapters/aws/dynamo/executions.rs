@@ -16,6 +16,37 @@ pub(super) fn build_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// One strongly consistent Query of the sort keys `lo..=hi` per partition (the shards of
+/// sharded counters).
+fn sort_key_range_queries(
+    partitions: impl Iterator<Item = String>,
+    lo: &str,
+    hi: &str,
+) -> Vec<QuerySpec> {
+    partitions
+        .map(|pk| {
+            let mut e = Expr::new();
+            let key_condition = format!(
+                "{} = {} AND {} BETWEEN {} AND {}",
+                e.n(attr::PK),
+                e.v(s(pk)),
+                e.n(attr::SK),
+                e.v(s(lo)),
+                e.v(s(hi))
+            );
+            QuerySpec {
+                index: None,
+                key_condition,
+                filter: None,
+                expr: e,
+                forward: true,
+                consistent: true,
+                projection: None,
+            }
+        })
+        .collect()
+}
+
 impl DynamoStore {
     fn execution_item(&self, exec: &Execution) -> StoreResult<Item> {
         let done_at = exec.completed_at.unwrap_or(exec.created_at);
@@ -89,11 +120,11 @@ impl DynamoStore {
             .collect()
     }
 
-    /// The workflow's `executionCount` and `lastExecutedAt`, after the execution was created.
-    /// Outside the creation transaction on purpose: a busy workflow's item would make
-    /// concurrent creations conflict (`TransactionConflict`). An atomic `ADD` needs no
-    /// transaction; a workflow deleted meanwhile is left alone; a failure is logged only
-    /// (the count is informational).
+    /// The workflow's `executionCount` and `lastExecutedAt`, after the execution was created:
+    /// an atomic `ADD` on the workflow's counter shard of this execution (see
+    /// `keys::workflow_counter_item`), outside the creation transaction so that a busy
+    /// workflow's creations never conflict; a failure is logged only (the count is
+    /// informational).
     async fn bump_workflow(&self, exec: &Execution) {
         let mut e = Expr::new();
         let update_expr = format!(
@@ -103,27 +134,20 @@ impl DynamoStore {
             e.n(attr::LAST_EXECUTED_AT),
             e.v(s(exec.created_at.to_string()))
         );
-        let cond = format!("attribute_exists({})", e.n(attr::PK));
+        let (pk, sk) =
+            keys::workflow_counter_item(&exec.organization_id, &exec.workflow_id, &exec.id);
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(
-                keys::workflow_pk(&exec.organization_id, &exec.workflow_id),
-                keys::WORKFLOW_SK,
-            )))
+            .set_key(Some(key(pk, sk)))
             .update_expression(update_expr)
-            .condition_expression(cond)
             .set_expression_attribute_names(e.names())
             .set_expression_attribute_values(e.values())
             .set_return_consumed_capacity(self.capacity.clone())
             .send()
             .await;
-        if let Err(err) = result
-            && !err
-                .as_service_error()
-                .is_some_and(|s| s.is_conditional_check_failed_exception())
-        {
+        if let Err(err) = result {
             tracing::warn!(
                 workflow_id = %exec.workflow_id,
                 error = %backend(err),
@@ -502,8 +526,6 @@ impl DynamoStore {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> StoreResult<ExecutionStatistics> {
-        let mut e = Expr::new();
-        let pk = format!("{} = {}", e.n(attr::PK), e.v(s(keys::stats_pk(org))));
         let (lo, hi) = keys::stats_range(
             &start.map(stats::day).unwrap_or_default(),
             &end.map(stats::day).unwrap_or_else(|| "9999-99-99".into()),
@@ -511,22 +533,9 @@ impl DynamoStore {
         if lo > hi {
             return Ok(stats::summarize(&[]));
         }
-        let key_condition = format!(
-            "{pk} AND {} BETWEEN {} AND {}",
-            e.n(attr::SK),
-            e.v(s(lo)),
-            e.v(s(hi))
-        );
-        let q = QuerySpec {
-            index: None,
-            key_condition,
-            filter: None,
-            expr: e,
-            forward: true,
-            consistent: true,
-            projection: None,
-        };
-        Ok(stats::summarize(&self.query_all(&q).await?))
+        let shards = (0..keys::STATS_SHARDS).map(|shard| keys::stats_pk(org, shard));
+        let queries = sort_key_range_queries(shards, &lo, &hi);
+        Ok(stats::summarize(&self.query_all_of(queries).await?))
     }
 
     pub(super) async fn workflow_trends_(
@@ -541,26 +550,10 @@ impl DynamoStore {
             return Ok(Vec::new());
         }
         let (lo, hi) = keys::trend_range(interval, interval.start_of(start), end);
-        let mut e = Expr::new();
-        let key_condition = format!(
-            "{} = {} AND {} BETWEEN {} AND {}",
-            e.n(attr::PK),
-            e.v(s(keys::trends_pk(org, workflow_id))),
-            e.n(attr::SK),
-            e.v(s(lo)),
-            e.v(s(hi))
-        );
-        let q = QuerySpec {
-            index: None,
-            key_condition,
-            filter: None,
-            expr: e,
-            forward: true,
-            consistent: true,
-            projection: None,
-        };
+        let shards = (0..keys::TREND_SHARDS).map(|shard| keys::trends_pk(org, workflow_id, shard));
+        let queries = sort_key_range_queries(shards, &lo, &hi);
         Ok(self
-            .query_all(&q)
+            .query_all_of(queries)
             .await?
             .iter()
             .filter_map(|item| {
@@ -572,63 +565,124 @@ impl DynamoStore {
             .collect())
     }
 
+    /// The unfinished index, shard after shard (no global order: each shard is by
+    /// deadline); the executions themselves are read in one `BatchGetItem` per page, as the
+    /// index carries only what counting needs. The cursor holds the shard and the position
+    /// in it.
     pub(super) async fn list_unfinished_executions_(
         &self,
         limit: usize,
         cursor: Option<&str>,
     ) -> StoreResult<Page<Execution>> {
-        let start =
-            self.open_cursor(cursor, "", "unfinished", attr::GSI3PK, keys::UNFINISHED_PK)?;
-        let mut e = Expr::new();
-        let key_condition = format!("{} = {}", e.n(attr::GSI3PK), e.v(s(keys::UNFINISHED_PK)));
-        let q = QuerySpec {
-            index: Some(keys::GSI_UNFINISHED),
-            key_condition,
-            filter: None,
-            expr: e,
-            forward: true,
-            consistent: false,
-            projection: None,
+        const QUERY: &str = "unfinished";
+        const SHARD: &str = "shard";
+        let limit = limit.max(1);
+        let (mut shard, mut start) = match cursor {
+            None => (0, None),
+            Some(token) => {
+                let mut key = self.cursors.decode(token, "", QUERY)?;
+                let shard: u32 = key
+                    .remove(SHARD)
+                    .and_then(|v| v.parse().ok())
+                    .filter(|s| *s < keys::UNFINISHED_SHARDS)
+                    .ok_or(StoreError::InvalidCursor)?;
+                let start = if key.is_empty() {
+                    None
+                } else if key.get(attr::GSI3PK) == Some(&keys::unfinished_pk(shard)) {
+                    Some(key.into_iter().map(|(k, v)| (k, s(v))).collect::<Item>())
+                } else {
+                    return Err(StoreError::InvalidCursor);
+                };
+                (shard, start)
+            }
         };
-        let (found, next) = self
-            .query_limited(
-                &q,
-                limit,
-                start,
-                &[attr::PK, attr::SK, attr::GSI3PK, attr::GSI3SK],
-            )
-            .await?;
-        let items = found
+        let mut found = Vec::new();
+        let mut next_cursor = None;
+        while shard < keys::UNFINISHED_SHARDS {
+            let mut e = Expr::new();
+            let key_condition = format!(
+                "{} = {}",
+                e.n(attr::GSI3PK),
+                e.v(s(keys::unfinished_pk(shard)))
+            );
+            let q = QuerySpec {
+                index: Some(keys::GSI_UNFINISHED),
+                key_condition,
+                filter: None,
+                expr: e,
+                forward: true,
+                consistent: false,
+                projection: None,
+            };
+            let (items, next) = self
+                .query_limited(
+                    &q,
+                    limit - found.len(),
+                    start.take(),
+                    &[attr::PK, attr::SK, attr::GSI3PK, attr::GSI3SK],
+                )
+                .await?;
+            found.extend(items);
+            if let Some(mut position) = next {
+                position.insert(SHARD.into(), shard.to_string());
+                next_cursor = Some(position);
+                break;
+            }
+            shard += 1;
+            if found.len() >= limit {
+                if shard < keys::UNFINISHED_SHARDS {
+                    next_cursor = Some([(SHARD.to_string(), shard.to_string())].into());
+                }
+                break;
+            }
+        }
+        let wanted = found
+            .iter()
+            .filter_map(|i| Some(key(string_of(i, attr::PK)?, string_of(i, attr::SK)?)))
+            .collect();
+        let items = self
+            .get_many(wanted)
+            .await?
             .into_iter()
             .map(|i| from_item::<ExecutionItem>(i, "execution").map(ExecutionItem::into_execution))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(Page {
             items,
-            next_cursor: self.seal_cursor("", "unfinished", next),
+            next_cursor: self.seal_cursor("", QUERY, next_cursor),
         })
     }
 
+    /// Counted from the unfinished index (which projects the organization, status and
+    /// creation time), every shard read.
     pub(super) async fn count_unfinished_executions_(
         &self,
         org: &str,
         stale_before: Timestamp,
     ) -> StoreResult<UnfinishedCounts> {
-        let mut e = Expr::new();
-        let key_condition = format!("{} = {}", e.n(attr::GSI3PK), e.v(s(keys::UNFINISHED_PK)));
-        let filter = format!("{} = {}", e.n(attr::ORGANIZATION_ID), e.v(s(org)));
-        let projection = format!("{}, {}", e.n(attr::STATUS), e.n(attr::CREATED_AT));
-        let q = QuerySpec {
-            index: Some(keys::GSI_UNFINISHED),
-            key_condition,
-            filter: Some(filter),
-            expr: e,
-            forward: true,
-            consistent: false,
-            projection: Some(projection),
-        };
+        let queries = (0..keys::UNFINISHED_SHARDS)
+            .map(|shard| {
+                let mut e = Expr::new();
+                let key_condition = format!(
+                    "{} = {}",
+                    e.n(attr::GSI3PK),
+                    e.v(s(keys::unfinished_pk(shard)))
+                );
+                let filter = format!("{} = {}", e.n(attr::ORGANIZATION_ID), e.v(s(org)));
+                let projection = format!("{}, {}", e.n(attr::STATUS), e.n(attr::CREATED_AT));
+                QuerySpec {
+                    index: Some(keys::GSI_UNFINISHED),
+                    key_condition,
+                    filter: Some(filter),
+                    expr: e,
+                    forward: true,
+                    consistent: false,
+                    projection: Some(projection),
+                }
+            })
+            .collect();
         let stale_before = stale_before.to_string();
         let mut counts = UnfinishedCounts::default();
-        for item in self.query_all(&q).await? {
+        for item in self.query_all_of(queries).await? {
             let status = string_of(&item, attr::STATUS).and_then(|t| ExecutionStatus::parse(&t));
             let created = string_of(&item, attr::CREATED_AT).unwrap_or_default();
             match status {

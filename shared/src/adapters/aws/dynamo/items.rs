@@ -217,6 +217,14 @@ pub fn string_of(item: &Item, name: &str) -> Option<String> {
     }
 }
 
+/// A whole number attribute (`N`).
+pub fn number_of(item: &Item, name: &str) -> Option<u64> {
+    match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    }
+}
+
 pub fn key(pk: String, sk: impl Into<String>) -> Item {
     HashMap::from([(attr::PK.to_string(), s(pk)), (attr::SK.to_string(), s(sk))])
 }
@@ -488,6 +496,7 @@ impl ExecutionItem {
         let org = &e.organization_id;
         let created = e.created_at.to_string();
         let unfinished = !e.status.is_terminal();
+        let unfinished_keys = keys::unfinished_item(e.deadline, org, &e.id);
         let mut metrics = e.metrics.clone();
         metrics.average_node_execution_time = finite(metrics.average_node_execution_time);
         metrics.cpu_usage = finite(metrics.cpu_usage);
@@ -498,9 +507,8 @@ impl ExecutionItem {
             gsi1sk: Some(keys::time_sk(&created, &e.id)),
             gsi2pk: Some(keys::executions_of_workflow(org, &e.workflow_id)),
             gsi2sk: Some(keys::time_sk(&created, &e.id)),
-            gsi3pk: unfinished.then(|| keys::UNFINISHED_PK.to_string()),
-            gsi3sk: unfinished
-                .then(|| format!("{}#{}#{}", e.deadline, keys::esc(org), keys::esc(&e.id))),
+            gsi3pk: unfinished.then(|| unfinished_keys.0.clone()),
+            gsi3sk: unfinished.then(|| unfinished_keys.1.clone()),
             expires_at: (!unfinished).then_some(expires_at),
             id: e.id.clone(),
             workflow_id: e.workflow_id.clone(),

@@ -6,23 +6,29 @@
 //! |---|---|---|---|
 //! | workflow, current | `O#{org}#W#{id}` | `W` | ByOrg `O#{org}#WF` / `{createdAt}#{id}`; ByParent `SCHEDULED` / `{org}#{id}` only while active with a `trigger.schedule` node |
 //! | workflow version n | `O#{org}#W#{id}` | `V#{n:010}` | – |
+//! | execution counter shard of a workflow (`executionCount`, `lastExecutedAt`) | `O#{org}#W#{id}#N#{shard:02}` (8 shards by execution id) | `N` | – |
 //! | webhook route | `H#{webhookId}` | `H` | – |
-//! | execution | `O#{org}#E#{id}` | `E` | ByOrg `O#{org}#EX` / `{createdAt}#{id}`; ByParent `O#{org}#WE#{workflowId}` / `{createdAt}#{id}`; Unfinished `UNFINISHED` / `{deadline}#{org}#{id}` only while not terminal |
+//! | execution | `O#{org}#E#{id}` | `E` | ByOrg `O#{org}#EX` / `{createdAt}#{id}`; ByParent `O#{org}#WE#{workflowId}` / `{createdAt}#{id}`; Unfinished `UNFINISHED#{shard:02}` (64 shards by execution id) / `{deadline}#{org}#{id}` only while not terminal |
 //! | node run | `O#{org}#E#{id}` | `E#N#{nodeId}` | – |
 //! | logs, in batches (`adapters::log_batch`) | `O#{org}#E#{id}` | `L#{first log id}` | – |
 //! | idempotency key | `O#{org}#I#{key}` | `I` | – |
 //! | credential | `O#{org}#CR` | `I#{id}` and `N#{name}` (two copies) | – |
 //! | circuit | `C#{org}#{key}` | `C` | ByOrg `O#{org}#C` / `{key}` |
-//! | statistics of a day | `O#{org}#S` | `D#{yyyy-mm-dd}#{shard:02}` (16 shards by execution id) | – |
+//! | statistics of a day | `O#{org}#S#{shard:02}` (64 shards by execution id) | `D#{yyyy-mm-dd}` | – |
 //! | concurrency gate (SPEC §9) | `O#{org}#G#{workflowId}#{key}` | `G` (counters), `S#{executionId}` (a slot), `Q#{createdAt}#{executionId}` (a place in line) | – |
 //! | throttle of a key (SPEC §9) | `O#{org}#TH#{workflowId}#{key}` | `T`: the start times assigned in the last period and after, compare-and-set on `version` | – |
 //! | debounce of a key (SPEC §9) | `O#{org}#DB#{workflowId}#{key}` | `D`: the latest start (`executionId`, `order`) | – |
-//! | trend counters of a workflow | `O#{org}#T#{workflowId}` | `{H\|D}#{interval start}#{shard:02}` (4 shards by execution id) | – |
+//! | trend counters of a workflow | `O#{org}#T#{workflowId}#{shard:02}` (32 shards by execution id) | `{H\|D}#{interval start}` | – |
 //!
 //! Key components are escaped (`#` → `%23`), so no id can reach another item's key.
 //! The three GSIs (`ByOrg`: gsi1pk/gsi1sk, `ByParent`: gsi2pk/gsi2sk, `Unfinished`:
-//! gsi3pk/gsi3sk) project all attributes; an item without an index's key attributes is not in
-//! it (sparse indexes).
+//! gsi3pk/gsi3sk); an item without an index's key attributes is not in it (sparse indexes).
+//! `ByOrg` and `ByParent` project all attributes (listings read them); `Unfinished` only
+//! `organizationId`, `status` and `createdAt` (the cleanup run reads executions by key).
+//!
+//! Counters busy executions share are sharded in the partition key, not the sort key: a
+//! partition takes at most 1,000 write units/s, whatever its items. `aws-scale`
+//! (`weconnect_tests::scale`) models the partitions' load at 10,000 executions/s.
 //!
 //! ## Guarantees (spec §5), each one conditional write
 //!
@@ -39,14 +45,15 @@
 //! - idempotency keys, webhook ids and credential names: conditional puts of key items in the
 //!   same transaction as what they guard.
 //!
-//! The workflow's `executionCount`/`lastExecutedAt` are bumped with an atomic `ADD` right
-//! after the creation transaction, not inside it: every execution of a busy workflow would
-//! otherwise contend for the workflow item (`TransactionConflict`).
+//! The workflow's `executionCount`/`lastExecutedAt` are an atomic `ADD` on a counter shard
+//! right after the creation transaction, not inside it (concurrent creations would conflict)
+//! and not on the workflow item (a multi-KB item in `ByOrg`: each bump rewrote both);
+//! `add_activity` sums the shards for the API.
 //!
 //! ## Statistics
 //!
-//! Per organization and day of `createdAt`, 16 items of counters (an execution's shard is a
-//! hash of its id, so concurrent transactions seldom meet on one item) updated with `ADD`
+//! Per organization and day of `createdAt`, 64 items of counters, each in its own partition
+//! (an execution's shard is a hash of its id) updated with `ADD`
 //! in the same transaction as the execution's writes; a read sums the shards of the days: `total`, `s_{status}` (current status: a
 //! transition moves one count), `m_{mode}`, and for terminal executions `dsum`/`dcnt` (sum and
 //! number of durations) and a histogram `h{nn}` of durations over fixed buckets
@@ -264,6 +271,22 @@ impl DynamoStore {
         }
     }
 
+    /// Every item the queries match (one per shard of a sharded partition), 16 at a time.
+    async fn query_all_of(&self, queries: Vec<QuerySpec>) -> StoreResult<Vec<Item>> {
+        use futures::{StreamExt, TryStreamExt};
+        // Boxed: an unboxed stream of these futures trips the `Send` check of `async_trait`.
+        let pages: Vec<Vec<Item>> = futures::stream::iter(queries)
+            .map(
+                |q| -> futures::future::BoxFuture<'_, StoreResult<Vec<Item>>> {
+                    Box::pin(async move { self.query_all(&q).await })
+                },
+            )
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        Ok(pages.into_iter().flatten().collect())
+    }
+
     /// Up to `limit` items from `start`, and the key of the last one when more may follow.
     /// `key_attrs` are the attributes that position the query (table and index keys).
     async fn query_limited(
@@ -343,6 +366,9 @@ impl WorkflowStore for DynamoStore {
     }
     async fn get_workflow(&self, org: &str, id: &str) -> StoreResult<Option<Workflow>> {
         self.get_workflow_(org, id).await
+    }
+    async fn add_activity(&self, org: &str, workflows: &mut [Workflow]) -> StoreResult<()> {
+        self.add_activity_(org, workflows).await
     }
     async fn get_workflow_version(
         &self,

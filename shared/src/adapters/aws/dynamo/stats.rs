@@ -1,4 +1,4 @@
-//! Statistics counters: per organization and day of `createdAt`, sharded (see `keys::stats_sk`).
+//! Statistics counters: per organization and day of `createdAt`, sharded (see `keys::stats_item`).
 
 use super::expr::Expr;
 use super::items::Item;
