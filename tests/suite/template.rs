@@ -323,42 +323,32 @@ impl TemplateTimings {
 
 /// The `aws-scale` model (10,000 executions/s, one organization with half of them on one
 /// workflow, a 10,000-item map): the sharded partitions (unfinished index, statistics, trends,
-/// workflow counters) stay under DynamoDB's 1,000 write units/s per partition. What is still
-/// over is named, so that a change to either shows here: the listing indexes of the busiest
-/// organization and workflow, and the map parent's partition (its children's tally).
+/// workflow counters, the listing indexes) stay under DynamoDB's 1,000 write units/s per
+/// partition. What is still over is named, so that a change shows here: the map parent's
+/// partition (its children's tally).
 #[test]
 fn the_scale_model_keeps_sharded_partitions_under_the_partition_limit() {
     use std::collections::BTreeSet;
     use weconnect_tests::scale::{self, Load, PARTITION_WCU_LIMIT};
     let report = scale::run(&Load::default());
-    let over: BTreeSet<(&str, &str)> = report
+    let over: Vec<_> = report
         .partitions
         .iter()
         .filter(|p| p.wcu_per_second > PARTITION_WCU_LIMIT)
+        .collect();
+    let kinds: BTreeSet<(&str, &str)> = over
+        .iter()
         .map(|p| (p.target.as_str(), p.holds.as_str()))
         .collect();
     assert_eq!(
-        over,
-        BTreeSet::from([
-            ("ByOrg", "executions of an organization"),
-            ("ByParent", "executions of a workflow"),
-            ("table", "one execution (item, runs, logs, tallies)"),
-        ]),
-        "partitions over {PARTITION_WCU_LIMIT} WCU/s: {:?}",
-        report
-            .partitions
-            .iter()
-            .filter(|p| p.wcu_per_second > PARTITION_WCU_LIMIT)
-            .collect::<Vec<_>>()
+        kinds,
+        BTreeSet::from([("table", "one execution (item, runs, logs, tallies)")]),
+        "partitions over {PARTITION_WCU_LIMIT} WCU/s: {over:?}"
     );
-    let busiest = |target: &str| report.top(target, 1)[0].wcu_per_second;
-    assert!(busiest("Unfinished") <= PARTITION_WCU_LIMIT);
-    assert!(
-        report.top("Unfinished", 1)[0]
-            .partition
-            .starts_with("UNFINISHED#")
-    );
-    // Every chain of the busiest organization is in its own listing partitions: the
-    // unsharded ones this model still shows over the limit.
-    assert!(busiest("ByOrg") > PARTITION_WCU_LIMIT);
+    // The busiest organization's executions do reach every index, in shards.
+    for target in ["ByOrg", "ByParent", "Unfinished"] {
+        let busiest = report.top(target, 1)[0];
+        assert!(busiest.wcu_per_second > 100.0, "{busiest:?}");
+        assert!(busiest.partition.ends_with(char::is_numeric), "{busiest:?}");
+    }
 }

@@ -411,6 +411,12 @@ impl DynamoStore {
         Ok(false)
     }
 
+    /// The organization's (or a workflow's) executions, newest first: every listing shard
+    /// queried (16 at a time, each for up to a page of matches), the results merged by
+    /// creation time, the page read whole by key (the indexes project only what the filters
+    /// need). The cursor is the sort key of the last execution handed out: every shard goes on
+    /// below it. A shard that found more than a page stops the merge at its last entry, so no
+    /// execution is skipped.
     pub(super) async fn list_executions_(
         &self,
         org: &str,
@@ -418,21 +424,25 @@ impl DynamoStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> StoreResult<Page<Execution>> {
-        let (index, pk_attr, sk_attr, partition, query) = match &filter.workflow_id {
+        const BEFORE: &str = "before";
+        let limit = limit.max(1);
+        let (index, pk_attr, sk_attr, query) = match &filter.workflow_id {
             Some(wf) => (
                 keys::GSI_BY_PARENT,
                 attr::GSI2PK,
                 attr::GSI2SK,
-                keys::executions_of_workflow(org, wf),
                 format!("executions:{wf}"),
             ),
             None => (
                 keys::GSI_BY_ORG,
                 attr::GSI1PK,
                 attr::GSI1SK,
-                keys::executions_of(org),
                 "executions".to_string(),
             ),
+        };
+        let partition = |shard: u32| match &filter.workflow_id {
+            Some(wf) => keys::executions_of_workflow(org, wf, shard),
+            None => keys::executions_of(org, shard),
         };
         // The cursor is bound to every filter: a cursor of another query is refused.
         let query = format!(
@@ -449,57 +459,14 @@ impl DynamoStore {
                 .map(|t| t.millis().to_string())
                 .unwrap_or_default(),
         );
-        let start = self.open_cursor(cursor, org, &query, pk_attr, &partition)?;
-        let mut e = Expr::new();
-        let mut key_condition = format!("{} = {}", e.n(pk_attr), e.v(s(&partition)));
-        // createdAt bounds on the sort key `{createdAt}#{id}`: '$' sorts right after '#'.
-        match (filter.start_date, filter.end_date) {
-            (Some(a), Some(b)) => {
-                key_condition.push_str(&format!(
-                    " AND {} BETWEEN {} AND {}",
-                    e.n(sk_attr),
-                    e.v(s(a.to_string())),
-                    e.v(s(format!("{b}$")))
-                ));
-            }
-            (Some(a), None) => {
-                key_condition.push_str(&format!(
-                    " AND {} >= {}",
-                    e.n(sk_attr),
-                    e.v(s(a.to_string()))
-                ));
-            }
-            (None, Some(b)) => {
-                key_condition.push_str(&format!(
-                    " AND {} <= {}",
-                    e.n(sk_attr),
-                    e.v(s(format!("{b}$")))
-                ));
-            }
-            (None, None) => {}
-        }
-        let mut filters = Vec::new();
-        if let Some(parent) = &filter.parent_execution_id {
-            filters.push(format!("{} = {}", e.n("parentExecutionId"), e.v(s(parent))));
-        }
-        if let Some(status) = filter.status {
-            filters.push(format!(
-                "{} = {}",
-                e.n(attr::STATUS),
-                e.v(s(status.as_str()))
-            ));
-        }
-        if let Some(mode) = filter.mode {
-            filters.push(format!("{} = {}", e.n(attr::MODE), e.v(s(mode.as_str()))));
-        }
-        let q = QuerySpec {
-            index: Some(index),
-            key_condition,
-            filter: (!filters.is_empty()).then(|| filters.join(" AND ")),
-            expr: e,
-            forward: false,
-            consistent: false,
-            projection: None,
+        let before = match cursor {
+            None => None,
+            Some(token) => Some(
+                self.cursors
+                    .decode(token, org, &query)?
+                    .remove(BEFORE)
+                    .ok_or(StoreError::InvalidCursor)?,
+            ),
         };
         if matches!((filter.start_date, filter.end_date), (Some(a), Some(b)) if a > b) {
             return Ok(Page {
@@ -507,10 +474,88 @@ impl DynamoStore {
                 next_cursor: None,
             });
         }
-        let (found, next) = self
-            .query_limited(&q, limit, start, &[attr::PK, attr::SK, pk_attr, sk_attr])
+        // createdAt bounds on the sort key `{createdAt}#{id}` ('$' sorts right after '#'),
+        // and the cursor's position (inclusive in the condition, dropped below).
+        let lo = filter.start_date.map(|a| a.to_string());
+        let hi = match (filter.end_date.map(|b| format!("{b}$")), before.clone()) {
+            (Some(b), Some(c)) => Some(b.min(c)),
+            (b, c) => b.or(c),
+        };
+        let queries: Vec<QuerySpec> = (0..keys::LISTING_SHARDS)
+            .map(|shard| {
+                let mut e = Expr::new();
+                let mut key_condition = format!("{} = {}", e.n(pk_attr), e.v(s(partition(shard))));
+                match (&lo, &hi) {
+                    (Some(a), Some(b)) => key_condition.push_str(&format!(
+                        " AND {} BETWEEN {} AND {}",
+                        e.n(sk_attr),
+                        e.v(s(a)),
+                        e.v(s(b))
+                    )),
+                    (Some(a), None) => {
+                        key_condition.push_str(&format!(" AND {} >= {}", e.n(sk_attr), e.v(s(a))))
+                    }
+                    (None, Some(b)) => {
+                        key_condition.push_str(&format!(" AND {} <= {}", e.n(sk_attr), e.v(s(b))))
+                    }
+                    (None, None) => {}
+                }
+                let mut filters = Vec::new();
+                if let Some(parent) = &filter.parent_execution_id {
+                    filters.push(format!("{} = {}", e.n("parentExecutionId"), e.v(s(parent))));
+                }
+                if let Some(status) = filter.status {
+                    filters.push(format!(
+                        "{} = {}",
+                        e.n(attr::STATUS),
+                        e.v(s(status.as_str()))
+                    ));
+                }
+                if let Some(mode) = filter.mode {
+                    filters.push(format!("{} = {}", e.n(attr::MODE), e.v(s(mode.as_str()))));
+                }
+                QuerySpec {
+                    index: Some(index),
+                    key_condition,
+                    filter: (!filters.is_empty()).then(|| filters.join(" AND ")),
+                    expr: e,
+                    forward: false,
+                    consistent: false,
+                    projection: None,
+                }
+            })
+            .collect();
+        // One more than a page per shard: the cursor's own entry may be among them.
+        let key_attrs = [attr::PK, attr::SK, pk_attr, sk_attr];
+        let shards = self
+            .query_each(queries, |q| async move {
+                self.query_limited(&q, limit + 1, None, &key_attrs).await
+            })
             .await?;
-        let items = found
+        let sort_key = |i: &Item| string_of(i, sk_attr).unwrap_or_default();
+        // A shard with more to read is complete only down to where it stopped.
+        let cut = shards
+            .iter()
+            .filter_map(|(_, next)| next.as_ref()?.get(sk_attr).cloned())
+            .max();
+        let mut entries: Vec<Item> = shards
+            .into_iter()
+            .flat_map(|(items, _)| items)
+            .filter(|i| {
+                let sk = sort_key(i);
+                before.as_ref() != Some(&sk) && cut.as_ref().is_none_or(|c| sk >= *c)
+            })
+            .collect();
+        entries.sort_by_key(|i| std::cmp::Reverse(sort_key(i)));
+        let more = entries.len() > limit || cut.is_some();
+        entries.truncate(limit);
+        let next = more
+            .then(|| entries.last().map(sort_key).or(cut))
+            .flatten()
+            .map(|sk| crate::adapters::aws::CursorKey::from([(BEFORE.to_string(), sk)]));
+        let items = self
+            .read_whole(&entries)
+            .await?
             .into_iter()
             .map(|i| from_item::<ExecutionItem>(i, "execution").map(ExecutionItem::into_execution))
             .collect::<StoreResult<Vec<_>>>()?;

@@ -503,9 +503,13 @@ impl ExecutionItem {
         Self {
             pk: keys::execution_pk(org, &e.id),
             sk: keys::EXECUTION_SK.into(),
-            gsi1pk: Some(keys::executions_of(org)),
+            gsi1pk: Some(keys::executions_of(org, keys::listing_shard(&e.id))),
             gsi1sk: Some(keys::time_sk(&created, &e.id)),
-            gsi2pk: Some(keys::executions_of_workflow(org, &e.workflow_id)),
+            gsi2pk: Some(keys::executions_of_workflow(
+                org,
+                &e.workflow_id,
+                keys::listing_shard(&e.id),
+            )),
             gsi2sk: Some(keys::time_sk(&created, &e.id)),
             gsi3pk: unfinished.then(|| unfinished_keys.0.clone()),
             gsi3sk: unfinished.then(|| unfinished_keys.1.clone()),

@@ -273,18 +273,31 @@ impl DynamoStore {
 
     /// Every item the queries match (one per shard of a sharded partition), 16 at a time.
     async fn query_all_of(&self, queries: Vec<QuerySpec>) -> StoreResult<Vec<Item>> {
-        use futures::{StreamExt, TryStreamExt};
-        // Boxed: an unboxed stream of these futures trips the `Send` check of `async_trait`.
-        let pages: Vec<Vec<Item>> = futures::stream::iter(queries)
-            .map(
-                |q| -> futures::future::BoxFuture<'_, StoreResult<Vec<Item>>> {
-                    Box::pin(async move { self.query_all(&q).await })
-                },
-            )
-            .buffer_unordered(16)
-            .try_collect()
+        let pages = self
+            .query_each(queries, |q| async move { self.query_all(&q).await })
             .await?;
         Ok(pages.into_iter().flatten().collect())
+    }
+
+    /// `run` on each query (the shards of a sharded partition), 16 at a time, results in
+    /// the queries' order.
+    async fn query_each<'a, T, F, Fut>(
+        &'a self,
+        queries: Vec<QuerySpec>,
+        run: F,
+    ) -> StoreResult<Vec<T>>
+    where
+        T: Send + 'a,
+        F: Fn(QuerySpec) -> Fut + Send + Sync + 'a,
+        Fut: std::future::Future<Output = StoreResult<T>> + Send + 'a,
+    {
+        use futures::{StreamExt, TryStreamExt};
+        // Boxed: an unboxed stream of these futures trips the `Send` check of `async_trait`.
+        futures::stream::iter(queries)
+            .map(|q| -> futures::future::BoxFuture<'a, StoreResult<T>> { Box::pin(run(q)) })
+            .buffered(16)
+            .try_collect()
+            .await
     }
 
     /// Up to `limit` items from `start`, and the key of the last one when more may follow.

@@ -513,7 +513,10 @@ impl DynamoStore {
                 &[attr::PK, attr::SK, attr::GSI1PK, attr::GSI1SK],
             )
             .await?;
-        let items = found
+        // The index projects keys and filter attributes only: the circuits are read by key.
+        let items = self
+            .read_whole(&found)
+            .await?
             .into_iter()
             .map(|i| {
                 from_item::<CircuitItem>(i, "circuit").map(|c| CircuitRecord {

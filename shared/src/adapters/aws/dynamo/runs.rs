@@ -1,7 +1,7 @@
 //! Node runs: the execution protocol's conditional writes (claim, record, arrive).
 
 use super::expr::Expr;
-use super::items::{Item, NodeRunItem, attr, av, key, run_from_item, s, to_item};
+use super::items::{Item, NodeRunItem, attr, av, key, run_from_item, s, string_of, to_item};
 use super::{DynamoStore, backend, keys};
 use crate::model::*;
 use crate::ports::*;
@@ -441,6 +441,27 @@ impl DynamoStore {
 impl DynamoStore {
     /// Items by key with strongly consistent reads: `BatchGetItem`s of up to 100 keys,
     /// unprocessed keys retried.
+    /// The items an index query found (entries with a narrow projection), read whole by
+    /// their table keys, in the order found; an item deleted meanwhile is left out.
+    pub(super) async fn read_whole(&self, found: &[Item]) -> StoreResult<Vec<Item>> {
+        let keys_of = |i: &Item| Some((string_of(i, attr::PK)?, string_of(i, attr::SK)?));
+        let wanted: Vec<Item> = found
+            .iter()
+            .filter_map(keys_of)
+            .map(|(pk, sk)| key(pk, sk))
+            .collect();
+        let mut whole: std::collections::HashMap<(String, String), Item> = self
+            .get_many(wanted)
+            .await?
+            .into_iter()
+            .filter_map(|i| Some((keys_of(&i)?, i)))
+            .collect();
+        Ok(found
+            .iter()
+            .filter_map(|i| whole.remove(&keys_of(i)?))
+            .collect())
+    }
+
     pub(super) async fn get_many(&self, wanted: Vec<Item>) -> StoreResult<Vec<Item>> {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
         let mut found = Vec::with_capacity(wanted.len());

@@ -355,7 +355,10 @@ impl DynamoStore {
                 &[attr::PK, attr::SK, attr::GSI1PK, attr::GSI1SK],
             )
             .await?;
-        let items = found
+        // The index projects keys and filter attributes only: the workflows are read by key.
+        let items = self
+            .read_whole(&found)
+            .await?
             .into_iter()
             .map(|i| from_item::<WorkflowItem>(i, "workflow").map(WorkflowItem::into_workflow))
             .collect::<StoreResult<Vec<_>>>()?;
@@ -444,7 +447,9 @@ impl DynamoStore {
             consistent: false,
             projection: None,
         };
-        self.query_all(&q)
+        let found = self.query_all(&q).await?;
+        // The index projects keys and filter attributes only: the workflows are read by key.
+        self.read_whole(&found)
             .await?
             .into_iter()
             .map(|i| from_item::<WorkflowItem>(i, "workflow").map(WorkflowItem::into_workflow))
