@@ -10,7 +10,7 @@
 //! Every execution makes the writes the adapter makes for it (the same sequence the cost tool
 //! traces on moto: creation, `running` and terminal transactions with the statistics and trend
 //! counters, the workflow's counter, each node's claim and result, the log batch, a child's
-//! count in its parent's tally, the parent's reservations of children). Each item is built
+//! count in its parent node's count shard, the parent's reservations of children). Each item is built
 //! with the adapter's item types (`ExecutionItem`, `NodeRunItem`, `WorkflowItem`) or, for the
 //! counters, keyed by the adapter's key builders at the sizes the cost tool measured, and is
 //! priced by [`TableModel`] from template.yaml's key schema and projections: the table
@@ -211,7 +211,7 @@ impl Sim {
             self.update(key, TREND_ITEM_BYTES, 2.0);
         }
         if let Some(parent) = child {
-            self.update(parent.tally_key(), TALLY_ITEM_BYTES, 2.0);
+            self.update(parent.count_key(&exec.id), TALLY_ITEM_BYTES, 2.0);
         }
         // The logs of the whole inline chain: one batch.
         let exec_pk = keys::execution_pk(&org, &exec.id);
@@ -232,10 +232,21 @@ struct ChildOf {
 }
 
 impl ChildOf {
+    /// The tally item (reserved slots).
     fn tally_key(&self) -> (String, String) {
         (
             keys::execution_pk(&self.organization_id, &self.execution_id),
             keys::tally_sk(&self.node_id),
+        )
+    }
+
+    /// The count item a child that ended adds to.
+    fn count_key(&self, child_id: &str) -> (String, String) {
+        keys::child_count_item(
+            &self.organization_id,
+            &self.execution_id,
+            &self.node_id,
+            child_id,
         )
     }
 }
@@ -296,7 +307,7 @@ fn holds(target: &str, partition: &str) -> String {
     let kind = match (target, parts.as_slice()) {
         ("table", ["O", _, "W", _, "N", _]) => "execution counter shard of a workflow",
         ("table", ["O", _, "W", ..]) => "workflow item and versions",
-        ("table", ["O", _, "E", ..]) if parts.len() > 4 => "tally shard of a map node",
+        ("table", ["O", _, "E", _, "T", ..]) => "ended children's count shard of a map node",
         ("table", ["O", _, "E", ..]) => "one execution (item, runs, logs, tallies)",
         ("table", ["O", _, "S", ..]) => "statistics counters of an organization",
         ("table", ["O", _, "T", ..]) => "trend counters of a workflow",

@@ -38,6 +38,16 @@ fn main() {
             );
         }
     }
+    println!("\nthe busiest partition of each kind:\n");
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &report.partitions {
+        if seen.insert((p.target.clone(), p.holds.clone())) {
+            println!(
+                "{:<11} {:>9.0}  {:<48} {}",
+                p.target, p.wcu_per_second, p.holds, p.partition
+            );
+        }
+    }
     let over = report
         .partitions
         .iter()

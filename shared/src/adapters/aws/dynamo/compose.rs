@@ -1,9 +1,11 @@
-//! Composition (SPEC §8) on DynamoDB: a node's child tally (`E#T#{node}`) and callback
-//! (`E#B#{node}`), items beside the node's run in the execution's partition; children read
-//! by id in batches.
+//! Composition (SPEC §8) on DynamoDB: a node's child tally (`E#T#{node}`: total,
+//! concurrency, started) and callback (`E#B#{node}`), items beside the node's run in the
+//! execution's partition; the count of children that ended (`done`, `failed`) in
+//! [`keys::CHILD_COUNT_SHARDS`] partitions of its own, summed when the tally is read;
+//! children read by id in batches.
 
 use super::expr::Expr;
-use super::items::{ExecutionItem, Item, attr, from_item, key, s, to_item};
+use super::items::{self, ExecutionItem, Item, attr, from_item, key, s, string_of, to_item};
 use super::{DynamoStore, backend, keys};
 use crate::model::*;
 use crate::ports::*;
@@ -13,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Tallies and callbacks live as long as an unfinished run would.
-const GRACE: Duration = Duration::from_secs(86_400);
+pub(super) const GRACE: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -105,22 +107,38 @@ impl DynamoStore {
             .unwrap_or(*tally))
     }
 
+    /// The tally with the ended children's count shards added, in one strongly consistent
+    /// `BatchGetItem`.
     pub(super) async fn get_child_tally_(
         &self,
         org: &str,
         execution_id: &str,
         node_id: &str,
     ) -> StoreResult<Option<ChildTally>> {
-        self.get(
+        let tally_pk = keys::execution_pk(org, execution_id);
+        let mut wanted = vec![key(tally_pk.clone(), keys::tally_sk(node_id))];
+        wanted.extend((0..keys::CHILD_COUNT_SHARDS).map(|shard| {
             key(
-                keys::execution_pk(org, execution_id),
-                keys::tally_sk(node_id),
-            ),
-            true,
-        )
-        .await?
-        .map(|i| from_item::<TallyItem>(i, "child tally").map(|t| t.tally))
-        .transpose()
+                keys::child_count_pk(org, execution_id, node_id, shard),
+                keys::CHILD_COUNT_SK,
+            )
+        }));
+        let mut tally = None;
+        let (mut done, mut failed) = (0u32, 0u32);
+        for item in self.get_many(wanted).await? {
+            if string_of(&item, attr::PK).as_deref() == Some(tally_pk.as_str()) {
+                tally = Some(from_item::<TallyItem>(item, "child tally")?.tally);
+            } else {
+                let count = |name| items::number_of(&item, name).unwrap_or(0) as u32;
+                done = done.saturating_add(count("done"));
+                failed = failed.saturating_add(count("failed"));
+            }
+        }
+        Ok(tally.map(|mut t| {
+            t.done = t.done.saturating_add(done);
+            t.failed = t.failed.saturating_add(failed);
+            t
+        }))
     }
 
     /// Reads the tally and moves `started` over the free slots with a write conditional on

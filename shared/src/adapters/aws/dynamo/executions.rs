@@ -370,15 +370,22 @@ impl DynamoStore {
         let mut e = Expr::new();
         let failed = i64::from(exec.status != ExecutionStatus::Success);
         let update = format!(
-            "ADD {} {}, {} {}",
+            "ADD {} {}, {} {} SET {} = if_not_exists({}, {})",
             e.n("done"),
             e.v(AttributeValue::N("1".into())),
             e.n("failed"),
-            e.v(AttributeValue::N(failed.to_string()))
+            e.v(AttributeValue::N(failed.to_string())),
+            e.n(attr::EXPIRES_AT),
+            e.n(attr::EXPIRES_AT),
+            e.v(AttributeValue::N(
+                self.expiry_from_now(super::compose::GRACE).to_string()
+            ))
         );
+        // Counted in the child's shard of the parent node's count, not in the tally item.
+        let (pk, sk) = keys::child_count_item(org, parent, node, &exec.id);
         let update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(tally_key))
+            .set_key(Some(key(pk, sk)))
             .update_expression(update)
             .set_expression_attribute_names(e.names())
             .set_expression_attribute_values(e.values())
