@@ -104,6 +104,11 @@ fn arrival<'a>(
         parent,
         taken,
         parents,
+        // The parent's number (`p7` → 7) where it has one.
+        parent_index: parent
+            .trim_start_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .unwrap_or(0),
         at: now(),
     }
 }
@@ -1077,5 +1082,55 @@ async fn schedule_rules_use_the_schedule_parsers_expression() {
     assert_eq!(
         rule_expression(&env, &rule_name(&rate.id)).await.as_deref(),
         Some("rate(5 minutes)")
+    );
+}
+
+/// A join's arrivals cost the same write units each however wide it is (priced by the cost
+/// tool's estimator on the client): a join of 640 parents costs per arrival what one of 64
+/// costs, where one set of every parent on the run would make each arrival cost the size of
+/// all before it (O(N²) in all).
+#[tokio::test]
+async fn a_wide_joins_arrivals_cost_the_same_per_parent() {
+    use weconnect_engine::adapters::aws::DynamoStore;
+    use weconnect_tests::units::UnitEstimator;
+    let env = aws_env().await;
+    let estimator = UnitEstimator::new(&table_definition(), false);
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&env.sdk)
+            .interceptor(estimator.clone())
+            .build(),
+    );
+    let store = DynamoStore::new(dynamo, &env.config);
+    let org = format!("org-{}", new_id());
+    let mut per_arrival = Vec::new();
+    for parents in [64usize, 640] {
+        let e = execution(&org, "w", now());
+        store.create_execution(&e, None, now()).await.unwrap();
+        estimator.take();
+        for i in 0..parents {
+            let parent = format!("parent-{i}");
+            let a = ArrivalAt {
+                execution_id: &e.id,
+                child: "join",
+                parent: &parent,
+                taken: true,
+                parents,
+                parent_index: i,
+                at: now(),
+            };
+            let out = store.arrive(&org, &a, None).await.unwrap();
+            assert_eq!(
+                matches!(out, Arrival::Ready(_)),
+                i + 1 == parents,
+                "{i}: {out:?}"
+            );
+        }
+        let units: f64 = estimator.take().values().map(|u| u.write).sum();
+        per_arrival.push(units / parents as f64);
+    }
+    eprintln!("write units per arrival, 64 and 640 parents: {per_arrival:?}");
+    assert!(
+        per_arrival[1] <= per_arrival[0] * 1.2 && per_arrival[1] < 2.0,
+        "write units per arrival, 64 and 640 parents: {per_arrival:?}"
     );
 }

@@ -162,6 +162,11 @@ fn arrival<'a>(
         parent,
         taken,
         parents,
+        // The parent's number (`p7` → 7) where it has one.
+        parent_index: parent
+            .trim_start_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .unwrap_or(0),
         at: ts(0),
     }
 }
@@ -1699,6 +1704,59 @@ pub async fn concurrent_arrivals_without_claims_make_one_ready(s: Arc<dyn Store>
     );
 }
 
+/// A join of 150 parents (wider than a store may keep in one item), each arriving twice and
+/// concurrently, some with a claim: exactly one arrival makes it ready, after the last
+/// parent, and it counts every parent; a late duplicate sees the decided run.
+pub async fn a_wide_join_counts_every_parent_once(s: Arc<dyn Store>) {
+    let o = org();
+    let e = execution(&o, "w", 0);
+    s.create_execution(&e, None, ts(0)).await.unwrap();
+    let parents = 150;
+    let tasks: Vec<_> = (0..parents * 2)
+        .map(|i| {
+            let s = s.clone();
+            let (o, id) = (o.clone(), e.id.clone());
+            tokio::spawn(async move {
+                let p = format!("p{}", i % parents);
+                // Only p7's connection is taken.
+                let a = arrival(&id, "join", &p, p == "p7", parents);
+                let claim = (i % 3 == 0).then(|| claim_at(1000));
+                s.arrive(&o, &a, claim.as_ref()).await.unwrap()
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let ready: Vec<&NodeRun> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Arrival::Ready(run) => Some(run),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ready.len(), 1, "{outcomes:?}");
+    assert_eq!((ready[0].arrived, ready[0].taken), (parents as u32, 1));
+    assert!(
+        !outcomes
+            .iter()
+            .any(|o| matches!(o, Arrival::Skipped(_) | Arrival::AlreadyDecided)),
+        "{outcomes:?}"
+    );
+    let state = s.get_execution_state(&o, &e.id).await.unwrap().unwrap();
+    let join = state.run("join").unwrap();
+    assert!(join.ready);
+    assert_eq!(join.arrived as usize, parents);
+    assert!(matches!(
+        s.arrive(&o, &arrival(&e.id, "join", "p149", false, parents), None)
+            .await
+            .unwrap(),
+        Arrival::Duplicate(r) if r.ready
+    ));
+}
+
 // ---- logs ----------------------------------------------------------------------------------
 
 pub async fn logs_oldest_first_with_filters_and_tailing(s: Arc<dyn Store>) {
@@ -3216,6 +3274,7 @@ macro_rules! store_contract {
             arrivals_decide_a_join_once,
             concurrent_arrivals_with_claims_make_one_ready,
             concurrent_arrivals_without_claims_make_one_ready,
+            a_wide_join_counts_every_parent_once,
             logs_oldest_first_with_filters_and_tailing,
             credentials_by_id_or_name_unique_per_organization,
             circuit_state_compare_and_set,

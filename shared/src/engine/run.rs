@@ -545,6 +545,11 @@ impl Engine {
                     parent: &node_id,
                     taken,
                     parents: plan.parents(&child).len(),
+                    parent_index: plan
+                        .parents(&child)
+                        .iter()
+                        .position(|p| *p == node_id)
+                        .unwrap_or(0),
                     at: self.clock().now(),
                 };
                 let arrived = self.store().arrive(&org, &arrival, claim.as_ref()).await?;

@@ -98,6 +98,9 @@ pub struct ArrivalAt<'a> {
     pub taken: bool,
     /// The child's number of distinct parents.
     pub parents: usize,
+    /// This parent's position among them (`0..parents`, the graph's order): a store may
+    /// spread a wide join's arrivals over several items by it.
+    pub parent_index: usize,
     /// When a child skipped by this arrival finishes.
     pub at: Timestamp,
 }

@@ -132,6 +132,11 @@ fn arrival<'a>(
         parent,
         taken,
         parents,
+        // The parent's number (`p7` → 7) where it has one.
+        parent_index: parent
+            .trim_start_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .unwrap_or(0),
         at: ts(0),
     }
 }

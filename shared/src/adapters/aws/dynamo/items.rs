@@ -36,6 +36,9 @@ pub mod attr {
     pub const READY: &str = "ready";
     pub const ARRIVED: &str = "arrived";
     pub const TAKEN_FROM: &str = "takenFrom";
+    /// A wide join's parents (and taken connections) counted by its shard reports.
+    pub const PARENTS_ARRIVED: &str = "parentsArrived";
+    pub const PARENTS_TAKEN: &str = "parentsTaken";
     pub const LEASE_TOKEN: &str = "leaseToken";
     pub const LEASE_UNTIL: &str = "leaseUntil";
     pub const NOT_BEFORE: &str = "notBefore";
@@ -633,6 +636,12 @@ pub struct NodeRunItem {
         skip_serializing_if = "no_strings"
     )]
     pub taken_from: Vec<String>,
+    /// A wide join (see `runs.rs`): its parents and taken connections, counted by shard;
+    /// its sets then hold the shards that reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parents_arrived: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parents_taken: Option<u32>,
     #[serde(default)]
     pub ready: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -664,6 +673,8 @@ impl NodeRunItem {
             error: run.error.clone(),
             arrived: Vec::new(),
             taken_from: Vec::new(),
+            parents_arrived: None,
+            parents_taken: None,
             ready: run.ready,
             lease_token: run.lease_token.clone(),
             lease_until: run.lease_until,
@@ -684,8 +695,8 @@ impl NodeRunItem {
             duration_ms: self.duration_ms,
             output: self.output,
             error: self.error,
-            arrived: self.arrived.len() as u32,
-            taken: self.taken_from.len() as u32,
+            arrived: self.parents_arrived.unwrap_or(self.arrived.len() as u32),
+            taken: self.parents_taken.unwrap_or(self.taken_from.len() as u32),
             ready: self.ready,
             lease_token: self.lease_token,
             lease_until: self.lease_until,

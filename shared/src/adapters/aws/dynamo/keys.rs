@@ -54,6 +54,11 @@ pub fn unfinished_item(deadline: crate::model::Timestamp, org: &str, id: &str) -
 /// Node runs: `E#N#{nodeId}`; the execution item (`E`) and its runs share the prefix `E`, so
 /// one `begins_with(sk, "E")` Query reads the state without the logs (`L#…`).
 pub const RUN_PREFIX: &str = "E#N#";
+/// A wide join's arrivals, one set of parents per shard (see `runs.rs`): `J#{child}#{shard}`,
+/// outside the `E` prefix the execution's state is read with.
+pub fn join_shard_sk(child: &str, shard: usize) -> String {
+    format!("J#{}#{shard}", esc(child))
+}
 /// Log batches: `L#{first id}` (see `adapters::log_batch`).
 pub const LOG_PREFIX: &str = "L#";
 /// Sorts after every log batch key (`$` follows `#`).

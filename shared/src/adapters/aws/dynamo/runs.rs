@@ -13,6 +13,17 @@ use std::time::Duration;
 /// `retention` after they finished.
 const UNFINISHED_GRACE: Duration = Duration::from_secs(86_400);
 
+/// The most parents a join keeps in one set on its run; wider joins shard their arrivals.
+const JOIN_SET_LIMIT: usize = 64;
+
+/// The number of strings in a string-set attribute (absent: 0).
+fn set_len(item: &Item, name: &str) -> usize {
+    match item.get(name) {
+        Some(AttributeValue::Ss(v)) => v.len(),
+        _ => 0,
+    }
+}
+
 fn ss(values: &[&str]) -> AttributeValue {
     AttributeValue::Ss(values.iter().map(|v| v.to_string()).collect())
 }
@@ -301,12 +312,42 @@ impl DynamoStore {
         if a.parents <= 1 {
             return self.arrive_single(org, a, claim).await;
         }
+        if a.parents > JOIN_SET_LIMIT {
+            return self.arrive_sharded(org, a, claim).await;
+        }
+        self.arrive_multi(org, a, claim, None).await
+    }
+
+    /// A child with several parents, their ids in one set on the run: add this one (once),
+    /// and the arrival that completes the set decides the run in one conditional flip.
+    ///
+    /// `shard`: the arrival is a wide join's shard report, standing for this many parents
+    /// and taken connections (added to the run's counts, so that it shows every parent).
+    async fn arrive_multi(
+        &self,
+        org: &str,
+        a: &ArrivalAt<'_>,
+        claim: Option<&Claim>,
+        shard: Option<(usize, usize)>,
+    ) -> StoreResult<Arrival> {
         let (execution_id, child, parent) = (a.execution_id, a.child, a.parent);
         // 1. Add the parent to the arrived set, unless it is there (a duplicate arrival).
         let mut e = Expr::new();
         let mut adds = vec![format!("{} {}", e.n(attr::ARRIVED), e.v(ss(&[parent])))];
         if a.taken {
             adds.push(format!("{} {}", e.n(attr::TAKEN_FROM), e.v(ss(&[parent]))));
+        }
+        if let Some((parents, taken)) = shard {
+            adds.push(format!(
+                "{} {}",
+                e.n(attr::PARENTS_ARRIVED),
+                e.v(num(parents as i64))
+            ));
+            adds.push(format!(
+                "{} {}",
+                e.n(attr::PARENTS_TAKEN),
+                e.v(num(taken as i64))
+            ));
         }
         let mut sets = Self::identity_clauses(&mut e, execution_id, child)?;
         sets.push(format!(
@@ -331,24 +372,29 @@ impl DynamoStore {
         ));
         let update = format!("ADD {} SET {}", adds.join(", "), sets.join(", "));
         let cond = format!("NOT contains({}, {})", e.n(attr::ARRIVED), e.v(s(parent)));
-        let run = match self
+        let item = match self
             .update_run(org, execution_id, child, update, Some(cond), e)
             .await?
         {
-            Updated::Done(item) => run_from_item(item)?,
+            Updated::Done(item) => item,
             Updated::ConditionFailed(Some(item)) => {
                 return Ok(Arrival::Duplicate(run_from_item(item)?));
             }
             Updated::ConditionFailed(None) => return Ok(Arrival::AlreadyDecided),
         };
+        let (arrived, taken) = (
+            set_len(&item, attr::ARRIVED),
+            set_len(&item, attr::TAKEN_FROM),
+        );
+        let run = run_from_item(item)?;
         if run.ready || run.status != NodeRunStatus::Pending {
             return Ok(Arrival::AlreadyDecided);
         }
-        if (run.arrived as usize) < a.parents {
+        if arrived < a.parents {
             return Ok(Arrival::Waiting);
         }
         // 2. Complete and undecided: one conditional flip, which exactly one arrival wins.
-        let ready = run.taken > 0;
+        let ready = taken > 0;
         let mut e = Expr::new();
         let sets = self.decide_clauses(&mut e, ready, a.at, claim)?;
         let cond = format!(
@@ -373,6 +419,96 @@ impl DynamoStore {
             }
             Updated::ConditionFailed(_) => Ok(Arrival::AlreadyDecided),
         }
+    }
+
+    /// A join with more than [`JOIN_SET_LIMIT`] parents: each parent goes into the set of its
+    /// shard item (`keys::join_shard_sk`, ⌈parents / limit⌉ shards by the parent's index), so
+    /// no write carries more than the limit's ids (one set of all parents would make each
+    /// arrival cost the size of all before it: O(N²) write units for N parents). The arrival
+    /// that completes a shard reports it on the run as one "parent" (`shard-{n}`) of the
+    /// multi-parent path, which decides the run once every shard reported. A duplicate that
+    /// finds its shard complete reports it again, which repairs a report a crash lost.
+    async fn arrive_sharded(
+        &self,
+        org: &str,
+        a: &ArrivalAt<'_>,
+        claim: Option<&Claim>,
+    ) -> StoreResult<Arrival> {
+        let shards = a.parents.div_ceil(JOIN_SET_LIMIT);
+        let shard = a.parent_index % shards;
+        let expected = a.parents / shards + usize::from(shard < a.parents % shards);
+        let mut e = Expr::new();
+        let mut adds = vec![format!("{} {}", e.n(attr::ARRIVED), e.v(ss(&[a.parent])))];
+        if a.taken {
+            adds.push(format!(
+                "{} {}",
+                e.n(attr::TAKEN_FROM),
+                e.v(ss(&[a.parent]))
+            ));
+        }
+        let update = format!(
+            "ADD {} SET {a} = if_not_exists({a}, {v})",
+            adds.join(", "),
+            a = e.n(attr::EXPIRES_AT),
+            v = e.v(num(
+                self.expiry_from_now(self.retention.max(UNFINISHED_GRACE))
+            ))
+        );
+        let cond = format!("NOT contains({}, {})", e.n(attr::ARRIVED), e.v(s(a.parent)));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                keys::execution_pk(org, a.execution_id),
+                keys::join_shard_sk(a.child, shard),
+            )))
+            .update_expression(update)
+            .condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .set_return_consumed_capacity(self.capacity.clone())
+            .send()
+            .await;
+        let (item, duplicate) = match result {
+            Ok(out) => (out.attributes.unwrap_or_default(), false),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    (c.item().cloned().unwrap_or_default(), true)
+                }
+                _ => return Err(backend(err)),
+            },
+        };
+        let count = |name: &str| set_len(&item, name);
+        if count(attr::ARRIVED) < expected {
+            if !duplicate {
+                return Ok(Arrival::Waiting);
+            }
+            let run = self.get(
+                key(
+                    keys::execution_pk(org, a.execution_id),
+                    keys::run_sk(a.child),
+                ),
+                true,
+            );
+            return Ok(match run.await? {
+                Some(run) => Arrival::Duplicate(run_from_item(run)?),
+                None => Arrival::Waiting,
+            });
+        }
+        let marker = format!("shard-{shard}");
+        let taken = count(attr::TAKEN_FROM);
+        let report = ArrivalAt {
+            parent: &marker,
+            parents: shards,
+            parent_index: shard,
+            taken: taken > 0,
+            ..*a
+        };
+        self.arrive_multi(org, &report, claim, Some((expected, taken)))
+            .await
     }
 
     /// A child with one parent: arrive, decide (and claim) in one conditional write. The
