@@ -627,7 +627,7 @@ mod tests {
 
     #[test]
     fn index_maintenance_is_priced() {
-        let est = UnitEstimator::new(&weconnect_tests::moto::table_definition(), false);
+        let est = UnitEstimator::new(&crate::moto::table_definition(), false);
         let item = |extra: &[(&str, &str)]| -> Item {
             let mut i: Item = [("pk".to_string(), s("P")), ("sk".to_string(), s("S"))].into();
             for (k, v) in extra {
@@ -646,8 +646,15 @@ mod tests {
         // In a transaction the table write counts twice; a delete still costs a write.
         assert_eq!(est.write_units(None, Some(&indexed), 2.0), 3.0);
         assert_eq!(est.write_units(Some(&indexed), None, 1.0), 2.0);
-        // A 1 KB item is 2 units once the index overhead is added.
+        // ByOrg projects a few attributes: a 1 KB attribute it does not project costs the
+        // table write only; one it projects makes its entry 2 units (with the overhead).
         let big = item(&[("gsi1pk", "a"), ("gsi1sk", "1"), ("x", &"y".repeat(1000))]);
-        assert_eq!(est.write_units(None, Some(&big), 1.0), 1.0 + 2.0);
+        assert_eq!(est.write_units(None, Some(&big), 1.0), 1.0 + 1.0);
+        let projected = item(&[
+            ("gsi1pk", "a"),
+            ("gsi1sk", "1"),
+            ("status", &"y".repeat(960)),
+        ]);
+        assert_eq!(est.write_units(None, Some(&projected), 1.0), 1.0 + 2.0);
     }
 }

@@ -47,6 +47,29 @@ const PRICE_READ_UNIT: f64 = 0.125;
 const PRICE_SQS_REQUEST: f64 = 0.40;
 const PRICE_EVENT: f64 = 1.00;
 const PRICE_STATE_TRANSITION: f64 = 25.0;
+const PRICE_LAMBDA_REQUEST: f64 = 0.20;
+/// arm64, dollars per GB-second (not per million).
+const PRICE_LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
+const PRICE_HTTP_API_REQUEST: f64 = 1.00;
+const PRICE_EXPRESS_REQUEST: f64 = 1.00;
+/// Step Functions Express duration, dollars per GB-second (first 1,000 GB-hours).
+const PRICE_EXPRESS_GB_SECOND: f64 = 0.000_016_67;
+
+// Assumptions of the duration estimates (printed with the figures).
+/// `MemorySize` of the webhook and worker functions in template.yaml.
+const LAMBDA_MEMORY_GB: f64 = 0.5;
+/// In-region latency of one request, milliseconds (p50 order of magnitude).
+const DYNAMO_MS: f64 = 5.0;
+const SQS_EVENTS_MS: f64 = 10.0;
+/// Each invocation's own work besides waiting for requests (decode, expressions, encode).
+const INVOCATION_CPU_MS: f64 = 2.0;
+/// Step Functions Express: the smallest memory it bills (64 MB) and the time a Lambda task
+/// state takes around its function (the state machine waits, billed).
+const EXPRESS_MEMORY_GB: f64 = 0.0625;
+const EXPRESS_MS_PER_TASK: f64 = 20.0;
+/// The Lambda function of one Express task state (128 MB, ~5 ms of work billed per ms).
+const TASK_MEMORY_GB: f64 = 0.125;
+const TASK_MS: f64 = 5.0;
 
 // Targets on the linear chain, per node.
 const TARGET_WRITES: f64 = 3.0;
@@ -650,8 +673,23 @@ impl Figures<'_> {
         self.service("eventbridge")
     }
 
-    /// Dollars per million node executions: (writes, reads, sqs engine, sqs poller, events).
-    fn dollars(&self) -> [f64; 5] {
+    /// Lambda invocations per execution: the webhook's, and the worker's in the worst case
+    /// (one message per invocation).
+    fn invocations(&self) -> f64 {
+        1.0 + self.messages()
+    }
+    /// Estimated billed Lambda milliseconds per execution: the engine's requests one after
+    /// another at the assumed latencies (the worker overlaps a fan-out's, so an upper bound)
+    /// plus each invocation's own work.
+    fn lambda_ms(&self) -> f64 {
+        self.service("dynamodb") * DYNAMO_MS
+            + (self.sqs_engine() + self.events()) * SQS_EVENTS_MS
+            + self.invocations() * INVOCATION_CPU_MS
+    }
+
+    /// Dollars per million node executions: (writes, reads, sqs engine, sqs poller, events,
+    /// Lambda requests, Lambda duration, API Gateway).
+    fn dollars(&self) -> [f64; 8] {
         let per_node = |x: f64| x / self.nodes();
         let u = self.units();
         [
@@ -660,7 +698,21 @@ impl Figures<'_> {
             per_node(self.sqs_engine()) * PRICE_SQS_REQUEST,
             per_node(self.poller_estimate()) * PRICE_SQS_REQUEST,
             per_node(self.events()) * PRICE_EVENT,
+            per_node(self.invocations()) * PRICE_LAMBDA_REQUEST,
+            per_node(self.lambda_ms() / 1000.0 * LAMBDA_MEMORY_GB) * PRICE_LAMBDA_GB_SECOND * 1e6,
+            per_node(1.0) * PRICE_HTTP_API_REQUEST,
         ]
+    }
+
+    /// Step Functions Express, per million node executions, with one Lambda task per node:
+    /// (the state machine's request and duration, the tasks' Lambda requests and duration).
+    fn express_dollars(&self) -> [f64; 2] {
+        let per_node = |x: f64| x / self.nodes();
+        let machine = per_node(PRICE_EXPRESS_REQUEST)
+            + EXPRESS_MS_PER_TASK / 1000.0 * EXPRESS_MEMORY_GB * PRICE_EXPRESS_GB_SECOND * 1e6;
+        let tasks =
+            PRICE_LAMBDA_REQUEST + TASK_MS / 1000.0 * TASK_MEMORY_GB * PRICE_LAMBDA_GB_SECOND * 1e6;
+        [machine, tasks]
     }
 }
 
@@ -781,23 +833,40 @@ fn report(measured: &[Measured], options: &Options) -> String {
         let _ = write!(header, "{:>width$}  ", f.m.shape.title, width = 2 * HALF);
     }
     t.text(&header);
-    let dollars: Vec<[f64; 5]> = figures.iter().map(Figures::dollars).collect();
-    let money = |t: &mut Table, label: &str, pick: &dyn Fn(&[f64; 5]) -> f64| {
+    let dollars: Vec<([f64; 8], [f64; 2])> = figures
+        .iter()
+        .map(|f| (f.dollars(), f.express_dollars()))
+        .collect();
+    type Pick<'a> = &'a dyn Fn(&([f64; 8], [f64; 2])) -> f64;
+    let money = |t: &mut Table, label: &str, pick: Pick| {
         let mut line = format!("{label:<LABEL$}");
         for d in &dollars {
             let _ = write!(line, "{:>width$.3}  ", pick(d), width = 2 * HALF);
         }
         t.text(&line);
     };
-    money(&mut t, "  DynamoDB writes ($0.625/M WRU)", &|d| d[0]);
-    money(&mut t, "  DynamoDB reads ($0.125/M RRU)", &|d| d[1]);
-    money(&mut t, "  SQS engine-side ($0.40/M)", &|d| d[2]);
-    money(&mut t, "  SQS poller, ESM worst case ($0.40/M)", &|d| d[3]);
-    money(&mut t, "  EventBridge ($1.00/M events)", &|d| d[4]);
-    money(&mut t, "  total", &|d| d.iter().sum());
+    money(&mut t, "  DynamoDB writes ($0.625/M WRU)", &|d| d.0[0]);
+    money(&mut t, "  DynamoDB reads ($0.125/M RRU)", &|d| d.0[1]);
+    money(&mut t, "  SQS engine-side ($0.40/M)", &|d| d.0[2]);
+    money(&mut t, "  SQS poller, ESM worst case ($0.40/M)", &|d| {
+        d.0[3]
+    });
+    money(&mut t, "  EventBridge ($1.00/M events)", &|d| d.0[4]);
+    money(&mut t, "  Lambda requests ($0.20/M, 1 msg/batch)", &|d| {
+        d.0[5]
+    });
+    money(&mut t, "  Lambda duration (arm64, 512 MB, est.)", &|d| {
+        d.0[6]
+    });
+    money(&mut t, "  API Gateway HTTP API ($1.00/M)", &|d| d.0[7]);
+    money(&mut t, "  total", &|d| d.0.iter().sum());
     money(&mut t, "  AWS Step Functions Standard ($25/M)", &|_| {
         PRICE_STATE_TRANSITION
     });
+    money(&mut t, "  AWS Step Functions Express, states only", &|d| {
+        d.1[0]
+    });
+    money(&mut t, "    + a Lambda task per node", &|d| d.1[0] + d.1[1]);
 
     if let Some(linear) = figures.iter().find(|f| f.m.shape.key == "linear") {
         t.text("");
@@ -881,6 +950,29 @@ fn report(measured: &[Measured], options: &Options) -> String {
     ] {
         t.text(line);
     }
+    let lambda_note = format!(
+        "Lambda (estimated, not measured): one webhook invocation per execution and one \
+         worker invocation per message (batches of one, the worst case); billed time = the \
+         engine's requests one after another at {DYNAMO_MS} ms per DynamoDB and \
+         {SQS_EVENTS_MS} ms per SQS/EventBridge request + {INVOCATION_CPU_MS} ms of work per \
+         invocation, at {LAMBDA_MEMORY_GB} GB. API Gateway: the webhook request. Step \
+         Functions Express: one request per execution, {EXPRESS_MS_PER_TASK} ms per task \
+         state at 64 MB, its Lambda tasks {TASK_MS} ms at 128 MB each (no store or queue: \
+         Express keeps no execution history beyond logs, runs at most 5 minutes, and \
+         delivers at least once)."
+    );
+    let mut line = String::new();
+    for word in lambda_note.split_whitespace() {
+        if line.len() + word.len() >= 84 {
+            t.text(&line);
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    t.text(&line);
     t.out
 }
 
