@@ -97,12 +97,14 @@ const SQS_POLLER: [&str; 3] = ["ReceiveMessage", "DeleteMessage", "DeleteMessage
 struct Options {
     executions: usize,
     workers: usize,
+    /// Branches of the fan-out.
+    width: usize,
     trace: bool,
 }
 
 fn usage() -> &'static str {
-    "usage: aws-cost [--executions N (20)] [--workers W (4)] [--trace]\n\
-     Counts the AWS requests per node of a 10-node chain and a 10-wide fan-out with a join,\n\
+    "usage: aws-cost [--executions N (20)] [--workers W (4)] [--width B (10)] [--trace]\n\
+     Counts the AWS requests per node of a 10-node chain and a B-wide fan-out with a join,\n\
      run on moto_server (pip install 'moto[server]'). --trace prints every DynamoDB item\n\
      write with its estimated write units to stderr."
 }
@@ -111,6 +113,7 @@ fn options() -> Result<Options> {
     let mut o = Options {
         executions: 20,
         workers: 4,
+        width: 10,
         trace: false,
     };
     let mut args = std::env::args().skip(1);
@@ -127,6 +130,7 @@ fn options() -> Result<Options> {
         match arg.as_str() {
             "-n" | "--executions" => o.executions = number("--executions")?,
             "-w" | "--workers" => o.workers = number("--workers")?,
+            "--width" => o.width = number("--width")?,
             "--trace" => o.trace = true,
             "-h" | "--help" => {
                 println!("{}", usage());
@@ -228,11 +232,11 @@ impl JobQueue for CountingQueue {
 
 struct Shape {
     key: &'static str,
-    title: &'static str,
+    title: String,
     definition: Value,
     nodes: usize,
     /// Checks one finished execution's node outputs (by node id).
-    check: fn(&BTreeMap<String, Value>) -> Result<()>,
+    check: Box<dyn Fn(&BTreeMap<String, Value>) -> Result<()>>,
 }
 
 fn trigger() -> Value {
@@ -252,20 +256,20 @@ fn linear_chain() -> Shape {
     }
     Shape {
         key: "linear",
-        title: "linear chain",
+        title: "linear chain".into(),
         definition: json!({"name": "cost: linear chain", "nodes": nodes, "connections": connections}),
         nodes: 10,
-        check: |out| match out.get("s9") {
+        check: Box::new(|out| match out.get("s9") {
             Some(v) if *v == json!({"n": 9}) => Ok(()),
             other => bail!("s9 output {other:?}, expected {{\"n\": 9}}"),
-        },
+        }),
     }
 }
 
-fn fan_out() -> Shape {
+fn fan_out(width: usize) -> Shape {
     let mut nodes = vec![trigger()];
     let mut connections = Vec::new();
-    for i in 1..=10 {
+    for i in 1..=width {
         let id = format!("b{i}");
         nodes.push(set(
             &id,
@@ -277,15 +281,15 @@ fn fan_out() -> Shape {
     nodes.push(json!({"id": "join", "name": "Join", "type": "flow.merge"}));
     Shape {
         key: "fanout",
-        title: "fan-out 10 + join",
+        title: format!("fan-out {width} + join"),
         definition: json!({"name": "cost: fan-out", "nodes": nodes, "connections": connections}),
-        nodes: 12,
-        check: |out| {
+        nodes: width + 2,
+        check: Box::new(move |out| {
             let joined = out
                 .get("join")
                 .and_then(Value::as_object)
                 .ok_or_else(|| anyhow!("join has no object output"))?;
-            for i in 1..=10 {
+            for i in 1..=width {
                 let branch = joined
                     .get(&format!("b{i}"))
                     .ok_or_else(|| anyhow!("join output lacks b{i}: {joined:?}"))?;
@@ -294,7 +298,7 @@ fn fan_out() -> Shape {
                 }
             }
             Ok(())
-        },
+        }),
     }
 }
 
@@ -990,7 +994,7 @@ async fn run() -> Result<()> {
     check_moto()?;
     let mut bench = Bench::new(options.workers, options.trace).await?;
     let mut measured = Vec::new();
-    for shape in [linear_chain(), fan_out()] {
+    for shape in [linear_chain(), fan_out(options.width)] {
         eprintln!(
             "running {} executions of the {} on moto...",
             options.executions, shape.title
