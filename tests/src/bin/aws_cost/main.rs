@@ -230,13 +230,15 @@ impl JobQueue for CountingQueue {
 
 // ---- the workflows -----------------------------------------------------------------------
 
+/// Checks one finished execution's node outputs (by node id).
+type OutputCheck = Box<dyn Fn(&BTreeMap<String, Value>) -> Result<()>>;
+
 struct Shape {
     key: &'static str,
     title: String,
     definition: Value,
     nodes: usize,
-    /// Checks one finished execution's node outputs (by node id).
-    check: Box<dyn Fn(&BTreeMap<String, Value>) -> Result<()>>,
+    check: OutputCheck,
 }
 
 fn trigger() -> Value {
