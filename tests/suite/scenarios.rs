@@ -336,20 +336,23 @@ pub async fn retries_exhausted_fail_naming_the_node(backend: Backend) {
 pub async fn timeout(backend: Backend) {
     let mut h = Harness::new(backend).await;
     h.start_workers(2);
+    // The wait outlasts the deadline by 3 s, so the cleanup run (which on DynamoDB walks 64
+    // shards of the unfinished index, slow on a loaded moto) gets there first.
     let wf = h
         .workflow(json!({"name": "slow", "nodes": [
-            trigger(), {"id": "wait", "name": "Wait", "type": "flow.wait", "parameters": {"durationMs": 1500}},
+            trigger(), {"id": "wait", "name": "Wait", "type": "flow.wait", "parameters": {"durationMs": 4000}},
             http("after", &h.sink.url("/after")),
         ], "connections": [conn("start", "wait"), conn("wait", "after")]}))
         .await;
+    let started = std::time::Instant::now();
     let exec = h.start_with_timeout(&wf, json!({}), Some(1000)).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let report = h.engine.sweep().await.expect("sweep");
     assert!(report.timed_out >= 1, "{report:?}");
     let d = h.wait_terminal(&exec.id, LONG).await;
     assert_eq!(d.execution.status, ExecutionStatus::Timeout);
-    // The wait's job still arrives; nothing runs after it.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The wait's job still arrives (after 4 s); nothing runs after it.
+    tokio::time::sleep(Duration::from_millis(4800).saturating_sub(started.elapsed())).await;
     assert_eq!(h.sink.count("/after"), 0);
     assert_eq!(h.execution(&exec.id).await.status, ExecutionStatus::Timeout);
     h.stop_workers().await;
