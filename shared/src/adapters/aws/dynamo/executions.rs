@@ -617,7 +617,8 @@ impl DynamoStore {
             .collect())
     }
 
-    /// The unfinished index, shard after shard (no global order: each shard is by
+    /// The unfinished index: every shard from the cursor's on queried (16 at a time, each
+    /// for up to a page), the page taken in shard order (no global order: each shard is by
     /// deadline); the executions themselves are read in one `BatchGetItem` per page, as the
     /// index carries only what counting needs. The cursor holds the shard and the position
     /// in it.
@@ -629,7 +630,7 @@ impl DynamoStore {
         const QUERY: &str = "unfinished";
         const SHARD: &str = "shard";
         let limit = limit.max(1);
-        let (mut shard, mut start) = match cursor {
+        let (shard, mut start) = match cursor {
             None => (0, None),
             Some(token) => {
                 let mut key = self.cursors.decode(token, "", QUERY)?;
@@ -648,42 +649,50 @@ impl DynamoStore {
                 (shard, start)
             }
         };
-        let mut found = Vec::new();
+        // Every shard from the cursor's on, 16 at a time, each for up to a page; the page is
+        // taken in shard order and ends where a shard has more than what fits.
+        let queries: Vec<(u32, Option<Item>)> = (shard..keys::UNFINISHED_SHARDS)
+            .map(|n| (n, if n == shard { start.take() } else { None }))
+            .collect();
+        let key_attrs = [attr::PK, attr::SK, attr::GSI3PK, attr::GSI3SK];
+        let shards = self
+            .query_each(queries, |(n, from)| async move {
+                let mut e = Expr::new();
+                let key_condition =
+                    format!("{} = {}", e.n(attr::GSI3PK), e.v(s(keys::unfinished_pk(n))));
+                let q = QuerySpec {
+                    index: Some(keys::GSI_UNFINISHED),
+                    key_condition,
+                    filter: None,
+                    expr: e,
+                    forward: true,
+                    consistent: false,
+                    projection: None,
+                };
+                let (items, next) = self.query_limited(&q, limit, from, &key_attrs).await?;
+                Ok((n, items, next))
+            })
+            .await?;
+        let mut found: Vec<Item> = Vec::new();
         let mut next_cursor = None;
-        while shard < keys::UNFINISHED_SHARDS {
-            let mut e = Expr::new();
-            let key_condition = format!(
-                "{} = {}",
-                e.n(attr::GSI3PK),
-                e.v(s(keys::unfinished_pk(shard)))
-            );
-            let q = QuerySpec {
-                index: Some(keys::GSI_UNFINISHED),
-                key_condition,
-                filter: None,
-                expr: e,
-                forward: true,
-                consistent: false,
-                projection: None,
+        for (n, items, next) in shards {
+            let room = limit - found.len();
+            let more_here = items.len() > room;
+            found.extend(items.into_iter().take(room));
+            // Where the page ends: inside this shard, after it, or at the next one.
+            let position = if more_here {
+                found.last().map(|last| super::cursor_key(last, &key_attrs))
+            } else {
+                next
             };
-            let (items, next) = self
-                .query_limited(
-                    &q,
-                    limit - found.len(),
-                    start.take(),
-                    &[attr::PK, attr::SK, attr::GSI3PK, attr::GSI3SK],
-                )
-                .await?;
-            found.extend(items);
-            if let Some(mut position) = next {
-                position.insert(SHARD.into(), shard.to_string());
+            if let Some(mut position) = position {
+                position.insert(SHARD.into(), n.to_string());
                 next_cursor = Some(position);
                 break;
             }
-            shard += 1;
-            if found.len() >= limit {
-                if shard < keys::UNFINISHED_SHARDS {
-                    next_cursor = Some([(SHARD.to_string(), shard.to_string())].into());
+            if found.len() == limit {
+                if n + 1 < keys::UNFINISHED_SHARDS {
+                    next_cursor = Some([(SHARD.to_string(), (n + 1).to_string())].into());
                 }
                 break;
             }

@@ -281,14 +281,11 @@ impl DynamoStore {
 
     /// `run` on each query (the shards of a sharded partition), 16 at a time, results in
     /// the queries' order.
-    async fn query_each<'a, T, F, Fut>(
-        &'a self,
-        queries: Vec<QuerySpec>,
-        run: F,
-    ) -> StoreResult<Vec<T>>
+    async fn query_each<'a, Q, T, F, Fut>(&'a self, queries: Vec<Q>, run: F) -> StoreResult<Vec<T>>
     where
+        Q: Send + 'a,
         T: Send + 'a,
-        F: Fn(QuerySpec) -> Fut + Send + Sync + 'a,
+        F: Fn(Q) -> Fut + Send + Sync + 'a,
         Fut: std::future::Future<Output = StoreResult<T>> + Send + 'a,
     {
         use futures::{StreamExt, TryStreamExt};
