@@ -328,12 +328,7 @@ impl Engine {
                     .workflow_saved(&wf)
                     .await
                     .map_err(sync_error)?;
-                let mut wf = [wf];
-                self.store()
-                    .add_activity(&who.organization_id, &mut wf)
-                    .await?;
-                let [wf] = wf;
-                return Ok(wf);
+                return self.with_activity(who, wf).await;
             }
         }
         Err(EngineError::Conflict(
@@ -348,11 +343,16 @@ impl Engine {
             .get_workflow(&who.organization_id, id)
             .await?
             .ok_or_else(not_found)?;
-        let mut wf = [wf];
+        self.with_activity(who, wf).await
+    }
+
+    /// `wf` with the counts the store keeps of its executions (see `WorkflowStore::add_activity`).
+    async fn with_activity(&self, who: &Principal, wf: Workflow) -> EngineResult<Workflow> {
+        let mut one = [wf];
         self.store()
-            .add_activity(&who.organization_id, &mut wf)
+            .add_activity(&who.organization_id, &mut one)
             .await?;
-        let [wf] = wf;
+        let [wf] = one;
         Ok(wf)
     }
 
