@@ -60,14 +60,27 @@ impl DynamoStore {
         condition: Option<String>,
         e: Expr,
     ) -> StoreResult<Updated> {
+        let sk = keys::run_sk(node_id);
+        self.update_in_execution(org, execution_id, sk, update, condition, e)
+            .await
+    }
+
+    /// A conditional update of the item `sk` in the execution's partition, returning the new
+    /// item, or the stored one when the condition failed.
+    async fn update_in_execution(
+        &self,
+        org: &str,
+        execution_id: &str,
+        sk: String,
+        update: String,
+        condition: Option<String>,
+        e: Expr,
+    ) -> StoreResult<Updated> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(
-                keys::execution_pk(org, execution_id),
-                keys::run_sk(node_id),
-            )))
+            .set_key(Some(key(keys::execution_pk(org, execution_id), sk)))
             .update_expression(update)
             .set_condition_expression(condition)
             .set_expression_attribute_names(e.names())
@@ -455,31 +468,13 @@ impl DynamoStore {
             ))
         );
         let cond = format!("NOT contains({}, {})", e.n(attr::ARRIVED), e.v(s(a.parent)));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(
-                keys::execution_pk(org, a.execution_id),
-                keys::join_shard_sk(a.child, shard),
-            )))
-            .update_expression(update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .set_return_consumed_capacity(self.capacity.clone())
-            .send()
-            .await;
-        let (item, duplicate) = match result {
-            Ok(out) => (out.attributes.unwrap_or_default(), false),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    (c.item().cloned().unwrap_or_default(), true)
-                }
-                _ => return Err(backend(err)),
-            },
+        let sk = keys::join_shard_sk(a.child, shard);
+        let (item, duplicate) = match self
+            .update_in_execution(org, a.execution_id, sk, update, Some(cond), e)
+            .await?
+        {
+            Updated::Done(item) => (item, false),
+            Updated::ConditionFailed(item) => (item.unwrap_or_default(), true),
         };
         let count = |name: &str| set_len(&item, name);
         if count(attr::ARRIVED) < expected {
