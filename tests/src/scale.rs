@@ -283,21 +283,13 @@ fn workflow(org: &str, id: &str, nodes: u32, now: Timestamp) -> Workflow {
         json!({"name": format!("chain of {nodes}"), "nodes": list, "connections": connections}),
     )
     .expect("a chain definition");
-    Workflow {
-        id: id.into(),
-        organization_id: org.into(),
+    let who = Principal {
         user_id: "user".into(),
-        name: def.name,
-        description: def.description,
+        organization_id: org.into(),
+    };
+    Workflow {
         status: WorkflowStatus::Active,
-        version: 1,
-        nodes: def.nodes,
-        connections: def.connections,
-        settings: def.settings,
-        execution_count: 0,
-        last_executed_at: None,
-        created_at: now,
-        updated_at: now,
+        ..Workflow::first_version(id.into(), &who, def, now)
     }
 }
 

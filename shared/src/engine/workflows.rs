@@ -234,24 +234,9 @@ impl Engine {
             .map_err(EngineError::BadRequest)?;
         self.check_references(who, &def, None).await?;
         let now = self.clock().now();
-        let mut nodes = def.nodes;
-        assign_webhook_paths(&mut nodes, None);
-        let wf = Workflow {
-            id: crate::model::new_id(),
-            organization_id: who.organization_id.clone(),
-            user_id: who.user_id.clone(),
-            name: def.name,
-            description: def.description,
-            status: def.status,
-            version: 1,
-            nodes,
-            connections: def.connections,
-            settings: def.settings,
-            execution_count: 0,
-            last_executed_at: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let mut def = def;
+        assign_webhook_paths(&mut def.nodes, None);
+        let wf = Workflow::first_version(crate::model::new_id(), who, def, now);
         let routes = webhook_routes(&wf);
         self.store()
             .create_workflow(&wf, &routes)

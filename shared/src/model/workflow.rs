@@ -58,6 +58,31 @@ pub struct Workflow {
 }
 
 impl Workflow {
+    /// Version 1 of `def` (with its status), created by `who` at `now`.
+    pub fn first_version(
+        id: String,
+        who: &crate::engine::Principal,
+        def: WorkflowDefinition,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            organization_id: who.organization_id.clone(),
+            user_id: who.user_id.clone(),
+            name: def.name,
+            description: def.description,
+            status: def.status,
+            version: 1,
+            nodes: def.nodes,
+            connections: def.connections,
+            settings: def.settings,
+            execution_count: 0,
+            last_executed_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
     }

@@ -431,20 +431,8 @@ impl Bench {
         weconnect_engine::graph::validate(&def).map_err(|e| anyhow!("invalid workflow: {e:?}"))?;
         let now = Timestamp::from(chrono::Utc::now());
         let wf = Workflow {
-            id: new_id(),
-            organization_id: self.who.organization_id.clone(),
-            user_id: self.who.user_id.clone(),
-            name: def.name,
-            description: def.description,
             status: WorkflowStatus::Active,
-            version: 1,
-            nodes: def.nodes,
-            connections: def.connections,
-            settings: def.settings,
-            execution_count: 0,
-            last_executed_at: None,
-            created_at: now,
-            updated_at: now,
+            ..Workflow::first_version(new_id(), &self.who, def, now)
         };
         self.store
             .create_workflow(&wf, &[])
