@@ -47,7 +47,7 @@ pub fn unfinished_sk(deadline: crate::model::Timestamp, org: &str, id: &str) -> 
 /// The unfinished index's (partition, sort key) of a not yet terminal execution.
 pub fn unfinished_item(deadline: crate::model::Timestamp, org: &str, id: &str) -> (String, String) {
     (
-        unfinished_pk(stats_shard(id) % UNFINISHED_SHARDS),
+        unfinished_pk(shard_hash(id) % UNFINISHED_SHARDS),
         unfinished_sk(deadline, org, id),
     )
 }
@@ -79,7 +79,7 @@ pub const WORKFLOW_COUNTER_SHARDS: u32 = 8;
 
 /// The counter item (pk, sk) of `workflow_id` an execution adds to.
 pub fn workflow_counter_item(org: &str, workflow_id: &str, execution_id: &str) -> (String, String) {
-    let shard = stats_shard(execution_id) % WORKFLOW_COUNTER_SHARDS;
+    let shard = shard_hash(execution_id) % WORKFLOW_COUNTER_SHARDS;
     (
         workflow_counter_pk(org, workflow_id, shard),
         WORKFLOW_COUNTER_SK.into(),
@@ -131,7 +131,7 @@ pub fn child_count_item(
     node_id: &str,
     child_id: &str,
 ) -> (String, String) {
-    let shard = stats_shard(child_id) % CHILD_COUNT_SHARDS;
+    let shard = shard_hash(child_id) % CHILD_COUNT_SHARDS;
     (
         child_count_pk(org, parent_id, node_id, shard),
         CHILD_COUNT_SK.into(),
@@ -157,7 +157,7 @@ pub const LISTING_SHARDS: u32 = 32;
 
 /// The listing shard of an execution.
 pub fn listing_shard(execution_id: &str) -> u32 {
-    stats_shard(execution_id) % LISTING_SHARDS
+    shard_hash(execution_id) % LISTING_SHARDS
 }
 /// `ByOrg` partition of one shard of an organization's executions.
 pub fn executions_of(org: &str, shard: u32) -> String {
@@ -220,7 +220,7 @@ pub fn stats_sk(day: &str) -> String {
 /// The statistics counters item (pk, sk) an execution of `org` created on `day` counts in.
 pub fn stats_item(org: &str, day: &str, execution_id: &str) -> (String, String) {
     (
-        stats_pk(org, stats_shard(execution_id) % STATS_SHARDS),
+        stats_pk(org, shard_hash(execution_id) % STATS_SHARDS),
         stats_sk(day),
     )
 }
@@ -260,7 +260,7 @@ pub fn trend_item(
     start: crate::model::Timestamp,
     execution_id: &str,
 ) -> (String, String) {
-    let shard = stats_shard(execution_id) % TREND_SHARDS;
+    let shard = shard_hash(execution_id) % TREND_SHARDS;
     (
         trends_pk(org, workflow_id, shard),
         trend_sk(interval, start),
@@ -285,7 +285,7 @@ pub fn trend_start_of_sk(sk: &str) -> Option<crate::model::Timestamp> {
 }
 
 /// A stable hash of an execution id (FNV-1a), for choosing its shards.
-pub fn stats_shard(execution_id: &str) -> u32 {
+pub fn shard_hash(execution_id: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in execution_id.bytes() {
         h ^= u32::from(b);
