@@ -1755,6 +1755,25 @@ pub async fn a_wide_join_counts_every_parent_once(s: Arc<dyn Store>) {
             .unwrap(),
         Arrival::Duplicate(r) if r.ready
     ));
+
+    // No taken connection among 70 parents: the last arrival skips it, once.
+    let dead = 70;
+    for i in 0..dead {
+        let parent = format!("p{i}");
+        let a = arrival(&e.id, "dead", &parent, false, dead);
+        let out = s.arrive(&o, &a, None).await.unwrap();
+        if i + 1 < dead {
+            assert_eq!(out, Arrival::Waiting, "p{i}");
+        } else {
+            assert!(matches!(out, Arrival::Skipped(r) if r.status == NodeRunStatus::Skipped));
+        }
+    }
+    assert!(matches!(
+        s.arrive(&o, &arrival(&e.id, "dead", "p3", false, dead), None)
+            .await
+            .unwrap(),
+        Arrival::Duplicate(r) if r.status == NodeRunStatus::Skipped
+    ));
 }
 
 // ---- logs ----------------------------------------------------------------------------------
